@@ -1,0 +1,70 @@
+"""Attest application factory: config -> extensions -> blueprints -> CLI groups."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from core import config as config_module
+from core import db as core_db
+
+ROOT = Path(__file__).resolve().parent
+
+# Every module defining models is imported here, then the version classes are built once (STACK_NOTES: Continuum).
+import core.audit  # noqa: E402,F401
+import core.auth.models  # noqa: E402,F401
+import core.org  # noqa: E402,F401
+
+core_db.configure_models()
+
+
+def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__, instance_path=str(ROOT / "instance"), template_folder="core/templates",
+                static_folder="core/static")
+    app.config.update(config_module.load(app.instance_path, config_overrides))
+
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    if app.config["ATTEST_PROXY_FIX"]:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
+
+    from core.auth.access import login_manager
+    from core.extensions import CONTENT_SECURITY_POLICY, bootstrap, csrf, limiter, migrate, talisman
+
+    core_db.init_app(app)
+    migrate.init_app(app, core_db.db, directory=str(ROOT / "migrations"), compare_type=True, render_as_batch=True)
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    bootstrap.init_app(app)
+    limiter.init_app(app)
+    talisman.init_app(
+        app,
+        force_https=app.config["ATTEST_FORCE_HTTPS"],
+        strict_transport_security=app.config["ATTEST_FORCE_HTTPS"],
+        session_cookie_secure=app.config["SESSION_COOKIE_SECURE"],
+        session_cookie_http_only=True,
+        content_security_policy=CONTENT_SECURITY_POLICY,
+        frame_options="DENY",
+        referrer_policy="same-origin",
+    )
+
+    from core import audit_views, web
+    from core.auth import admin, views
+
+    app.register_blueprint(web.bp)
+    app.register_blueprint(views.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(audit_views.bp)
+    web.register_error_handlers(app)
+
+    from core import cli
+
+    cli.register(app)
+
+    if not app.config["SESSION_COOKIE_SECURE"]:
+        logging.getLogger("attest").warning(
+            "ATTEST_SESSION_COOKIE_SECURE is off: the session cookie is sent over plain HTTP (local demo only)")
+    return app

@@ -1,0 +1,123 @@
+"""Login sessions and permission checks.
+
+Flask's session is a signed cookie the client keeps, so logging out alone would not revoke a copied cookie. Each
+session carries the user's current session nonce; it is checked on every request and rotated at login, logout,
+password change, administrator resets and deactivation, so an older cookie stops working at once. Idle timeout and
+absolute lifetime are checked on every request too.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import abort, current_app, flash, g, redirect, request, session, url_for
+from flask_login import LoginManager, current_user, login_user, logout_user
+
+from core import audit
+from core.auth.models import User
+from core.auth.permissions import PERMISSIONS
+from core.db import db, transaction
+
+login_manager = LoginManager()
+login_manager.login_view = "auth.login"
+login_manager.login_message = "Please log in to continue."
+login_manager.login_message_category = "info"
+login_manager.session_protection = None  # the session nonce below does this job, and survives proxies
+
+AUTHENTICATED = "authenticated"  # marker for pages any logged-in user may use (own account, logout)
+PUBLIC = "public"
+
+
+@login_manager.user_loader
+def _load_user(user_id: str) -> User | None:
+    user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
+    if user is None or not user.active or user.security.locked:
+        return None
+    nonce = session.get("_nonce")
+    if not nonce or not secrets.compare_digest(nonce, user.security.session_nonce or ""):
+        return None
+    return user
+
+
+def start_session(user: User, nonce: str) -> None:
+    """Begin a fresh session for `user` (a new session id: no fixation)."""
+    session.clear()
+    login_user(user, remember=False, fresh=True)
+    now = int(time.time())
+    session["_nonce"] = nonce
+    session["_sid"] = secrets.token_hex(16)
+    session["_login_at"] = now
+    session["_last_seen"] = now
+    session.permanent = False
+
+
+def end_session() -> None:
+    logout_user()
+    session.clear()
+
+
+def check_session_limits() -> Any:
+    """before_request: expire idle or too old sessions with a message saying why."""
+    if "_user_id" not in session:
+        return None
+    now = int(time.time())
+    idle = current_app.config["ATTEST_SESSION_IDLE_MINUTES"] * 60
+    lifetime = current_app.config["ATTEST_SESSION_MAX_HOURS"] * 3600
+    last_seen = session.get("_last_seen", 0)
+    login_at = session.get("_login_at", 0)
+    reason = None
+    if now - last_seen > idle:
+        reason = f"Your session ended after {idle // 60} minutes without activity. Please log in again."
+    elif now - login_at > lifetime:
+        reason = f"Your session reached its maximum length of {lifetime // 3600} hours. Please log in again."
+    if reason:
+        user = current_user._get_current_object() if current_user.is_authenticated else None
+        end_session()
+        if user is not None:
+            with transaction(), audit.acting_as(user):
+                audit.record_event("session.expired", subject=user)
+        flash(reason, "warning")
+        return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
+    session["_last_seen"] = now
+    return None
+
+
+def permission_required(code: str) -> Callable:
+    """Protect a view: anonymous users go to the login page; users lacking `code` get a 403 naming it, and the
+    denial is recorded as a security event."""
+    if code not in PERMISSIONS and code != AUTHENTICATED:
+        raise ValueError(f"unknown permission {code!r}")
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not current_user.is_authenticated:
+                return login_manager.unauthorized()
+            if code != AUTHENTICATED and not current_user.can(code):
+                deny(code)
+            return view(*args, **kwargs)
+
+        wrapper.required_permission = code  # read by the test that every view checks a permission
+        return wrapper
+
+    return decorator
+
+
+def public(view: Callable) -> Callable:
+    view.required_permission = PUBLIC
+    return view
+
+
+def deny(code: str) -> None:
+    user = current_user._get_current_object()
+    db.session.rollback()
+    with transaction():
+        audit.record_event("permission.denied", subject=user, permission=code, method=request.method,
+                           path=request.path)
+    g.missing_permission = code
+    abort(403, description=f"This page needs the permission “{PERMISSIONS[code].label}” ({code}), which your "
+                           f"roles do not grant.")

@@ -1,0 +1,75 @@
+"""Password hashing (argon2id) and the password policy."""
+
+from __future__ import annotations
+
+import secrets
+import string
+from functools import lru_cache
+from importlib import resources
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from core.errors import ValidationError
+
+_hasher = PasswordHasher()
+
+
+def use_fast_hashing_for_tests() -> None:
+    """Cheaper argon2 parameters so that test fixtures stay quick. Never called by the application."""
+    global _hasher
+    _hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+_DUMMY_HASH = None
+
+
+def burn_time(password: str) -> None:
+    """Spend the time of one verification, so an unknown username answers as slowly as a wrong password."""
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:
+        _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+    verify_password(_DUMMY_HASH, password)
+
+
+@lru_cache(maxsize=1)
+def common_passwords() -> frozenset[str]:
+    text = resources.files("core.auth").joinpath("common_passwords.txt").read_text(encoding="utf-8")
+    return frozenset(line.strip().lower() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+
+
+def check_policy(password: str, *, username: str, min_length: int, previous_hashes: list[str],
+                 field: str = "new_password") -> None:
+    """Raise ValidationError naming the rule the password breaks."""
+    if len(password) < min_length:
+        raise ValidationError(field, f"Password must be at least {min_length} characters long.")
+    lowered = password.lower()
+    if username and username.lower() in lowered:
+        raise ValidationError(field, "Password must not contain your username.")
+    if lowered in common_passwords() or lowered.rstrip(string.digits + string.punctuation) in common_passwords():
+        raise ValidationError(field, "Password is too common; choose one that is not on a list of known passwords.")
+    if len(set(password)) < 4:
+        raise ValidationError(field, "Password must contain at least 4 different characters.")
+    for old in previous_hashes:
+        if verify_password(old, password):
+            raise ValidationError(
+                field, f"Password must not be one of your last {len(previous_hashes)} passwords."
+            )
+
+
+def generate_temporary_password() -> str:
+    """A random one-time password an administrator hands over; the user must change it at first login."""
+    alphabet = string.ascii_letters + string.digits
+    core = "".join(secrets.choice(alphabet) for _ in range(16))
+    return f"{core[:4]}-{core[4:8]}-{core[8:12]}-{core[12:]}"

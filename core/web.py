@@ -1,0 +1,134 @@
+"""Base pages (home, roles, configuration), error pages, template helpers and the request gates."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from core import config as config_module
+from core.auth import services
+from core.auth.access import AUTHENTICATED, check_session_limits, permission_required
+from core.auth.permissions import PERMISSIONS, ROLES
+from core.errors import AttestError
+
+bp = Blueprint("main", __name__)
+
+# pages a user may reach while a forced password change or TOTP enrolment is pending
+_GATE_EXEMPT = {"auth.change_password", "auth.totp_enroll", "auth.logout", "auth.login", "auth.login_totp", "static",
+                "bootstrap.static"}
+
+
+@bp.app_context_processor
+def _inject():
+    from core.audit import EVENT_LABELS
+    from core.clock import now_utc
+
+    return {"PERMISSIONS": PERMISSIONS, "ROLES": ROLES, "event_labels": EVENT_LABELS, "now_utc": now_utc}
+
+
+@bp.before_app_request
+def _gates():
+    response = check_session_limits()
+    if response is not None:
+        return response
+    if not current_user.is_authenticated or request.endpoint in _GATE_EXEMPT:
+        return None
+    if current_user.security.must_change_password:
+        return redirect(url_for("auth.change_password"))
+    if services.totp_required(current_user) and not current_user.security.totp_enrolled:
+        return redirect(url_for("auth.totp_enroll"))
+    return None
+
+
+@bp.after_app_request
+def _no_store(response):
+    # GxP pages must not linger in shared browser caches on shop-floor devices
+    if request.endpoint not in ("static", "bootstrap.static"):
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def user_zone() -> ZoneInfo:
+    name = None
+    if current_user and getattr(current_user, "is_authenticated", False):
+        name = current_user.timezone
+    return ZoneInfo(name or current_app.config["ATTEST_DEFAULT_TIMEZONE"])
+
+
+@bp.app_template_filter("localtime")
+def localtime(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """A UTC instant in the viewer's time zone, with the zone named: '2026-11-23 14:08:31 CET (UTC+01:00)'."""
+    if value is None:
+        return ""
+    local = value.astimezone(user_zone())
+    offset = local.strftime("%z")
+    return f"{local.strftime(fmt)} {local.tzname()} (UTC{offset[:3]}:{offset[3:]})"
+
+
+@bp.route("/")
+@permission_required("dashboard.view")
+def index():
+    return render_template("core/index.html")
+
+
+@bp.route("/roles")
+@permission_required("roles.view")
+def roles():
+    return render_template("core/roles.html", roles=ROLES.values(), permissions=PERMISSIONS.values())
+
+
+@bp.route("/admin/configuration")
+@permission_required("config.view")
+def configuration():
+    from core.db import db
+
+    return render_template("core/configuration.html", rows=config_module.describe(current_app.config),
+                           dialect=db.engine.dialect.name)
+
+
+@bp.route("/help/time-zones")
+@permission_required(AUTHENTICATED)
+def time_zones():
+    from zoneinfo import available_timezones
+
+    return render_template("core/time_zones.html", zones=sorted(available_timezones()))
+
+
+def _error_page(code: int, title: str, message: str):
+    return render_template("core/error.html", code=code, title=title, message=message), code
+
+
+def register_error_handlers(app) -> None:
+    @app.errorhandler(CSRFError)
+    def _csrf(exc):
+        return _error_page(400, "Form expired or not sent from Attest",
+                           f"{exc.description} Go back, reload the page and submit the form again.")
+
+    @app.errorhandler(AttestError)
+    def _attest(exc):
+        return _error_page(exc.status, "Not possible", exc.message)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc):
+        titles = {
+            400: "Bad request", 401: "Not logged in", 403: "Permission missing", 404: "Not found",
+            405: "Not allowed", 409: "Conflict", 413: "Too large", 422: "Invalid input", 429: "Too many attempts",
+        }
+        message = exc.description or ""
+        if exc.code == 429:
+            message = "Too many attempts from your address. Wait a minute and try again."
+        if exc.code == 405:
+            message = "This address does not accept that kind of request. Records in Attest are never edited or " \
+                      "deleted through such requests."
+        return _error_page(exc.code or 500, titles.get(exc.code, "Error"), message)
+
+    @app.errorhandler(500)
+    def _server(exc):
+        return _error_page(500, "Something went wrong",
+                           "The request was not completed and nothing was saved. The error was logged; if it "
+                           "happens again, tell your system administrator the time shown below.")

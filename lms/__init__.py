@@ -1,0 +1,1 @@
+"""Learning management: courses, content items, quizzes, SCORM/xAPI (built in later issues)."""

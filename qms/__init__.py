@@ -1,0 +1,1 @@
+"""Quality management: document control, change control, CAPA and deviations (built in later issues)."""

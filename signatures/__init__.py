@@ -1,0 +1,1 @@
+"""Electronic signatures: signing ceremony, signature records, manifestation (built in later issues)."""

@@ -1,0 +1,1 @@
+"""Training management: matrix, assignment engine, read-and-sign, qualification (built in later issues)."""
