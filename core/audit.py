@@ -347,6 +347,9 @@ def _seal(session: Session) -> None:
     )
     conn.execute(sa.update(AuditChainHead.__table__).where(AuditChainHead.id == 1).values(seq=seq, hash=digest))
     session.info["audit_sealed"] = True
+    loaded = session.identity_map.get(sa.orm.util.identity_key(AuditTransaction, tx_id))
+    if loaded is not None:
+        session.expire(loaded)
 
 
 _TX_KEYS = ("audit_tx_id", "audit_tables", "audit_sealed", "audit_actor")
@@ -381,10 +384,17 @@ class VerifyResult:
         return self.chain_error is None and not self.record_problems
 
 
-def verify(session: Session | None = None, *, max_record_problems: int = 50) -> VerifyResult:
-    """Walk the whole chain, then compare every live versioned record with its latest version row."""
-    session = session or db.session
-    conn = session.connection()
+def verify(engine: sa.Engine | None = None, *, max_record_problems: int = 50) -> VerifyResult:
+    """Walk the whole chain, then compare every live versioned record with its latest version row.
+
+    Reads on a connection of its own, in one transaction, so it sees one consistent snapshot of committed data."""
+    engine = engine or db.engine
+    options = {"isolation_level": "REPEATABLE READ"} if engine.dialect.name == "postgresql" else {}
+    with engine.connect().execution_options(**options) as conn, conn.begin():
+        return _verify(conn, max_record_problems)
+
+
+def _verify(conn: sa.Connection, max_record_problems: int) -> VerifyResult:
     result = VerifyResult()
     parts_by_tx: dict[int, list[str]] = defaultdict(list)
     latest: dict[str, dict[tuple, tuple]] = {}

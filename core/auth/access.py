@@ -9,7 +9,6 @@ absolute lifetime are checked on every request too.
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -20,6 +19,7 @@ from flask_login import LoginManager, current_user, login_user, logout_user
 from core import audit
 from core.auth.models import User
 from core.auth.permissions import PERMISSIONS
+from core.clock import now_utc
 from core.db import db, transaction
 
 login_manager = LoginManager()
@@ -47,7 +47,7 @@ def start_session(user: User, nonce: str) -> None:
     """Begin a fresh session for `user` (a new session id: no fixation)."""
     session.clear()
     login_user(user, remember=False, fresh=True)
-    now = int(time.time())
+    now = int(now_utc().timestamp())
     session["_nonce"] = nonce
     session["_sid"] = secrets.token_hex(16)
     session["_login_at"] = now
@@ -64,7 +64,7 @@ def check_session_limits() -> Any:
     """before_request: expire idle or too old sessions with a message saying why."""
     if "_user_id" not in session:
         return None
-    now = int(time.time())
+    now = int(now_utc().timestamp())
     idle = current_app.config["ATTEST_SESSION_IDLE_MINUTES"] * 60
     lifetime = current_app.config["ATTEST_SESSION_MAX_HOURS"] * 3600
     last_seen = session.get("_last_seen", 0)

@@ -315,7 +315,7 @@ def check_totp(user: User, code: str) -> bool:
     step = None
     if sec.totp_secret and code.isdigit() and len(code) == 6:
         try:
-            step = _totp(sec.totp_secret).verify_and_get_timecode(code, valid_window=1)
+            step = _totp(sec.totp_secret).verify_and_get_timecode(code, for_time=now_utc(), valid_window=1)
         except pyotp.exceptions.OTPVerificationError:
             step = None
     with audit.acting_as(user):
@@ -355,7 +355,7 @@ def confirm_totp_enrollment(user: User, code: str) -> None:
         raise ValidationError("code", "Start the enrolment again: no pending authenticator set-up was found.")
     code = (code or "").strip().replace(" ", "")
     try:
-        step = _totp(sec.totp_pending_secret).verify_and_get_timecode(code, valid_window=1)
+        step = _totp(sec.totp_pending_secret).verify_and_get_timecode(code, for_time=now_utc(), valid_window=1)
     except (pyotp.exceptions.OTPVerificationError, ValueError):
         raise ValidationError("code", "The code does not match; check the device's clock and enter the current "
                                       "6-digit code.") from None

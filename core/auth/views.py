@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from urllib.parse import urlsplit
 
 import segno
@@ -14,6 +13,7 @@ from core.auth import services
 from core.auth.access import AUTHENTICATED, end_session, permission_required, public, start_session
 from core.auth.forms import ChangePasswordForm, LoginForm, ProfileForm, TotpForm
 from core.auth.models import User
+from core.clock import now_utc
 from core.db import db, transaction
 from core.errors import ValidationError
 from core.extensions import limiter
@@ -66,7 +66,7 @@ def login():
         if user.security.totp_enrolled:
             session.clear()
             session["_pending_uid"] = user.id
-            session["_pending_at"] = int(time.time())
+            session["_pending_at"] = int(now_utc().timestamp())
             session["_pending_next"] = _safe_next(next_url)
             return redirect(url_for("auth.login_totp"))
         return _finish_login(user, next_url)
@@ -80,7 +80,7 @@ def login():
 def login_totp():
     uid = session.get("_pending_uid")
     started = session.get("_pending_at", 0)
-    if uid is None or int(time.time()) - started > PENDING_TTL:
+    if uid is None or int(now_utc().timestamp()) - started > PENDING_TTL:
         session.clear()
         flash("Enter your username and password first (the sign-in attempt expired after 5 minutes).", "info")
         return redirect(url_for("auth.login"))

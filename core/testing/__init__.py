@@ -1,0 +1,1 @@
+"""Test support shipped with Attest: the pytest plugin (fixtures) and the two-database suite runner."""
