@@ -1,0 +1,65 @@
+"""Configuration from ATTEST_* variables: typed, validated at start-up, with safe defaults."""
+
+from __future__ import annotations
+
+import pytest
+
+from core import config
+
+
+def test_defaults_are_safe(tmp_path, monkeypatch):
+    for s in config.SETTINGS:
+        monkeypatch.delenv(f"ATTEST_{s.name}", raising=False)
+    cfg = config.load(str(tmp_path))
+    assert cfg["SESSION_COOKIE_SECURE"] is True
+    assert cfg["SESSION_COOKIE_HTTPONLY"] is True
+    assert cfg["ATTEST_LOCKOUT_THRESHOLD"] == 5
+    assert cfg["ATTEST_SESSION_IDLE_MINUTES"] == 15
+    assert cfg["ATTEST_PASSWORD_MIN_LENGTH"] == 12
+    assert cfg["ATTEST_TOTP_REQUIRED"] == "signers"
+    assert cfg["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'attest.db'}"
+
+
+def test_secret_key_is_generated_once_into_the_instance_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("ATTEST_SECRET_KEY", raising=False)
+    first = config.load(str(tmp_path))["SECRET_KEY"]
+    second = config.load(str(tmp_path))["SECRET_KEY"]
+    assert first == second and len(first) >= 64
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_environment_variables_override_defaults(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTEST_LOCKOUT_THRESHOLD", "3")
+    monkeypatch.setenv("ATTEST_TOTP_REQUIRED", "all")
+    monkeypatch.setenv("ATTEST_DATABASE_URL", "postgresql+psycopg://app@db/attest")
+    cfg = config.load(str(tmp_path))
+    assert cfg["ATTEST_LOCKOUT_THRESHOLD"] == 3
+    assert cfg["ATTEST_TOTP_REQUIRED"] == "all"
+    assert cfg["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://app@db/attest"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("LOCKOUT_THRESHOLD", "0", "ATTEST_LOCKOUT_THRESHOLD must be at least 1"),
+        ("LOCKOUT_THRESHOLD", "five", "ATTEST_LOCKOUT_THRESHOLD must be a whole number"),
+        ("PASSWORD_MIN_LENGTH", "8", "ATTEST_PASSWORD_MIN_LENGTH must be at least 12"),
+        ("TOTP_REQUIRED", "sometimes", "ATTEST_TOTP_REQUIRED must be one of all, signers, none"),
+        ("SESSION_COOKIE_SECURE", "maybe", "ATTEST_SESSION_COOKIE_SECURE must be true or false"),
+        ("DEFAULT_TIMEZONE", "Mars/Olympus", "ATTEST_DEFAULT_TIMEZONE must be an IANA time zone name"),
+        ("SECRET_KEY", "short", "ATTEST_SECRET_KEY must be at least 32 characters"),
+    ],
+)
+def test_invalid_settings_stop_start_up_with_a_message_naming_the_variable(tmp_path, monkeypatch, name, value,
+                                                                          message):
+    monkeypatch.setenv(f"ATTEST_{name}", value)
+    with pytest.raises(config.ConfigError, match=message):
+        config.load(str(tmp_path))
+
+
+def test_configuration_page_never_shows_secrets(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTEST_SECRET_KEY", "s3cr3t-" * 6)
+    monkeypatch.setenv("ATTEST_DATABASE_URL", "postgresql+psycopg://app:hunter2@db/attest")
+    rows = dict((k, v) for k, v, _ in config.describe(config.load(str(tmp_path))))
+    assert rows["ATTEST_SECRET_KEY"] == "(set)"
+    assert "hunter2" not in rows["ATTEST_DATABASE_URL"]
