@@ -246,8 +246,13 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+# one encoder, built once: json.dumps() with these options builds a new JSONEncoder per call, which verify() pays
+# for every row; the output is identical
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_json_default)
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+    return _ENCODER.encode(value)
 
 
 TX_COLUMNS = ("id", "chain_seq", "issued_at", "user_id", "username", "printed_name", "remote_addr", "channel",

@@ -72,21 +72,40 @@ def _pk(model: type) -> str:
     return model.__table__.primary_key.columns.keys()[0]
 
 
+def _reference_label(model: type, column: str, value: Any) -> str | None:
+    """A foreign key shown as the referenced record's title (ALCOA+ legible), e.g. 'Site BSL' instead of '1'."""
+    col = model.__table__.columns.get(column)
+    if value is None or col is None or not col.foreign_keys:
+        return None
+    target_table = next(iter(col.foreign_keys)).column.table.name
+    target = record_types().get(target_table)
+    if target is None:
+        return None
+    obj = db.session.get(target, value)
+    return f"{obj.audit_title()} (id {value})" if obj is not None else f"id {value}"
+
+
+def _show(model: type, column: str, value: Any) -> str:
+    return _reference_label(model, column, value) or display(value)
+
+
 def _change(model: type, version: Any, previous: Any | None) -> Change:
     cols = _data_columns(model)
     op = version.operation_type
+    pk = _pk(model)
     fields = []
     for col in cols:
         new = getattr(version, col)
         old = getattr(previous, col) if previous is not None else None
-        if op == 2:
+        if op == 2 or col == pk:
             continue
         if previous is None and new is None:
             continue
         if previous is not None and old == new:
             continue
-        fields.append((field_label(model, col), display(old) if previous is not None else "", display(new)))
-    return Change(model, getattr(version, _pk(model)), OPERATIONS.get(op, str(op)), fields)
+        fields.append((field_label(model, col), _show(model, col, old) if previous is not None else "",
+                       _show(model, col, new)))
+    return Change(model, getattr(version, pk), OPERATIONS.get(op, str(op)), fields)
 
 
 def record_history(model: type, record_id: Any) -> list[Entry]:

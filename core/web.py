@@ -70,6 +70,25 @@ def localtime(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
     return f"{local.strftime(fmt)} {local.tzname()} (UTC{offset[:3]}:{offset[3:]})"
 
 
+@bp.app_template_filter("event_detail")
+def event_detail(detail: str | None) -> str:
+    """An audit event's detail as readable 'label: value' pairs instead of raw JSON."""
+    import json
+
+    try:
+        data = json.loads(detail or "{}")
+    except ValueError:
+        return detail or ""
+    parts = []
+    for key, value in data.items():
+        if isinstance(value, bool):
+            value = "yes" if value else "no"
+        elif isinstance(value, list):
+            value = ", ".join(map(str, value)) or "none"
+        parts.append(f"{key.replace('_', ' ')}: {value}")
+    return "; ".join(parts)
+
+
 @bp.route("/")
 @permission_required("dashboard.view")
 def index():
