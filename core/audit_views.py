@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, render_template, request
-from sqlalchemy_continuum import version_class, versioning_manager
+from sqlalchemy_continuum import version_class
 
 from core import audit
 from core.audit import EVENT_LABELS, AuditEvent, AuditTransaction
@@ -284,10 +284,3 @@ def _csv_safe(value: Any) -> Any:
         return "'" + value
     return value
 
-
-def versioned_model_for(table: str) -> type | None:
-    return record_types().get(table)
-
-
-def all_version_tables() -> list[str]:
-    return [versioning_manager.version_class_map[c].__table__.name for c in versioned_classes()]

@@ -101,7 +101,9 @@ def load(instance_path: str, overrides: dict[str, Any] | None = None) -> dict[st
     try:
         ZoneInfo(values["DEFAULT_TIMEZONE"])
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"ATTEST_DEFAULT_TIMEZONE must be an IANA time zone name, got {values['DEFAULT_TIMEZONE']!r}")
+        raise ConfigError(
+            f"ATTEST_DEFAULT_TIMEZONE must be an IANA time zone name, got {values['DEFAULT_TIMEZONE']!r}"
+        ) from None
 
     if not values["DATABASE_URL"]:
         values["DATABASE_URL"] = f"sqlite:///{Path(instance_path) / 'attest.db'}"
