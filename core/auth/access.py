@@ -62,7 +62,7 @@ def end_session() -> None:
 
 def check_session_limits() -> Any:
     """before_request: expire idle or too old sessions with a message saying why."""
-    if "_user_id" not in session:
+    if "_user_id" not in session or not current_user.is_authenticated:
         return None
     now = int(now_utc().timestamp())
     idle = current_app.config["ATTEST_SESSION_IDLE_MINUTES"] * 60

@@ -109,6 +109,7 @@ def edit(user_id: int):
     _fill_choices(form)
     if request.method == "GET":
         form.roles.data = sorted(user.role_codes)
+    status = 200
     if form.validate_on_submit():
         if form.username.data.strip().lower() != user.username:
             form.username.errors.append("Username cannot be changed: user IDs are never reassigned.")
@@ -124,10 +125,11 @@ def edit(user_id: int):
                 getattr(form, exc.field).errors.append(exc.message)
             except AttestError as exc:
                 flash(exc.message, "danger")
+                status = exc.status  # a refusal is not a 200 OK
             else:
                 flash(f"{user.username} was updated.", "success")
                 return redirect(url_for("users.show", user_id=user.id))
-    return render_template("core/users/form.html", form=form, user=user), 422 if form.errors else 200
+    return render_template("core/users/form.html", form=form, user=user), 422 if form.errors else status
 
 
 def _reason_action(user_id: int, action, done: str, *, show_password: bool = False):

@@ -50,8 +50,9 @@ def common_passwords() -> frozenset[str]:
 
 
 def check_policy(password: str, *, username: str, min_length: int, previous_hashes: list[str],
-                 field: str = "new_password") -> None:
-    """Raise ValidationError naming the rule the password breaks."""
+                 field: str = "new_password", history: int | None = None) -> None:
+    """Raise ValidationError naming the rule the password breaks. `history` is the configured N of the "not one of
+    the last N" rule (the user may have fewer previous passwords than that)."""
     if len(password) < min_length:
         raise ValidationError(field, f"Password must be at least {min_length} characters long.")
     lowered = password.lower()
@@ -64,7 +65,7 @@ def check_policy(password: str, *, username: str, min_length: int, previous_hash
     for old in previous_hashes:
         if verify_password(old, password):
             raise ValidationError(
-                field, f"Password must not be one of your last {len(previous_hashes)} passwords."
+                field, f"Password must not be one of your last {history or len(previous_hashes)} passwords."
             )
 
 

@@ -152,11 +152,11 @@ def update_profile(user: User, *, full_name: str, email: str, site_id: int | Non
 def set_roles(user: User, roles: set[str] | frozenset[str], *, actor: User | None) -> None:
     roles = set(roles)
     _check_role_set(roles)
-    if actor is not None and actor.id == user.id:
-        raise NotPermitted("Segregation of duties: nobody can change their own roles; ask another administrator.")
     before = user.role_codes
     if roles == before:
         return
+    if actor is not None and actor.id == user.id:
+        raise NotPermitted("Segregation of duties: nobody can change their own roles; ask another administrator.")
     for grant in list(user.role_grants):
         if grant.role not in roles:
             user.role_grants.remove(grant)
@@ -205,7 +205,7 @@ def change_password(user: User, *, current: str, new: str, confirm: str) -> str:
     if new != confirm:
         raise ValidationError("confirm_password", "The two new passwords do not match.")
     passwords.check_policy(new, username=user.username, min_length=_setting("PASSWORD_MIN_LENGTH", 12),
-                           previous_hashes=_history(user))
+                           previous_hashes=_history(user), history=_setting("PASSWORD_HISTORY", 5))
     digest = passwords.hash_password(new)
     sec = user.security
     sec.password_hash = digest
@@ -254,6 +254,7 @@ def _count_failure(user: User, event: str, **detail) -> None:
     threshold = _setting("LOCKOUT_THRESHOLD", 5)
     if sec.failed_attempts >= threshold and sec.locked_at is None:
         sec.locked_at = now_utc()
+        sec.session_nonce = new_session_nonce()  # open sessions end (not merely pause until an unlock)
         audit.record_event("account.locked", subject=user, failed_attempts=sec.failed_attempts)
     db.session.flush()
 

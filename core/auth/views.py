@@ -8,7 +8,6 @@ import segno
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
-from core import audit
 from core.auth import services
 from core.auth.access import AUTHENTICATED, end_session, permission_required, public, start_session
 from core.auth.forms import ChangePasswordForm, LoginForm, ProfileForm, TotpForm
@@ -141,7 +140,7 @@ def totp_enroll():
     form = TotpForm()
     if user.security.totp_enrolled:
         return render_template("core/auth/totp_enrolled.html", user=user)
-    if request.method == "GET" or not user.security.totp_pending_secret:
+    if not user.security.totp_pending_secret:
         with transaction():
             services.begin_totp_enrollment(user)
     secret = user.security.totp_pending_secret

@@ -17,6 +17,7 @@ from typing import Any
 import pyotp
 import pytest
 import sqlalchemy as sa
+from flask import g, request_started
 from sqlalchemy.engine import make_url
 
 from core import clock
@@ -120,6 +121,9 @@ def app(database_url, app_config):
     from app import create_app
 
     application = create_app({**_test_config(database_url), **app_config})
+    # The test keeps an application context open (for db access in the test body), and Flask reuses it for every
+    # request; give each request a fresh `g` (Flask-Login's user, Flask-WTF's token) as in production.
+    request_started.connect(_fresh_g, application, weak=False)
     with application.app_context():
         reset_database()
         yield application
@@ -128,6 +132,10 @@ def app(database_url, app_config):
         db.session.remove()
         db.engine.dispose()
     clock.freeze(None)
+
+
+def _fresh_g(sender, **extra) -> None:
+    g.__dict__.clear()
 
 
 @pytest.fixture
