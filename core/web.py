@@ -92,7 +92,17 @@ def event_detail(detail: str | None) -> str:
 @bp.route("/")
 @permission_required("dashboard.view")
 def index():
-    return render_template("core/index.html")
+    locked = []
+    if current_user.can("users.manage"):
+        import sqlalchemy as sa
+
+        from core.auth.models import User, UserSecurity
+        from core.db import db
+
+        locked = list(db.session.scalars(
+            sa.select(User).join(UserSecurity).where(UserSecurity.locked_at.is_not(None))
+            .order_by(UserSecurity.locked_at.desc()).limit(50)))
+    return render_template("core/index.html", locked=locked)
 
 
 @bp.route("/roles")

@@ -13,9 +13,10 @@ import sqlalchemy as sa
 
 from core import clock
 from core.audit import AuditEvent, AuditTransaction
+from core.auth import services
 from core.auth.models import User
 from core.auth.services import GENERIC_LOGIN_FAILURE
-from core.db import db
+from core.db import db, transaction
 from core.testing.plugin import PASSWORD, csrf_token, login, post_form, totp_code
 
 ALERT_RE = re.compile(r'<div class="alert alert-[a-z]+" role="alert">(.*?)</div>', re.S)
@@ -324,3 +325,15 @@ class TestLoginRateLimit:
         response = post_form(client, "/login/code", {"code": wrong_code(user)})
         assert response.status_code == 429
         assert fresh(user).security.failed_attempts == 3
+
+
+def test_administrators_see_locked_accounts_as_a_security_alert_on_their_home_page(app, client, users, make_user,
+                                                                                   login_as):
+    victim = make_user("locked.person", roles={"operator"}, full_name="Lena Locked")
+    with transaction():
+        for _ in range(5):
+            services.authenticate("locked.person", "definitely not it")
+    login_as(users["system_admin"])
+    page = client.get("/").get_data(as_text=True)
+    assert "Security alert: 1 locked account(s)" in page
+    assert f"/admin/users/{victim.id}" in page and "Lena Locked" in page
