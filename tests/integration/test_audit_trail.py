@@ -13,6 +13,7 @@ from core.auth.models import User
 from core.clock import freeze
 from core.db import db, transaction
 from core.org import Site
+from core.testing.tamper import superuser
 
 
 def _verify_cli(app):
@@ -123,7 +124,7 @@ def test_altered_version_row_breaks_the_chain_at_its_transaction(app, make_user)
     make_user("third")
     vcls = version_class(User)
     tx_id = db.session.scalar(sa.select(vcls.transaction_id).where(vcls.id == victim.id))
-    with db.engine.begin() as conn:
+    with superuser(db.engine) as conn:
         conn.exec_driver_sql(f"UPDATE core_user_version SET full_name = 'Forged' WHERE id = {victim.id}")
         conn.exec_driver_sql(f"UPDATE core_user SET full_name = 'Forged' WHERE id = {victim.id}")
     result = _verify_cli(app)
@@ -137,7 +138,7 @@ def test_deleted_audit_event_breaks_the_chain(app, make_user):
         services.authenticate("someone", "not the password at all")
     make_user("later")
     event = db.session.scalars(sa.select(AuditEvent)).one()
-    with db.engine.begin() as conn:
+    with superuser(db.engine) as conn:
         conn.exec_driver_sql(f"DELETE FROM audit_event WHERE id = {event.id}")
     result = _verify_cli(app)
     assert result.exit_code != 0
@@ -149,7 +150,7 @@ def test_deleted_transaction_is_detected(app, make_user):
     make_user("two")
     make_user("three")
     middle = db.session.scalars(sa.select(AuditTransaction).where(AuditTransaction.chain_seq == 2)).one()
-    with db.engine.begin() as conn:
+    with superuser(db.engine) as conn:
         for table in ("core_user_version", "core_user_role_version"):
             conn.exec_driver_sql(f"DELETE FROM {table} WHERE transaction_id = {middle.id}")
         conn.exec_driver_sql(f"DELETE FROM audit_transaction WHERE id = {middle.id}")
@@ -162,7 +163,7 @@ def test_deleting_the_newest_transaction_is_detected_by_the_chain_head(app, make
     make_user("one")
     make_user("two")
     last = db.session.scalars(sa.select(AuditTransaction).order_by(AuditTransaction.chain_seq.desc())).first()
-    with db.engine.begin() as conn:
+    with superuser(db.engine) as conn:
         conn.exec_driver_sql(f"DELETE FROM core_user_version WHERE transaction_id = {last.id}")
         conn.exec_driver_sql(f"DELETE FROM audit_transaction WHERE id = {last.id}")
         conn.exec_driver_sql("DELETE FROM core_user_security WHERE user_id = (SELECT max(id) FROM core_user)")

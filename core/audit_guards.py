@@ -1,0 +1,84 @@
+"""Database triggers that make the audit trail append-only for every database account.
+
+The application never updates or deletes audit data, and the database refuses it too: version rows and audit events
+can only be inserted; an audit transaction can be updated only until it is sealed (its hash set); the chain head
+only advances one position at a time. A database superuser can still drop the triggers; the hash chain
+(`flask audit verify`) detects what such a person changes.
+
+Every migration that creates a version table calls `install(op, [table])`; tests/integration/test_audit_guards.py
+fails for a version table without guards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+PG_FUNCTION = """
+CREATE OR REPLACE FUNCTION attest_audit_append_only() RETURNS trigger AS $$
+BEGIN
+    RAISE EXCEPTION 'audit data is append-only: % on % refused', TG_OP, TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$ LANGUAGE plpgsql
+"""
+
+
+def _sqlite_block(name: str, table: str, op: str, when: str = "") -> str:
+    return (f'CREATE TRIGGER "{name}" BEFORE {op} ON "{table}" {when} '
+            f"BEGIN SELECT RAISE(ABORT, 'audit data is append-only: {op} on {table} refused'); END")
+
+
+def _pg_block(name: str, table: str, ops: str, when: str = "") -> str:
+    return (f'CREATE TRIGGER "{name}" BEFORE {ops} ON "{table}" FOR EACH ROW {when} '
+            f"EXECUTE FUNCTION attest_audit_append_only()")
+
+
+def statements(dialect: str, tables: Iterable[str]) -> list[str]:
+    """DDL guarding `tables` (version tables or audit_event) against UPDATE and DELETE."""
+    out = []
+    if dialect == "postgresql":
+        out.append(PG_FUNCTION)
+        for t in tables:
+            out.append(_pg_block(f"{t}_append_only", t, "UPDATE OR DELETE"))
+    else:
+        for t in tables:
+            out.append(_sqlite_block(f"{t}_no_update", t, "UPDATE"))
+            out.append(_sqlite_block(f"{t}_no_delete", t, "DELETE"))
+    return out
+
+
+def core_statements(dialect: str) -> list[str]:
+    """DDL for the transaction table (sealed rows are frozen) and the chain head (advances by one, never deleted)."""
+    if dialect == "postgresql":
+        return [
+            PG_FUNCTION,
+            _pg_block("audit_transaction_no_delete", "audit_transaction", "DELETE"),
+            _pg_block("audit_transaction_sealed", "audit_transaction", "UPDATE", "WHEN (OLD.hash IS NOT NULL)"),
+            _pg_block("audit_chain_head_no_delete", "audit_chain_head", "DELETE"),
+            _pg_block("audit_chain_head_advance", "audit_chain_head", "UPDATE",
+                      "WHEN (NEW.seq <> OLD.seq + 1 OR NEW.id <> OLD.id)"),
+        ]
+    return [
+        _sqlite_block("audit_transaction_no_delete", "audit_transaction", "DELETE"),
+        _sqlite_block("audit_transaction_sealed", "audit_transaction", "UPDATE", "WHEN OLD.hash IS NOT NULL"),
+        _sqlite_block("audit_chain_head_no_delete", "audit_chain_head", "DELETE"),
+        _sqlite_block("audit_chain_head_advance", "audit_chain_head", "UPDATE",
+                      "WHEN NEW.seq <> OLD.seq + 1 OR NEW.id <> OLD.id"),
+    ]
+
+
+def install(op, tables: Iterable[str]) -> None:
+    """Call from an Alembic migration: guard the given version/audit tables on the migration's dialect."""
+    dialect = op.get_bind().dialect.name
+    for sql in statements(dialect, list(tables)):
+        op.execute(sql)
+
+
+def uninstall(op, tables: Iterable[str]) -> None:
+    dialect = op.get_bind().dialect.name
+    for t in tables:
+        if dialect == "postgresql":
+            op.execute(f'DROP TRIGGER IF EXISTS "{t}_append_only" ON "{t}"')
+        else:
+            op.execute(f'DROP TRIGGER IF EXISTS "{t}_no_update"')
+            op.execute(f'DROP TRIGGER IF EXISTS "{t}_no_delete"')
