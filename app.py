@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parent
 import core.audit  # noqa: E402,F401
 import core.auth.models  # noqa: E402,F401
 import core.org  # noqa: E402,F401
+import qms.documents.models  # noqa: E402,F401
+import signatures.models  # noqa: E402,F401
 
 core_db.configure_models()
 

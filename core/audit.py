@@ -208,7 +208,7 @@ class ReasonRequired(ValueError):
 
 
 class DeleteRefused(ValueError):
-    """GxP records are never deleted (retire or deactivate them instead)."""
+    """GxP records are never deleted (retire or deactivate them instead); immutable ones are never changed."""
 
 
 def _changed_fields(obj: Any) -> list[str]:
@@ -225,6 +225,8 @@ def _guard_changes(session: Session, flush_context: Any, instances: Any) -> None
             raise DeleteRefused(f"{obj.audit_title()} cannot be deleted: GxP records are retired, never deleted")
     needs_reason = [obj for obj in session.deleted if isinstance(obj, Versioned)]
     for obj in session.dirty:
+        if isinstance(obj, Versioned) and obj.__immutable__ and _changed_fields(obj):
+            raise DeleteRefused(f"{obj.audit_title()} cannot be changed once recorded")
         if isinstance(obj, Versioned) and obj.audit_requires_reason():
             fields = set(_changed_fields(obj)) - set(obj.__audit_reason_exempt__)
             if fields:

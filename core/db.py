@@ -83,8 +83,8 @@ class Versioned:
     """Mixin for GxP records: every change is versioned by Continuum and sealed into the audit hash chain.
 
     Subclasses may set `__audit_label__` (a readable record type), `__audit_reason_exempt__` (preference fields
-    whose change needs no reason) and `__allow_delete__` (link rows such as role grants; GxP records are never
-    deleted). `audit_requires_reason()` says whether an edit needs a reason for change (default: always; documents
+    whose change needs no reason), `__allow_delete__` (link rows such as role grants; GxP records are never
+    deleted) and `__immutable__` (records such as signatures that are never changed once written). `audit_requires_reason()` says whether an edit needs a reason for change (default: always; documents
     override it to allow reason-free edits while in Draft).
     """
 
@@ -92,6 +92,7 @@ class Versioned:
     __audit_label__: str = "Record"
     __audit_reason_exempt__: frozenset[str] = frozenset()
     __allow_delete__: bool = False
+    __immutable__: bool = False  # e.g. signatures: written once, never changed
 
     def audit_requires_reason(self) -> bool:
         return True
@@ -165,6 +166,12 @@ def transaction(reason: str | None = None) -> Iterator[sa.orm.Session]:
 def set_reason(reason: str | None) -> None:
     """Set or replace the reason for change of the open unit of work."""
     db.session.info["audit_reason"] = (reason or "").strip() or None
+
+
+def default_reason(reason: str) -> None:
+    """Record `reason` unless the user already gave one (e.g. a signed state transition names itself)."""
+    if not db.session.info.get("audit_reason"):
+        set_reason(reason)
 
 
 # --- engine set-up --------------------------------------------------------------------------------------------

@@ -58,11 +58,16 @@ def test_every_version_table_has_an_append_only_guard(app):
 
 
 def test_version_tables_refuse_update_and_delete(audited):
+    populated = []
     for table in _version_tables():
         with db.engine.connect() as conn:
-            assert conn.exec_driver_sql(f'SELECT count(*) FROM "{table}"').scalar() > 0, f"no rows in {table}"
+            if not conn.exec_driver_sql(f'SELECT count(*) FROM "{table}"').scalar():
+                continue  # a row trigger needs a row; the catalog test above covers the others
+        populated.append(table)
         assert "append-only" in _refused(f'UPDATE "{table}" SET operation_type = operation_type'), table
         assert "append-only" in _refused(f'DELETE FROM "{table}"'), table
+    assert {"core_user_version", "core_user_role_version", "core_site_version", "core_department_version",
+            "core_job_function_version"} <= set(populated)
 
 
 def test_audit_events_refuse_update_and_delete(audited):

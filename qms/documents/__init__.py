@@ -1,0 +1,1 @@
+"""Document control: controlled documents, revisions, their lifecycle, routing and release."""

@@ -1,0 +1,145 @@
+"""Controlled documents and their revisions. Invariants live here as methods; services orchestrate, views render."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from core.clock import now_utc
+from core.db import Versioned, db, table_args
+
+DOC_TYPES = {
+    "SOP": "Standard operating procedure",
+    "WI": "Work instruction",
+    "FORM": "Form",
+    "POL": "Policy",
+    "SPEC": "Specification",
+}
+
+DRAFT = "draft"
+IN_REVIEW = "in_review"
+APPROVED = "approved"
+EFFECTIVE = "effective"
+SUPERSEDED = "superseded"
+OBSOLETE = "obsolete"
+STATUS_LABELS = {DRAFT: "Draft", IN_REVIEW: "In review", APPROVED: "Approved (pending effective)",
+                 EFFECTIVE: "Effective", SUPERSEDED: "Superseded", OBSOLETE: "Obsolete"}
+
+REVIEW = "review"
+APPROVE = "approve"
+
+
+class Document(Versioned, db.Model):
+    __tablename__ = "qms_document"
+    __table_args__ = table_args()
+    __audit_label__ = "Document"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(sa.String(40), unique=True, info={"label": "Number"})
+    title: Mapped[str] = mapped_column(sa.String(300), info={"label": "Title"})
+    doc_type: Mapped[str] = mapped_column(sa.String(16), info={"label": "Type"})
+    department_id: Mapped[int] = mapped_column(sa.ForeignKey("core_department.id"), index=True,
+                                               info={"label": "Owning department"})
+    owner_id: Mapped[int] = mapped_column(sa.ForeignKey("core_user.id"), index=True, info={"label": "Owner"})
+    review_interval_months: Mapped[int] = mapped_column(default=24, info={"label": "Periodic review interval (months)"})
+    training_window_days: Mapped[int] = mapped_column(default=14, info={"label": "Training window (days)"})
+    created_at: Mapped[datetime] = mapped_column(default=now_utc, info={"label": "Created at"})
+
+    revisions: Mapped[list[Revision]] = relationship(back_populates="document", order_by="Revision.id")
+    audience: Mapped[list[DocumentAudience]] = relationship(cascade="all, delete-orphan")
+    department = relationship("Department")
+    owner = relationship("User")
+
+    def audit_title(self) -> str:
+        return f"Document {self.number}"
+
+
+class DocumentAudience(Versioned, db.Model):
+    """A job function that must be trained on the document (used by the training engine)."""
+
+    __tablename__ = "qms_document_audience"
+    __table_args__ = table_args(sa.UniqueConstraint("document_id", "job_function_id"))
+    __audit_label__ = "Training audience"
+    __allow_delete__ = True
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    document_id: Mapped[int] = mapped_column(sa.ForeignKey("qms_document.id"), index=True,
+                                             info={"label": "Document"})
+    job_function_id: Mapped[int] = mapped_column(sa.ForeignKey("core_job_function.id"), index=True,
+                                                 info={"label": "Job function"})
+
+
+class Revision(Versioned, db.Model):
+    __tablename__ = "qms_document_revision"
+    __table_args__ = table_args(sa.UniqueConstraint("document_id", "major", "minor"))
+    __audit_label__ = "Document revision"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    document_id: Mapped[int] = mapped_column(sa.ForeignKey("qms_document.id"), index=True,
+                                             info={"label": "Document"})
+    major: Mapped[int] = mapped_column(info={"label": "Major"})
+    minor: Mapped[int] = mapped_column(info={"label": "Minor"})
+    status: Mapped[str] = mapped_column(sa.String(16), default=DRAFT, index=True, info={"label": "Status"})
+    content_format: Mapped[str] = mapped_column(sa.String(16), default="markdown", info={"label": "Content format"})
+    content_markdown: Mapped[str | None] = mapped_column(sa.Text, info={"label": "Content (Markdown)"})
+    content_pdf: Mapped[bytes | None] = mapped_column(sa.LargeBinary, info={"label": "Content (PDF)"})
+    content_filename: Mapped[str | None] = mapped_column(sa.String(255), info={"label": "File name"})
+    content_sha256: Mapped[str] = mapped_column(sa.String(64), info={"label": "Content SHA-256"})
+    change_summary: Mapped[str] = mapped_column(sa.Text, info={"label": "Change summary"})
+    reason: Mapped[str] = mapped_column(sa.Text, info={"label": "Reason for revision"})
+    author_id: Mapped[int] = mapped_column(sa.ForeignKey("core_user.id"), index=True, info={"label": "Author"})
+    created_at: Mapped[datetime] = mapped_column(default=now_utc, info={"label": "Created at"})
+    submitted_at: Mapped[datetime | None] = mapped_column(info={"label": "Submitted for review at"})
+    approved_at: Mapped[datetime | None] = mapped_column(info={"label": "Approved at"})
+    effective_on: Mapped[date | None] = mapped_column(info={"label": "Effective date"})
+    effective_at: Mapped[datetime | None] = mapped_column(info={"label": "Became effective at"})
+    superseded_at: Mapped[datetime | None] = mapped_column(info={"label": "Superseded at"})
+    obsoleted_at: Mapped[datetime | None] = mapped_column(info={"label": "Made obsolete at"})
+    obsolete_reason: Mapped[str | None] = mapped_column(sa.Text, info={"label": "Reason made obsolete"})
+    review_due_on: Mapped[date | None] = mapped_column(info={"label": "Periodic review due"})
+    row_version: Mapped[int] = mapped_column(default=1, info={"label": "Row version"})
+
+    __mapper_args__ = {"version_id_col": row_version}
+
+    document: Mapped[Document] = relationship(back_populates="revisions")
+    author = relationship("User")
+    routes: Mapped[list[RevisionRoute]] = relationship(back_populates="revision", cascade="all, delete-orphan",
+                                                       order_by="RevisionRoute.id")
+
+    @property
+    def label(self) -> str:
+        return f"{self.major}.{self.minor}"
+
+    @property
+    def status_label(self) -> str:
+        return STATUS_LABELS[self.status]
+
+    def audit_requires_reason(self) -> bool:
+        # a draft is work in progress; once the stored revision has left Draft every change needs a reason
+        history = sa.inspect(self).attrs.status.history
+        previous = history.deleted[0] if history.deleted else self.status
+        return previous != DRAFT
+
+    def audit_title(self) -> str:
+        number = self.document.number if self.document is not None else f"document {self.document_id}"
+        return f"{number} revision {self.label}"
+
+
+class RevisionRoute(Versioned, db.Model):
+    """A reviewer or approver the author routed the revision to; each must sign."""
+
+    __tablename__ = "qms_revision_route"
+    __table_args__ = table_args(sa.UniqueConstraint("revision_id", "user_id", "step"))
+    __audit_label__ = "Routing"
+    __allow_delete__ = True
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    revision_id: Mapped[int] = mapped_column(sa.ForeignKey("qms_document_revision.id"), index=True,
+                                             info={"label": "Revision"})
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("core_user.id"), index=True, info={"label": "User"})
+    step: Mapped[str] = mapped_column(sa.String(16), info={"label": "Step"})
+
+    revision: Mapped[Revision] = relationship(back_populates="routes")
+    user = relationship("User")
