@@ -84,8 +84,9 @@ class Versioned:
 
     Subclasses may set `__audit_label__` (a readable record type), `__audit_reason_exempt__` (preference fields
     whose change needs no reason), `__allow_delete__` (link rows such as role grants; GxP records are never
-    deleted) and `__immutable__` (records such as signatures that are never changed once written). `audit_requires_reason()` says whether an edit needs a reason for change (default: always; documents
-    override it to allow reason-free edits while in Draft).
+    deleted) and `__immutable__` (records such as signatures that are never changed once written).
+    `audit_requires_reason()` says whether an edit needs a reason for change (default: always; documents override
+    it to allow reason-free edits while in Draft).
     """
 
     __versioned__: dict[str, Any] = {}
