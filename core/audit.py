@@ -99,6 +99,8 @@ EVENT_LABELS = {
     "totp.replay": "TOTP code replay refused",
     "permission.denied": "Permission denied",
     "audit.exported": "Audit trail exported",
+    "signature.failure": "Signature authentication failed",
+    "document.printed": "Controlled copy printed",
     "user.deactivated": "Account deactivated",
     "user.reactivated": "Account reactivated",
     "roles.changed": "Roles changed",

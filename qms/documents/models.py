@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import date, datetime
 
 import sqlalchemy as sa
@@ -9,6 +11,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.clock import now_utc
 from core.db import Versioned, db, table_args
+from signatures import models as sig
+from signatures.services import register
 
 DOC_TYPES = {
     "SOP": "Standard operating procedure",
@@ -71,7 +75,11 @@ class DocumentAudience(Versioned, db.Model):
                                                  info={"label": "Job function"})
 
 
+@register
 class Revision(Versioned, db.Model):
+    """A revision of a document. Signable: reviewers and approvers sign its canonical content (document identity,
+    revision label, change summary, reason and the SHA-256 of the content actually stored)."""
+
     __tablename__ = "qms_document_revision"
     __table_args__ = table_args(sa.UniqueConstraint("document_id", "major", "minor"))
     __audit_label__ = "Document revision"
@@ -108,9 +116,40 @@ class Revision(Versioned, db.Model):
     routes: Mapped[list[RevisionRoute]] = relationship(back_populates="revision", cascade="all, delete-orphan",
                                                        order_by="RevisionRoute.id")
 
+    signable_type = "qms_document_revision"
+    allowed_meanings = (sig.AUTHORED, sig.REVIEWED, sig.APPROVED, sig.REJECTED)
+
     @property
     def label(self) -> str:
         return f"{self.major}.{self.minor}"
+
+    @property
+    def signable_version(self) -> str:
+        return self.label
+
+    @property
+    def concurrency_token(self) -> str:
+        return str(self.row_version)
+
+    def signable_title(self) -> str:
+        return self.audit_title()
+
+    def content_bytes(self) -> bytes:
+        if self.content_format == "pdf":
+            return self.content_pdf or b""
+        return (self.content_markdown or "").encode("utf-8")
+
+    def computed_content_sha256(self) -> str:
+        return hashlib.sha256(self.content_bytes()).hexdigest()
+
+    def canonical_content(self) -> bytes:
+        """What a signature binds: fields frozen once the revision leaves Draft, and the hash of the stored content
+        as it is now (so a direct change of the content invalidates every signature)."""
+        doc = self.document
+        data = {"document": doc.number, "title": doc.title, "type": doc.doc_type, "revision": self.label,
+                "format": self.content_format, "content_sha256": self.computed_content_sha256(),
+                "change_summary": self.change_summary, "reason": self.reason, "author_id": self.author_id}
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
     @property
     def status_label(self) -> str:
