@@ -1,0 +1,143 @@
+"""Controlled copies: a PDF rendition of a revision with a header and footer on every page (number, revision,
+status, effective date, who printed it and when, in UTC) and a final page with every signature's manifestation."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+from fpdf import FPDF
+from pypdf import PdfReader, PdfWriter
+
+FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/dejavu"))
+
+
+@dataclass(frozen=True)
+class SignatureLine:
+    printed_name: str
+    meaning: str
+    signed_at: datetime
+    auth_method: str
+    valid: bool
+    comment: str | None = None
+
+
+@dataclass(frozen=True)
+class CopyInfo:
+    number: str
+    title: str
+    revision: str
+    status: str
+    effective_on: date | None
+    printed_by: str
+    printed_at: datetime
+    content_sha256: str
+
+
+def _font_path(name: str) -> Path | None:
+    for folder in FONT_DIRS:
+        candidate = folder / name
+        if candidate.exists():
+            return candidate
+    return None
+
+
+class _Pdf(FPDF):
+    def __init__(self, info: CopyInfo, *, page_offset: int = 0, total_pages: int | None = None):
+        super().__init__(format="A4")
+        self.info = info
+        self.page_offset = page_offset
+        self.total_pages = total_pages
+        self.set_auto_page_break(auto=True, margin=22)
+        self.set_margins(18, 26, 18)
+        regular, bold = _font_path("DejaVuSans.ttf"), _font_path("DejaVuSans-Bold.ttf")
+        if regular and bold:
+            self.add_font("DejaVu", "", str(regular))
+            self.add_font("DejaVu", "B", str(bold))
+            self.add_font("DejaVu", "I", str(regular))
+            self.add_font("DejaVu", "BI", str(bold))
+            self.family = "DejaVu"
+        else:  # core font: Latin-1 only, other characters are replaced
+            self.family = "Helvetica"
+        self.set_font(self.family, size=10)
+
+    def text_safe(self, text: str) -> str:
+        if self.family == "Helvetica":
+            return text.encode("latin-1", "replace").decode("latin-1")
+        return text
+
+    def header(self) -> None:
+        i = self.info
+        self.set_font(self.family, "B", 9)
+        self.set_y(8)
+        effective = i.effective_on.isoformat() if i.effective_on else "not yet effective"
+        self.cell(0, 5, self.text_safe(f"{i.number}  {i.title}"), new_x="LMARGIN", new_y="NEXT")
+        self.set_font(self.family, "", 8)
+        self.cell(0, 5, self.text_safe(f"Revision {i.revision} · Status: {i.status} · Effective date: {effective}"),
+                  new_x="LMARGIN", new_y="NEXT")
+        self.line(18, 19, self.w - 18, 19)
+        self.set_y(26)
+        self.set_font(self.family, "", 10)
+
+    def footer(self) -> None:
+        i = self.info
+        self.set_y(-16)
+        self.set_font(self.family, "", 7)
+        stamp = i.printed_at.strftime("%Y-%m-%d %H:%M:%S")
+        self.cell(0, 4, self.text_safe(f"Controlled copy printed by {i.printed_by} at {stamp} UTC · "
+                                       f"content SHA-256 {i.content_sha256[:16]}…"), new_x="LMARGIN", new_y="NEXT")
+        total = self.total_pages if self.total_pages is not None else "{nb}"
+        self.cell(0, 4, f"Page {self.page_no() + self.page_offset} of {total}", align="R")
+
+    def signature_page(self, lines: list[SignatureLine]) -> None:
+        self.add_page()
+        self.set_font(self.family, "B", 13)
+        self.cell(0, 8, "Electronic signatures", new_x="LMARGIN", new_y="NEXT")
+        self.set_font(self.family, "", 9)
+        self.multi_cell(0, 5, self.text_safe(
+            "Each signature below is an electronic signature under 21 CFR Part 11, bound to the SHA-256 of this "
+            "revision's content. Times are UTC."), new_x="LMARGIN", new_y="NEXT")
+        self.ln(3)
+        if not lines:
+            self.cell(0, 6, "No signatures.", new_x="LMARGIN", new_y="NEXT")
+        for line in lines:
+            self.set_font(self.family, "B", 10)
+            self.cell(0, 6, self.text_safe(f"{line.printed_name} — {line.meaning}"), new_x="LMARGIN", new_y="NEXT")
+            self.set_font(self.family, "", 9)
+            status = "Valid" if line.valid else "INVALID: record altered after signing"
+            self.cell(0, 5, self.text_safe(f"{line.signed_at.strftime('%Y-%m-%d %H:%M:%S')} UTC · "
+                                           f"authenticated by {line.auth_method} · {status}"),
+                      new_x="LMARGIN", new_y="NEXT")
+            if line.comment:
+                self.multi_cell(0, 5, self.text_safe(f"Comment: {line.comment}"), new_x="LMARGIN", new_y="NEXT")
+            self.ln(2)
+
+
+def controlled_copy_markdown(info: CopyInfo, html: str, signatures: list[SignatureLine]) -> bytes:
+    """`html` is the sanitised rendering of the revision's Markdown (qms.documents.rendering)."""
+    pdf = _Pdf(info)
+    pdf.add_page()
+    pdf.write_html(pdf.text_safe(html))
+    pdf.signature_page(signatures)
+    return bytes(pdf.output())
+
+
+def controlled_copy_pdf(info: CopyInfo, content: bytes, signatures: list[SignatureLine]) -> bytes:
+    """Stamp header and footer onto every page of an uploaded PDF and append the signature page."""
+    reader = PdfReader(io.BytesIO(content))
+    total = len(reader.pages) + 1
+    writer = PdfWriter(clone_from=reader)
+    for n, page in enumerate(writer.pages):
+        width_pt, height_pt = float(page.mediabox.width), float(page.mediabox.height)
+        overlay = _Pdf(info, page_offset=n, total_pages=total)
+        overlay.set_auto_page_break(False)
+        overlay.add_page(format=(width_pt * 25.4 / 72, height_pt * 25.4 / 72))
+        page.merge_page(PdfReader(io.BytesIO(bytes(overlay.output()))).pages[0])
+    sig = _Pdf(info, page_offset=total - 1, total_pages=total)
+    sig.signature_page(signatures)
+    writer.append(PdfReader(io.BytesIO(bytes(sig.output()))))
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
