@@ -53,18 +53,23 @@ def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
         referrer_policy="same-origin",
     )
 
-    from core import audit_views, web
+    from core import audit_views, cli, web
     from core.auth import admin, views
+    from qms import cli as qms_cli
+    from qms.documents import views as document_views
+    from signatures import cli as signatures_cli
 
     app.register_blueprint(web.bp)
     app.register_blueprint(views.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(audit_views.bp)
+    app.register_blueprint(document_views.bp)
+    web.register_nav(app, "Documents", "documents.register", "documents.view")
     web.register_error_handlers(app)
 
-    from core import cli
-
     cli.register(app)
+    app.cli.add_command(qms_cli.qms_cli)
+    app.cli.add_command(signatures_cli.signatures_cli)
 
     if not app.config["SESSION_COOKIE_SECURE"]:
         logging.getLogger("attest").warning(

@@ -226,7 +226,10 @@ def _guard_changes(session: Session, flush_context: Any, instances: Any) -> None
         if isinstance(obj, Versioned) and not obj.__allow_delete__:
             raise DeleteRefused(f"{obj.audit_title()} cannot be deleted: GxP records are retired, never deleted")
     needs_reason = [obj for obj in session.deleted if isinstance(obj, Versioned)]
+    created = session.info.get("audit_created", ())
     for obj in session.dirty:
+        if sa.inspect(obj).identity_key in created:
+            continue  # created earlier in this same transaction: not an edit of a recorded record
         if isinstance(obj, Versioned) and obj.__immutable__ and _changed_fields(obj):
             raise DeleteRefused(f"{obj.audit_title()} cannot be changed once recorded")
         if isinstance(obj, Versioned) and obj.audit_requires_reason():
@@ -235,6 +238,14 @@ def _guard_changes(session: Session, flush_context: Any, instances: Any) -> None
                 needs_reason.append(obj)
     if needs_reason and not session.info.get("audit_reason"):
         raise ReasonRequired(f"A reason for change is required to modify {needs_reason[0].audit_title()}")
+
+
+@event.listens_for(Session, "after_flush")
+def _note_created(session: Session, flush_context: Any) -> None:
+    created = session.info.setdefault("audit_created", set())
+    for obj in session.new:
+        if isinstance(obj, Versioned):
+            created.add(sa.inspect(obj).mapper.identity_key_from_instance(obj))
 
 
 # --- canonical content and the hash chain ---------------------------------------------------------------------------
@@ -361,7 +372,7 @@ def _seal(session: Session) -> None:
         session.expire(loaded)
 
 
-_TX_KEYS = ("audit_tx_id", "audit_tables", "audit_sealed", "audit_actor")
+_TX_KEYS = ("audit_tx_id", "audit_tables", "audit_sealed", "audit_actor", "audit_created")
 
 
 @event.listens_for(Session, "before_commit")

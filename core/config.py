@@ -6,6 +6,7 @@ There is deliberately no setting that turns the audit trail or versioning off.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("FORCE_HTTPS", bool, False, "Redirect HTTP to HTTPS and send HSTS (behind TLS termination)"),
     Setting("PROXY_FIX", bool, False, "Trust one proxy's X-Forwarded-For/Proto headers (behind a load balancer)"),
     Setting("DEFAULT_TIMEZONE", str, "UTC", "Time zone for users who have not chosen one (IANA name)"),
+    Setting("DOCUMENT_NUMBER_PATTERN", str, r"^[A-Z]{2,5}-[A-Z]{2,5}-\d{3,4}$",
+            "Regular expression a controlled document number must match (e.g. SOP-QA-001)"),
+    Setting("MAX_UPLOAD_MB", int, 20, "Largest PDF accepted as document content, megabytes", 1, 200),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
@@ -104,6 +108,13 @@ def load(instance_path: str, overrides: dict[str, Any] | None = None) -> dict[st
         raise ConfigError(
             f"ATTEST_DEFAULT_TIMEZONE must be an IANA time zone name, got {values['DEFAULT_TIMEZONE']!r}"
         ) from None
+    try:
+        re.compile(values["DOCUMENT_NUMBER_PATTERN"])
+    except (re.error, TypeError) as exc:
+        raise ConfigError(
+            f"ATTEST_DOCUMENT_NUMBER_PATTERN must be a valid regular expression, got "
+            f"{values['DOCUMENT_NUMBER_PATTERN']!r} ({exc})"
+        ) from None
 
     if not values["DATABASE_URL"]:
         values["DATABASE_URL"] = f"sqlite:///{Path(instance_path) / 'attest.db'}"
@@ -125,7 +136,8 @@ def load(instance_path: str, overrides: dict[str, Any] | None = None) -> dict[st
         BOOTSTRAP_SERVE_LOCAL=True,
         RATELIMIT_STORAGE_URI=values["RATELIMIT_STORAGE_URI"],
         RATELIMIT_HEADERS_ENABLED=False,
-        MAX_CONTENT_LENGTH=50 * 1024 * 1024,
+        # a request must fit the largest allowed upload plus its form fields
+        MAX_CONTENT_LENGTH=max(50, values["MAX_UPLOAD_MB"] + 10) * 1024 * 1024,
     )
     config.update(extra)
     return config

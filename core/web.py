@@ -23,12 +23,18 @@ _GATE_EXEMPT = {"auth.change_password", "auth.totp_enroll", "auth.logout", "auth
                 "bootstrap.static"}
 
 
+def register_nav(app, label: str, endpoint: str, permission: str) -> None:
+    """Domain packages add their main page to the navigation bar (core knows none of them)."""
+    app.extensions.setdefault("attest_nav", []).append((label, endpoint, permission))
+
+
 @bp.app_context_processor
 def _inject():
     from core.audit import EVENT_LABELS
     from core.clock import now_utc
 
-    return {"PERMISSIONS": PERMISSIONS, "ROLES": ROLES, "event_labels": EVENT_LABELS, "now_utc": now_utc}
+    return {"PERMISSIONS": PERMISSIONS, "ROLES": ROLES, "event_labels": EVENT_LABELS, "now_utc": now_utc,
+            "nav_items": current_app.extensions.get("attest_nav", [])}
 
 
 @bp.before_app_request

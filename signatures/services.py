@@ -67,12 +67,15 @@ def content_hash(record: Signable) -> str:
     return hashlib.sha256(record.canonical_content()).hexdigest()
 
 
-@dataclass(frozen=True)
+@dataclass
 class SignerProof:
+    """Proof that the signer re-authenticated just now. Good for one signature (11.200(a)(1): each signing needs at
+    least the password again)."""
+
     user_id: int
     method: str
     at: datetime
-    token: str = field(default_factory=lambda: secrets.token_hex(8))
+    used: bool = field(default=False)
 
 
 class SignatureRefused(AttestError):
@@ -96,6 +99,9 @@ def authenticate(user: User, *, password: str, totp_code: str | None) -> SignerP
             audit.record_event("signature.failure", subject=user, reason="second factor required but not set up")
             return None
         if not auth.check_totp(user, totp_code or ""):
+            # check_totp audits a second-factor failure (and counts it toward lockout); say it was a signing attempt
+            with audit.acting_as(user):
+                audit.record_event("signature.failure", subject=user, reason="wrong or reused second-factor code")
             return None
         method = "password+totp"
     user.security.failed_attempts = 0
@@ -104,20 +110,29 @@ def authenticate(user: User, *, password: str, totp_code: str | None) -> SignerP
 
 
 def sign(record: Signable, *, signer: User, proof: SignerProof, meaning: str, comment: str | None = None,
-         expected_version: str | None = None, allowed: tuple[str, ...] | None = None) -> Signature:
+         expected_version: str | None = None, allowed: tuple[str, ...] | None = None,
+         since: datetime | None = None) -> Signature:
     """Record `signer`'s signature with `meaning` on the exact current version of `record`.
 
     `expected_version` is the record's `concurrency_token` (or version) the signer saw on the page: a record that
-    changed since is refused as stale."""
+    changed since is refused as stale. A second signature with the same meaning on the same version is refused,
+    counting only signatures made at or after `since` when given (a new signing round, e.g. making obsolete a
+    revision its approver approved)."""
     if not isinstance(record, Signable):
         raise TypeError(f"{record!r} is not signable")
     if proof.user_id != signer.id:
         raise SignatureRefused("A signature can only be applied by the person who authenticated.")
     if now_utc() - proof.at > PROOF_TTL:
         raise SignatureRefused("The signature authentication has expired; enter your password again.")
-    if meaning not in MEANINGS or meaning not in (allowed or record.allowed_meanings):
-        choices = ", ".join(allowed or record.allowed_meanings)
-        raise ValidationError("meaning", f"Meaning must be one of: {choices}.")
+    if proof.used:
+        raise SignatureRefused("Each signature needs your password again.")
+    # `allowed` narrows the record's meanings for one step (e.g. only "Approved" at approval); it never widens them,
+    # and an empty tuple allows nothing (it must not fall back to every meaning of the record)
+    choices = tuple(m for m in record.allowed_meanings if m in MEANINGS and (allowed is None or m in allowed))
+    if meaning not in choices:
+        if not choices:
+            raise ValidationError("meaning", f"No signature meaning is allowed for {record.signable_title()} here.")
+        raise ValidationError("meaning", f"Meaning must be one of: {', '.join(choices)}.")
     version = record.signable_version
     current = str(getattr(record, "concurrency_token", version))
     if expected_version is not None and str(expected_version) != current:
@@ -126,10 +141,12 @@ def sign(record: Signable, *, signer: User, proof: SignerProof, meaning: str, co
     comment = (comment or "").strip() or None
     if comment is not None and len(comment) > 2000:
         raise ValidationError("comment", "Comment must be at most 2000 characters.")
-    duplicate = db.session.scalar(
-        sa.select(Signature.id).where(Signature.record_type == record.signable_type,
-                                      Signature.record_id == record.id, Signature.record_version == version,
-                                      Signature.signer_id == signer.id, Signature.meaning == meaning))
+    same = (sa.select(Signature.id).where(Signature.record_type == record.signable_type,
+                                          Signature.record_id == record.id, Signature.record_version == version,
+                                          Signature.signer_id == signer.id, Signature.meaning == meaning))
+    if since is not None:
+        same = same.where(Signature.signed_at >= since)
+    duplicate = db.session.scalar(same)
     if duplicate is not None:
         raise SignatureRefused(f"You have already signed {record.signable_title()} as “{meaning}”.")
     signature = Signature(signer_id=signer.id, username=signer.username, printed_name=signer.full_name,
@@ -138,6 +155,7 @@ def sign(record: Signable, *, signer: User, proof: SignerProof, meaning: str, co
                           auth_method=proof.method, comment=comment)
     db.session.add(signature)
     db.session.flush()
+    proof.used = True
     return signature
 
 
@@ -152,6 +170,17 @@ def is_valid(signature: Signature, record: Signable) -> bool:
     return (signature.record_type == record.signable_type and signature.record_id == record.id
             and signature.record_version == record.signable_version
             and secrets.compare_digest(signature.content_sha256, content_hash(record)))
+
+
+VALID, EARLIER, INVALID = "valid", "earlier", "invalid"
+
+
+def status(signature: Signature, record: Signable) -> str:
+    """VALID; EARLIER for a signature on an earlier version or submission of the record (its content may
+    legitimately have been revised since); INVALID when the signed version's content no longer matches (altered)."""
+    if signature.record_version != record.signable_version:
+        return EARLIER
+    return VALID if is_valid(signature, record) else INVALID
 
 
 def manifestation(signature: Signature) -> str:

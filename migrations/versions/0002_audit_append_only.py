@@ -14,14 +14,16 @@ down_revision = '0001'
 branch_labels = None
 depends_on = None
 
-TABLES = ['audit_event', 'core_site_version', 'core_department_version', 'core_job_function_version',
-          'core_user_version', 'core_user_role_version']
+VERSION_TABLES = ['core_site_version', 'core_department_version', 'core_job_function_version', 'core_user_version',
+                  'core_user_role_version']
+TABLES = ['audit_event', *VERSION_TABLES]
 
 
 def upgrade():
     for sql in audit_guards.core_statements(op.get_bind().dialect.name):
         op.execute(sql)
-    audit_guards.install(op, TABLES)
+    audit_guards.install(op, ['audit_event'], versions=False)
+    audit_guards.install(op, VERSION_TABLES)
 
 
 def downgrade():

@@ -241,7 +241,8 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_qms_revision_route_user_id'), ['user_id'], unique=False)
 
     # version rows and signatures are append-only (signature rows have no update or delete path at all)
-    audit_guards.install(op, VERSION_TABLES + ['sig_signature'])
+    audit_guards.install(op, VERSION_TABLES)
+    audit_guards.install(op, ['sig_signature'], versions=False)
     # ### end Alembic commands ###
 
 

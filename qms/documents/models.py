@@ -124,8 +124,24 @@ class Revision(Versioned, db.Model):
         return f"{self.major}.{self.minor}"
 
     @property
+    def submission(self) -> int:
+        """Which submission for review this is: 1, plus one for each time the revision was rejected back to Draft."""
+        if self.id is None:
+            return 1
+        rejections = db.session.scalar(
+            sa.select(sa.func.count()).select_from(sig.Signature)
+            .where(sig.Signature.record_type == self.signable_type, sig.Signature.record_id == self.id,
+                   sig.Signature.meaning == sig.REJECTED))
+        return 1 + (rejections or 0)
+
+    @property
     def signable_version(self) -> str:
-        return self.label
+        """The version a signature is bound to: the label, plus the submission after a rejection (e.g. "1.0
+        submission 2"). Signatures of an earlier submission do not count for a resubmission, and the signing
+        ceremony refuses a second signature with the same meaning on the same version, so without the submission
+        nobody could sign a resubmitted revision again."""
+        n = self.submission
+        return self.label if n == 1 else f"{self.label} submission {n}"
 
     @property
     def concurrency_token(self) -> str:

@@ -20,7 +20,7 @@ class SignatureLine:
     meaning: str
     signed_at: datetime
     auth_method: str
-    valid: bool
+    status: str  # "valid", "earlier" (an earlier submission) or "invalid" (content altered after signing)
     comment: str | None = None
 
 
@@ -106,7 +106,8 @@ class _Pdf(FPDF):
             self.set_font(self.family, "B", 10)
             self.cell(0, 6, self.text_safe(f"{line.printed_name} — {line.meaning}"), new_x="LMARGIN", new_y="NEXT")
             self.set_font(self.family, "", 9)
-            status = "Valid" if line.valid else "INVALID: record altered after signing"
+            status = {"valid": "Valid", "earlier": "Earlier submission (the revision was revised since)"}.get(
+                line.status, "INVALID: record altered after signing")
             self.cell(0, 5, self.text_safe(f"{line.signed_at.strftime('%Y-%m-%d %H:%M:%S')} UTC · "
                                            f"authenticated by {line.auth_method} · {status}"),
                       new_x="LMARGIN", new_y="NEXT")

@@ -48,6 +48,9 @@ def test_environment_variables_override_defaults(tmp_path, monkeypatch):
         ("SESSION_COOKIE_SECURE", "maybe", "ATTEST_SESSION_COOKIE_SECURE must be true or false"),
         ("DEFAULT_TIMEZONE", "Mars/Olympus", "ATTEST_DEFAULT_TIMEZONE must be an IANA time zone name"),
         ("SECRET_KEY", "short", "ATTEST_SECRET_KEY must be at least 32 characters"),
+        ("DOCUMENT_NUMBER_PATTERN", "^SOP-(", "ATTEST_DOCUMENT_NUMBER_PATTERN must be a valid regular expression"),
+        ("MAX_UPLOAD_MB", "0", "ATTEST_MAX_UPLOAD_MB must be at least 1"),
+        ("MAX_UPLOAD_MB", "500", "ATTEST_MAX_UPLOAD_MB must be at most 200"),
     ],
 )
 def test_invalid_settings_stop_start_up_with_a_message_naming_the_variable(tmp_path, monkeypatch, name, value,

@@ -14,9 +14,9 @@ from qms.documents.rendering import render_markdown
 INFO = CopyInfo(number="SOP-QA-001", title="Cleaning of filling line 3", revision="2.0", status="Effective",
                 effective_on=date(2026, 12, 7), printed_by="Quinn Q. Approver",
                 printed_at=datetime(2026, 11, 23, 13, 5, 9, tzinfo=UTC), content_sha256="ab" * 32)
-SIGS = [SignatureLine("Alice Author", "Authored", datetime(2026, 11, 20, 9, 0, tzinfo=UTC), "password+totp", True),
+SIGS = [SignatureLine("Alice Author", "Authored", datetime(2026, 11, 20, 9, 0, tzinfo=UTC), "password+totp", "valid"),
         SignatureLine("Quinn Q. Approver", "Approved", datetime(2026, 11, 21, 10, 30, tzinfo=UTC), "password+totp",
-                      False, "Approved for release")]
+                      "invalid", "Approved for release")]
 
 
 def _text(pdf: bytes) -> str:

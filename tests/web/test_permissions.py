@@ -60,9 +60,49 @@ def unprotected_views(app) -> list[str]:
     )
 
 
+def _tiny_pdf() -> bytes:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=12)
+    pdf.cell(0, 10, "Example PDF procedure")
+    return bytes(pdf.output())
+
+
+def _example_ids(app, users) -> dict[str, int]:
+    """Real records for parametrised pages: a user, and a document with a Markdown revision and a PDF draft
+    (created once per test's database)."""
+    if "test_examples" not in app.extensions:
+        from core.db import transaction
+        from core.org import Department, Site
+        from qms.documents.models import Document, Revision
+
+        author = users["document_author"]
+        with transaction():
+            site = Site(code="EX", name="Example site")
+            dept = Department(site=site, code="EXD", name="Example department")
+            doc = Document(number="SOP-EX-001", title="Example procedure", doc_type="SOP", department=dept,
+                           owner_id=author.id)
+            db.session.add_all([site, dept, doc])
+            db.session.flush()
+            first = Revision(document_id=doc.id, major=1, minor=0, status="effective", content_format="markdown",
+                             content_markdown="# Example", change_summary="First issue", reason="New",
+                             author_id=author.id, content_sha256="0" * 64)
+            draft = Revision(document_id=doc.id, major=2, minor=0, status="draft", content_format="pdf",
+                             content_pdf=_tiny_pdf(), content_filename="example.pdf",
+                             change_summary="PDF version", reason="Layout", author_id=author.id,
+                             content_sha256="0" * 64)
+            db.session.add_all([first, draft])
+            db.session.flush()
+            app.extensions["test_examples"] = {"user_id": users["operator"].id, "document_id": doc.id,
+                                               "revision_id": draft.id}
+    return app.extensions["test_examples"]
+
+
 def get_routes(app, users) -> list[tuple[str, str, str]]:
-    """(endpoint, path, required permission) for every GET page; parametrised pages use a real user id."""
-    example = {"user_id": users["operator"].id}
+    """(endpoint, path, required permission) for every GET page; parametrised pages use real records."""
+    example = _example_ids(app, users)
     routes = []
     for rule in app.url_map.iter_rules():
         if rule.endpoint in UNCHECKED_ENDPOINTS or "GET" not in rule.methods:
@@ -128,7 +168,7 @@ def test_each_role_gets_exactly_the_pages_its_permissions_allow(app, users, role
         if needed == PUBLIC:
             continue
         response = client.get(path)
-        text = response.get_data(as_text=True)
+        text = response.get_data(as_text=True) if response.mimetype.startswith("text/") else ""
         if needed == AUTHENTICATED or user.can(needed):
             assert response.status_code == 200, (role, path, response.status_code, text[:500])
         else:

@@ -1,0 +1,60 @@
+"""Forms of document control."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
+from wtforms import DateField, IntegerField, RadioField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, NumberRange, Optional
+
+from core.auth.forms import MultiCheckboxField, ReasonMixin
+from signatures.forms import SignForm
+
+
+class DocumentForm(FlaskForm):
+    number = StringField("Number", validators=[DataRequired(message="Number is required."), Length(max=40)])
+    title = StringField("Title", validators=[DataRequired(message="Title is required."), Length(max=300)])
+    doc_type = SelectField("Type", validators=[DataRequired(message="Type is required.")])
+    department_id = SelectField("Owning department", coerce=int,
+                                validators=[DataRequired(message="Owning department is required.")])
+    owner_id = SelectField("Owner", coerce=int, validators=[DataRequired(message="Owner is required.")])
+    review_interval_months = IntegerField("Periodic review interval (months)", default=24, validators=[
+        DataRequired(message="Review interval is required."),
+        NumberRange(min=1, max=120, message="Review interval must be 1 to 120 months.")])
+    training_window_days = IntegerField("Training window (days)", default=14, validators=[
+        NumberRange(min=0, max=365, message="Training window must be 0 to 365 days.")])
+    audience = MultiCheckboxField("Training audience (job functions)", coerce=int, validate_choice=True)
+
+
+class DocumentSettingsForm(ReasonMixin, FlaskForm):
+    department_id = DocumentForm.department_id
+    owner_id = DocumentForm.owner_id
+    review_interval_months = DocumentForm.review_interval_months
+    training_window_days = DocumentForm.training_window_days
+    audience = MultiCheckboxField("Training audience (job functions)", coerce=int, validate_choice=True)
+
+
+class RevisionForm(FlaskForm):
+    kind = RadioField("Revision", choices=[("minor", "Minor (e.g. 1.0 → 1.1)"), ("major", "Major (e.g. 1.1 → 2.0)")],
+                      default="major", validators=[DataRequired(message="Choose major or minor.")])
+    change_summary = TextAreaField("Change summary", validators=[
+        DataRequired(message="Change summary is required."), Length(max=4000)])
+    reason = TextAreaField("Reason for revision", validators=[
+        DataRequired(message="Reason for revision is required."), Length(max=4000)])
+    content_markdown = TextAreaField("Content (Markdown)", validators=[Optional(), Length(max=1_000_000)])
+    content_pdf = FileField("…or upload a PDF")
+    expected_version = StringField()
+
+
+class RoutingForm(FlaskForm):
+    reviewers = MultiCheckboxField("Reviewers", coerce=int, validate_choice=True)
+    approvers = MultiCheckboxField("Approvers", coerce=int, validate_choice=True)
+
+
+class ApproveForm(SignForm):
+    effective_on = DateField("Effective date", validators=[Optional()])
+
+
+class ObsoleteForm(SignForm):
+    reason = TextAreaField("Reason the revision is made obsolete", validators=[
+        DataRequired(message="A reason is required."), Length(min=4, max=2000)])

@@ -1,0 +1,662 @@
+"""Document control use cases: create documents, revise them, route, sign, approve, release, retire.
+
+Every function flushes and never commits: views and CLI commands wrap the call in `core.db.transaction()`, so a
+refusal (ValidationError, InvalidTransition, NotPermitted, or a refused signature) rolls back everything the call
+wrote, signatures included. State changes that need a signature take the `SignerProof` from
+`signatures.services.authenticate()` and record the signature in the same transaction as the state change.
+
+The revision row is locked (SELECT ... FOR UPDATE on PostgreSQL; SQLite serialises writers with BEGIN IMMEDIATE)
+before a transition is checked, so two people acting at once see each other's committed signatures: the last of
+several approvers signing at the same moment still moves the revision to Approved.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from collections.abc import Iterable
+from datetime import date, datetime, timedelta
+
+import sqlalchemy as sa
+from flask import current_app
+
+from core.auth.models import User, UserRole
+from core.auth.permissions import PERMISSIONS, ROLES
+from core.clock import now_utc
+from core.db import db, default_reason
+from core.errors import InvalidTransition, NotPermitted, ValidationError
+from core.org import Department, JobFunction
+from qms.documents.models import (
+    APPROVE,
+    APPROVED,
+    DOC_TYPES,
+    DRAFT,
+    EFFECTIVE,
+    IN_REVIEW,
+    OBSOLETE,
+    REVIEW,
+    STATUS_LABELS,
+    SUPERSEDED,
+    Document,
+    DocumentAudience,
+    Revision,
+    RevisionRoute,
+)
+from signatures import models as sig
+from signatures import services as signing
+from signatures.services import SignerProof
+
+MAX_MARKDOWN_CHARS = 1_000_000
+MAX_TEXT_CHARS = 4000
+OPEN_STATUSES = (DRAFT, IN_REVIEW)
+STEP_PERMISSION = {REVIEW: "documents.review", APPROVE: "documents.approve"}
+STEP_FIELD = {REVIEW: "reviewer_ids", APPROVE: "approver_ids"}
+STEP_MEANING = {REVIEW: sig.REVIEWED, APPROVE: sig.APPROVED}
+_GERUND = {"review": "Reviewing", "approve": "Approving", "reject": "Rejecting"}
+
+
+# --- small helpers ---------------------------------------------------------------------------------------------------
+
+
+def _require(actor: User | None, permission: str, action: str) -> None:
+    if actor is None or not actor.active or not actor.can(permission):
+        raise NotPermitted(f"{action} needs the permission “{PERMISSIONS[permission].label}” ({permission}), "
+                           f"which your roles do not grant.")
+
+
+def _text(field: str, value: str | None, label: str, *, limit: int = MAX_TEXT_CHARS) -> str:
+    value = (value or "").strip()
+    if not value:
+        raise ValidationError(field, f"{label} is required.")
+    if len(value) > limit:
+        raise ValidationError(field, f"{label} must be at most {limit:,} characters.")
+    return value
+
+
+def _whole(field: str, value: object, label: str, minimum: int, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise ValidationError(field, f"{label} must be a whole number from {minimum} to {maximum}.")
+    return value
+
+
+def add_months(day: date, months: int) -> date:
+    """`day` plus `months` calendar months, on the last day of the month when the day does not exist (31 Jan + 1
+    month = 28/29 Feb): a periodic review is never due later than the interval says."""
+    index = day.month - 1 + months
+    year, month = day.year + index // 12, index % 12 + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def _today() -> date:
+    return now_utc().date()
+
+
+def _names(users: Iterable[User]) -> str:
+    return ", ".join(u.full_name for u in users)
+
+
+def _lock(revision: Revision) -> None:
+    """Reload the revision under a row lock so every check below sees the committed state, not a page's copy."""
+    db.session.refresh(revision, with_for_update=True)
+
+
+def _check_fresh(revision: Revision, expected_row_version: int | str | None) -> None:
+    if expected_row_version is None or str(expected_row_version) != str(revision.row_version):
+        raise InvalidTransition(f"{revision.audit_title()} changed since the page was loaded; reload it and check "
+                                f"it again.")
+
+
+def _check_status(revision: Revision, allowed: str, action: str) -> None:
+    if revision.status != allowed:
+        raise InvalidTransition(f"Cannot {action} {revision.audit_title()}: it is {revision.status_label}; only a "
+                                f"revision in {STATUS_LABELS[allowed]} can be.")
+
+
+# --- queries for views -----------------------------------------------------------------------------------------------
+
+
+def get_document(number: str) -> Document | None:
+    return db.session.scalar(sa.select(Document).where(Document.number == (number or "").strip()))
+
+
+def latest_revision(document: Document) -> Revision | None:
+    """The revision with the highest label, whatever its status (the base of the next label)."""
+    return db.session.scalar(sa.select(Revision).where(Revision.document_id == document.id)
+                             .order_by(Revision.major.desc(), Revision.minor.desc()).limit(1))
+
+
+def current_effective(document: Document) -> Revision | None:
+    """The revision in force today, if any."""
+    return db.session.scalar(sa.select(Revision).where(Revision.document_id == document.id,
+                                                       Revision.status == EFFECTIVE)
+                             .order_by(Revision.major.desc(), Revision.minor.desc()).limit(1))
+
+
+def open_revision(document: Document) -> Revision | None:
+    """The revision being written or reviewed (at most one per document)."""
+    return db.session.scalar(sa.select(Revision).where(Revision.document_id == document.id,
+                                                       Revision.status.in_(OPEN_STATUSES)).limit(1))
+
+
+def pending_revisions(document: Document) -> list[Revision]:
+    """Approved revisions waiting for their effective date, oldest label first."""
+    return list(db.session.scalars(sa.select(Revision).where(Revision.document_id == document.id,
+                                                             Revision.status == APPROVED)
+                                   .order_by(Revision.major, Revision.minor)))
+
+
+def predecessor(revision: Revision) -> Revision | None:
+    """The latest earlier revision that was ever in force (the one this revision superseded or will supersede)."""
+    return db.session.scalar(
+        sa.select(Revision).where(Revision.document_id == revision.document_id, Revision.effective_at.is_not(None),
+                                  sa.tuple_(Revision.major, Revision.minor) < sa.tuple_(revision.major, revision.minor))
+        .order_by(Revision.major.desc(), Revision.minor.desc()).limit(1))
+
+
+def next_label(document: Document, *, major: bool) -> tuple[int, int]:
+    """The label a new revision gets: 1.0 (or 0.1 if minor) for the first, otherwise the latest plus 1.0 or 0.1."""
+    latest = latest_revision(document)
+    if latest is None:
+        return (1, 0) if major else (0, 1)
+    return (latest.major + 1, 0) if major else (latest.major, latest.minor + 1)
+
+
+def eligible_signers(step: str, *, exclude: User | None = None) -> list[User]:
+    """Active users who may be routed for `step` (review or approve), never including `exclude` (the author)."""
+    permission = STEP_PERMISSION[step]
+    codes = [code for code, role in ROLES.items() if permission in role.permissions]
+    stmt = (sa.select(User).join(UserRole, UserRole.user_id == User.id)
+            .where(User.active.is_(True), UserRole.role.in_(codes)).distinct().order_by(User.full_name))
+    return [u for u in db.session.scalars(stmt) if exclude is None or u.id != exclude.id]
+
+
+def round_signatures(revision: Revision) -> list[sig.Signature]:
+    """Signatures that count for the current submission: on this submission's version and made since it was
+    submitted. Signatures of an earlier, rejected submission stay on record but do not count."""
+    stmt = sa.select(sig.Signature).where(sig.Signature.record_type == revision.signable_type,
+                                          sig.Signature.record_id == revision.id,
+                                          sig.Signature.record_version == revision.signable_version)
+    if revision.submitted_at is not None:
+        stmt = stmt.where(sig.Signature.signed_at >= revision.submitted_at)
+    return list(db.session.scalars(stmt.order_by(sig.Signature.signed_at, sig.Signature.id)))
+
+
+def routed(revision: Revision, step: str) -> list[User]:
+    return [route.user for route in revision.routes if route.step == step]
+
+
+def outstanding(revision: Revision) -> dict[str, list[User]]:
+    """Who still has to sign the current submission, by step ("review", "approve"); nobody unless In review."""
+    if revision.status != IN_REVIEW:
+        return {REVIEW: [], APPROVE: []}
+    signed: dict[str, set[int]] = {REVIEW: set(), APPROVE: set()}
+    for signature in round_signatures(revision):
+        for step, meaning in STEP_MEANING.items():
+            if signature.meaning == meaning:
+                signed[step].add(signature.signer_id)
+    return {step: [u for u in routed(revision, step) if u.id not in signed[step]] for step in (REVIEW, APPROVE)}
+
+
+def reviews_due(today: date | None = None) -> list[Revision]:
+    """Effective revisions whose periodic review is due on or before `today`, most overdue first."""
+    today = today or _today()
+    return list(db.session.scalars(
+        sa.select(Revision).join(Document).where(Revision.status == EFFECTIVE, Revision.review_due_on <= today)
+        .order_by(Revision.review_due_on, Document.number)))
+
+
+# --- documents -------------------------------------------------------------------------------------------------------
+
+
+def _check_number(number: str) -> str:
+    number = (number or "").strip()
+    pattern = current_app.config["ATTEST_DOCUMENT_NUMBER_PATTERN"]
+    if not number:
+        raise ValidationError("number", "Document number is required.")
+    if len(number) > 40 or not re.fullmatch(pattern, number):
+        raise ValidationError("number", f"Document number {number!r} does not match the numbering format "
+                                        f"{pattern} (for example SOP-QA-001).")
+    taken = db.session.scalar(sa.select(Document.number).where(sa.func.lower(Document.number) == number.lower()))
+    if taken is not None:
+        raise ValidationError("number", f"Document number {taken} already exists; document numbers are unique and "
+                                        f"never reused.")
+    return number
+
+
+def _check_department(department_id: int | None) -> int:
+    if department_id is None or db.session.get(Department, department_id) is None:
+        raise ValidationError("department_id", "Owning department must be an existing department.")
+    return department_id
+
+
+def _check_owner(owner_id: int | None) -> int:
+    owner = db.session.get(User, owner_id) if owner_id is not None else None
+    if owner is None or not owner.active:
+        raise ValidationError("owner_id", "Owner must be an active user.")
+    return owner.id
+
+
+def _check_audience(ids: Iterable[int]) -> list[int]:
+    wanted = sorted(set(ids))
+    if not wanted:
+        return []
+    found = {jf.id: jf for jf in db.session.scalars(sa.select(JobFunction).where(JobFunction.id.in_(wanted)))}
+    missing = [i for i in wanted if i not in found]
+    if missing:
+        raise ValidationError("audience_job_function_ids", f"Unknown job function id(s): "
+                                                           f"{', '.join(map(str, missing))}.")
+    inactive = [found[i].code for i in wanted if not found[i].active]
+    if inactive:
+        raise ValidationError("audience_job_function_ids", f"Inactive job function(s) cannot be a training "
+                                                           f"audience: {', '.join(inactive)}.")
+    return wanted
+
+
+def create_document(*, number: str, title: str, doc_type: str, department_id: int, owner_id: int,
+                    review_interval_months: int = 24, training_window_days: int = 14,
+                    audience_job_function_ids: Iterable[int] = (), actor: User) -> Document:
+    """Register a controlled document (its first revision is started separately with `start_revision`)."""
+    _require(actor, "documents.author", "Creating a document")
+    number = _check_number(number)
+    title = _text("title", title, "Title", limit=300)
+    if doc_type not in DOC_TYPES:
+        raise ValidationError("doc_type", f"Type must be one of: {', '.join(DOC_TYPES)}.")
+    document = Document(
+        number=number, title=title, doc_type=doc_type, department_id=_check_department(department_id),
+        owner_id=_check_owner(owner_id),
+        review_interval_months=_whole("review_interval_months", review_interval_months,
+                                      "Periodic review interval (months)", 1, 120),
+        training_window_days=_whole("training_window_days", training_window_days, "Training window (days)", 0, 365),
+        created_at=now_utc())
+    document.audience = [DocumentAudience(job_function_id=i) for i in _check_audience(audience_job_function_ids)]
+    db.session.add(document)
+    try:
+        db.session.flush()
+    except sa.exc.IntegrityError:  # the same number created by someone else at the same moment
+        raise ValidationError("number", f"Document number {number} already exists; document numbers are unique "
+                                        f"and never reused.") from None
+    return document
+
+
+def update_document_metadata(document: Document, *, actor: User, owner_id: int | None = None,
+                             department_id: int | None = None, review_interval_months: int | None = None,
+                             training_window_days: int | None = None,
+                             audience_job_function_ids: Iterable[int] | None = None) -> Document:
+    """Change who owns the document, its department, intervals and training audience (None: unchanged).
+
+    Number, title and type are not changeable: they are part of what every signature on the document binds.
+    A changed review interval moves the periodic review date of the revision in force."""
+    if not (actor is not None and actor.active and (actor.can("documents.author") or actor.can("documents.approve"))):
+        raise NotPermitted("Changing a document's details needs the permission “Author document revisions” "
+                           "(documents.author) or “Approve document revisions (QA)” (documents.approve).")
+    if not db.session.info.get("audit_reason"):
+        raise ValidationError("reason", "A reason for change is required to change a document's details.")
+    # validate and read everything first, then change each row once (see _release)
+    changes: dict[str, int] = {}
+    if owner_id is not None:
+        changes["owner_id"] = _check_owner(owner_id)
+    if department_id is not None:
+        changes["department_id"] = _check_department(department_id)
+    if training_window_days is not None:
+        changes["training_window_days"] = _whole("training_window_days", training_window_days,
+                                                 "Training window (days)", 0, 365)
+    effective = None
+    if review_interval_months is not None:
+        changes["review_interval_months"] = _whole("review_interval_months", review_interval_months,
+                                                   "Periodic review interval (months)", 1, 120)
+        effective = current_effective(document)
+    wanted = set(_check_audience(audience_job_function_ids)) if audience_job_function_ids is not None else None
+    current = {a.job_function_id: a for a in document.audience}
+    with db.session.no_autoflush:
+        for name, value in changes.items():
+            setattr(document, name, value)
+        if effective is not None and effective.effective_on is not None:
+            effective.review_due_on = add_months(effective.effective_on, changes["review_interval_months"])
+        if wanted is not None:
+            for job_function_id, row in current.items():
+                if job_function_id not in wanted:
+                    document.audience.remove(row)
+            for job_function_id in sorted(wanted - current.keys()):
+                document.audience.append(DocumentAudience(job_function_id=job_function_id))
+    db.session.flush()
+    return document
+
+
+# --- revisions: drafting ---------------------------------------------------------------------------------------------
+
+
+def _check_pdf(pdf_bytes: bytes) -> None:
+    limit_mb = current_app.config["ATTEST_MAX_UPLOAD_MB"]
+    if not pdf_bytes.startswith(b"%PDF-"):
+        raise ValidationError("content_pdf", "The uploaded file is not a PDF (it does not start with %PDF-).")
+    if len(pdf_bytes) > limit_mb * 1024 * 1024:
+        raise ValidationError("content_pdf", f"The PDF is {len(pdf_bytes) / 1024 / 1024:.1f} MB; the limit is "
+                                             f"{limit_mb} MB.")
+    # a file that only looks like a PDF would break every controlled copy later: read it now
+    import io
+
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(pdf_bytes), strict=False)
+        pages = len(reader.pages)
+        encrypted = reader.is_encrypted
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError):
+        raise ValidationError("content_pdf", "The uploaded PDF cannot be read (damaged or not a PDF).") from None
+    if encrypted:
+        raise ValidationError("content_pdf", "The uploaded PDF is encrypted; upload an unprotected PDF.")
+    if pages == 0:
+        raise ValidationError("content_pdf", "The uploaded PDF has no pages.")
+
+
+def _set_content(revision: Revision, *, content_markdown: str | None, pdf_bytes: bytes | None,
+                 pdf_filename: str | None) -> None:
+    if pdf_bytes is not None and (content_markdown or "").strip():
+        raise ValidationError("content_pdf", "Give the content either as a PDF or as Markdown, not both.")
+    if pdf_bytes is not None:
+        _check_pdf(bytes(pdf_bytes))
+        name = re.split(r"[\\/]", (pdf_filename or "").strip())[-1][:255] or None
+        revision.content_format, revision.content_pdf, revision.content_filename = "pdf", bytes(pdf_bytes), name
+        revision.content_markdown = None
+    else:
+        text = (content_markdown or "").replace("\r\n", "\n").replace("\r", "\n")
+        if not text.strip():
+            raise ValidationError("content_markdown", "Content is required: write it in Markdown or upload a PDF.")
+        if len(text) > MAX_MARKDOWN_CHARS:
+            raise ValidationError("content_markdown", f"Content must be at most {MAX_MARKDOWN_CHARS:,} characters "
+                                                      f"(it has {len(text):,}).")
+        revision.content_format, revision.content_markdown = "markdown", text
+        revision.content_pdf, revision.content_filename = None, None
+    revision.content_sha256 = revision.computed_content_sha256()
+
+
+def start_revision(document: Document, *, author: User, major: bool, change_summary: str, reason: str,
+                   content_markdown: str | None = None, pdf_bytes: bytes | None = None,
+                   pdf_filename: str | None = None) -> Revision:
+    """Open the next revision of `document` in Draft. Only one revision per document may be open (Draft or In
+    review): the document row is locked first so two authors starting at once cannot both open one."""
+    _require(author, "documents.author", "Starting a revision")
+    db.session.execute(sa.select(Document.id).where(Document.id == document.id).with_for_update())
+    existing = db.session.scalar(sa.select(Revision).where(Revision.document_id == document.id,
+                                                           Revision.status.in_(OPEN_STATUSES))
+                                 .execution_options(populate_existing=True).limit(1))
+    if existing is not None:
+        raise InvalidTransition(f"{document.number} already has an open revision ({existing.label}, "
+                                f"{existing.status_label}); finish or reject it before starting another.")
+    change_summary = _text("change_summary", change_summary, "Change summary")
+    reason = _text("reason", reason, "Reason for revision")
+    revision_major, revision_minor = next_label(document, major=bool(major))
+    revision = Revision(document=document, major=revision_major, minor=revision_minor, status=DRAFT,
+                        change_summary=change_summary, reason=reason, author_id=author.id, created_at=now_utc())
+    _set_content(revision, content_markdown=content_markdown, pdf_bytes=pdf_bytes, pdf_filename=pdf_filename)
+    db.session.add(revision)
+    db.session.flush()
+    return revision
+
+
+def _check_author(revision: Revision, actor: User, action: str) -> None:
+    _require(actor, "documents.author", action)
+    if actor.id != revision.author_id:
+        raise NotPermitted(f"Only the author of {revision.audit_title()} ({revision.author.full_name}) can "
+                           f"{action.lower()}.")
+
+
+def update_draft(revision: Revision, *, actor: User, expected_row_version: int | str | None,
+                 change_summary: str | None = None, reason: str | None = None, content_markdown: str | None = None,
+                 pdf_bytes: bytes | None = None, pdf_filename: str | None = None) -> Revision:
+    """Edit a draft (None: unchanged; blank Markdown without a new file keeps a PDF draft's file, as an edit form
+    that does not re-upload sends). The content is frozen once the revision leaves Draft; after a rejection it is a
+    draft again and editable."""
+    _lock(revision)
+    _check_status(revision, DRAFT, "edit")
+    _check_author(revision, actor, "Editing the draft")
+    _check_fresh(revision, expected_row_version)
+    if change_summary is not None:
+        revision.change_summary = _text("change_summary", change_summary, "Change summary")
+    if reason is not None:
+        revision.reason = _text("reason", reason, "Reason for revision")
+    keeps_pdf = revision.content_format == "pdf" and pdf_bytes is None and not (content_markdown or "").strip()
+    if (content_markdown is not None or pdf_bytes is not None) and not keeps_pdf:
+        _set_content(revision, content_markdown=content_markdown, pdf_bytes=pdf_bytes, pdf_filename=pdf_filename)
+    db.session.flush()
+    return revision
+
+
+def _routed_users(revision: Revision, ids: Iterable[int], step: str) -> list[User]:
+    field = STEP_FIELD[step]
+    try:
+        wanted = list(dict.fromkeys(int(i) for i in ids))
+    except (TypeError, ValueError):
+        raise ValidationError(field, "Routing must list user ids.") from None
+    found = {u.id: u for u in db.session.scalars(sa.select(User).where(User.id.in_(wanted)))} if wanted else {}
+    missing = [str(i) for i in wanted if i not in found]
+    if missing:
+        raise ValidationError(field, f"Unknown user id(s): {', '.join(missing)}.")
+    users = [found[i] for i in wanted]
+    if any(u.id == revision.author_id for u in users):
+        raise ValidationError(field, f"Segregation of duties: the author ({revision.author.full_name}) can never "
+                                     f"review or approve their own revision.")
+    _check_eligible(users, step, field)
+    return users
+
+
+def _check_eligible(users: Iterable[User], step: str, field: str) -> None:
+    permission = STEP_PERMISSION[step]
+    unfit = [u for u in users if not u.active or not u.can(permission)]
+    if unfit:
+        raise ValidationError(field, f"{'Reviewers' if step == REVIEW else 'Approvers'} must be active users holding "
+                                     f"“{PERMISSIONS[permission].label}” ({permission}); not: {_names(unfit)}.")
+
+
+def set_routing(revision: Revision, *, actor: User, reviewer_ids: Iterable[int],
+                approver_ids: Iterable[int]) -> Revision:
+    """Choose who reviews and who approves the draft. Each person takes one step: routing someone twice would let
+    fewer people satisfy the routing than it shows."""
+    _lock(revision)
+    _check_status(revision, DRAFT, "change the routing of")
+    _check_author(revision, actor, "Routing the revision")
+    reviewers = _routed_users(revision, reviewer_ids, REVIEW)
+    approvers = _routed_users(revision, approver_ids, APPROVE)
+    both = [u for u in reviewers if u.id in {a.id for a in approvers}]
+    if both:
+        raise ValidationError("approver_ids", f"A person is routed either to review or to approve, not both: "
+                                              f"{_names(both)}.")
+    wanted = {(u.id, REVIEW) for u in reviewers} | {(u.id, APPROVE) for u in approvers}
+    current = {(r.user_id, r.step): r for r in revision.routes}
+    if current.keys() - wanted:
+        default_reason("Routing of the draft revision changed")
+    for key, route in current.items():
+        if key not in wanted:
+            revision.routes.remove(route)
+    db.session.flush()  # removals first: a person may move from one step to the other
+    for user in [*reviewers, *approvers]:
+        step = REVIEW if user in reviewers else APPROVE
+        if (user.id, step) not in current:
+            revision.routes.append(RevisionRoute(user_id=user.id, step=step))
+    db.session.flush()
+    db.session.expire(revision, ["routes"])
+    return revision
+
+
+# --- revisions: the signed lifecycle ---------------------------------------------------------------------------------
+
+
+def submit_for_review(revision: Revision, *, actor: User, proof: SignerProof,
+                      expected_row_version: int | str | None) -> Revision:
+    """The author signs "Authored" and the revision goes to its routed reviewers and approvers."""
+    _lock(revision)
+    _check_status(revision, DRAFT, "submit")
+    _check_author(revision, actor, "Submitting the revision")
+    _check_fresh(revision, expected_row_version)
+    approvers, reviewers = routed(revision, APPROVE), routed(revision, REVIEW)
+    if not approvers:
+        raise ValidationError("approver_ids", "Route the revision to at least one approver before submitting it.")
+    _check_eligible(reviewers, REVIEW, "reviewer_ids")
+    _check_eligible(approvers, APPROVE, "approver_ids")
+    default_reason("Submitted for review")
+    signing.sign(revision, signer=actor, proof=proof, meaning=sig.AUTHORED, expected_version=expected_row_version,
+                 allowed=(sig.AUTHORED,))
+    revision.status = IN_REVIEW
+    revision.submitted_at = now_utc()
+    db.session.flush()
+    return revision
+
+
+def _check_routed_signer(revision: Revision, actor: User, step: str, verb: str) -> None:
+    _require(actor, STEP_PERMISSION[step], f"{_GERUND[verb]} a revision")
+    if actor.id == revision.author_id:
+        raise NotPermitted(f"Segregation of duties: the author can never {verb} their own revision.")
+    if actor.id not in {u.id for u in routed(revision, step)}:
+        raise NotPermitted(f"You are not routed to {step} {revision.audit_title()}.")
+
+
+def review(revision: Revision, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
+           comment: str | None = None) -> Revision:
+    """A routed reviewer signs "Reviewed"."""
+    _lock(revision)
+    _check_status(revision, IN_REVIEW, "review")
+    _check_routed_signer(revision, actor, REVIEW, "review")
+    _check_fresh(revision, expected_row_version)
+    if actor.id not in {u.id for u in outstanding(revision)[REVIEW]}:
+        raise InvalidTransition(f"You have already reviewed {revision.audit_title()}.")
+    default_reason("Reviewed")
+    signing.sign(revision, signer=actor, proof=proof, meaning=sig.REVIEWED, comment=comment,
+                 expected_version=expected_row_version, allowed=(sig.REVIEWED,))
+    return revision
+
+
+def approve(revision: Revision, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
+            effective_on: date | None = None, comment: str | None = None) -> Revision:
+    """A routed approver signs "Approved", once every routed reviewer has reviewed this submission. The last
+    approver's signature approves the revision and fixes its effective date (default: today + the document's
+    training window; never before the approval date)."""
+    _lock(revision)
+    _check_status(revision, IN_REVIEW, "approve")
+    _check_routed_signer(revision, actor, APPROVE, "approve")
+    _check_fresh(revision, expected_row_version)
+    waiting = outstanding(revision)
+    if waiting[REVIEW]:
+        raise InvalidTransition(f"{revision.audit_title()} cannot be approved before every reviewer has signed; "
+                                f"outstanding: {_names(waiting[REVIEW])}.")
+    if actor.id not in {u.id for u in waiting[APPROVE]}:
+        raise InvalidTransition(f"You have already approved {revision.audit_title()}.")
+    today = _today()
+    if effective_on is not None and effective_on < today:
+        raise ValidationError("effective_on", f"The effective date cannot be before the approval date ({today}).")
+    final = len(waiting[APPROVE]) == 1
+    if final:
+        effective_on = effective_on or today + timedelta(days=revision.document.training_window_days)
+        for earlier in pending_revisions(revision.document):
+            if earlier.effective_on is not None and effective_on < earlier.effective_on:
+                raise ValidationError("effective_on", f"The effective date must be on or after "
+                                                      f"{earlier.effective_on}, when the earlier revision "
+                                                      f"{earlier.label} becomes effective.")
+    default_reason("Approved")
+    signing.sign(revision, signer=actor, proof=proof, meaning=sig.APPROVED, comment=comment,
+                 expected_version=expected_row_version, allowed=(sig.APPROVED,))
+    if final:
+        # final approval: what must happen with it (training assignments, a later issue) is called here
+        revision.status = APPROVED
+        revision.approved_at = now_utc()
+        revision.effective_on = effective_on
+    db.session.flush()
+    return revision
+
+
+def reject(revision: Revision, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
+           comment: str) -> Revision:
+    """A routed reviewer or approver signs "Rejected" with their comments; the revision returns to Draft for the
+    author. Signatures of this submission stay on record but do not count for the resubmission."""
+    _lock(revision)
+    _check_status(revision, IN_REVIEW, "reject")
+    steps = [step for step in (REVIEW, APPROVE) if actor is not None and actor.id in {u.id for u in
+                                                                                          routed(revision, step)}]
+    if not steps:
+        raise NotPermitted(f"Only a routed reviewer or approver can reject {revision.audit_title()}.")
+    _check_routed_signer(revision, actor, steps[0], "reject")
+    _check_fresh(revision, expected_row_version)
+    comment = _text("comment", comment, "A comment explaining the rejection", limit=2000)
+    default_reason(f"Rejected: {comment}")
+    signing.sign(revision, signer=actor, proof=proof, meaning=sig.REJECTED, comment=comment,
+                 expected_version=expected_row_version, allowed=(sig.REJECTED,))
+    revision.status = DRAFT
+    db.session.flush()
+    return revision
+
+
+def _release(revisions: list[Revision], now: datetime) -> None:
+    """Release one document's due `revisions` (oldest label first): the newest revision of the document becomes
+    (or stays) effective and every other one that was or would have been in force is superseded. When two servers
+    split one document's due revisions, the one that runs second may find a newer revision already in force; its
+    older revision is then superseded at the moment it takes effect, never put back in force.
+
+    Each row is changed once, in one flush: a second flush of a row in the same transaction would rewrite its
+    version row, which the append-only audit tables refuse."""
+    document_id = revisions[0].document_id
+    db.session.execute(sa.select(Document.id).where(Document.id == document_id).with_for_update())
+    interval = revisions[0].document.review_interval_months
+    previous = list(db.session.scalars(
+        sa.select(Revision).where(Revision.document_id == document_id, Revision.status == EFFECTIVE)
+        .with_for_update().execution_options(populate_existing=True)))
+    newest = max([*revisions, *previous], key=lambda r: (r.major, r.minor))
+    with db.session.no_autoflush:
+        for old in previous:
+            if old is not newest:
+                old.status, old.superseded_at = SUPERSEDED, now
+        for revision in revisions:
+            if revision is newest:
+                revision.status, revision.effective_at = EFFECTIVE, now
+                revision.review_due_on = add_months(revision.effective_on, interval)
+            else:
+                revision.status, revision.effective_at, revision.superseded_at = SUPERSEDED, now, now
+    db.session.flush()
+
+
+def release_due(today: date | None = None) -> list[Revision]:
+    """Make every approved revision whose effective date has come effective, superseding the revision in force.
+
+    Idempotent, and safe when several servers run it at once: on PostgreSQL each run locks the due revisions it
+    takes (SKIP LOCKED leaves those another run holds to that run) and re-checks their status once locked; the
+    document row is locked before its effective revision is superseded. On SQLite the write transaction already
+    serialises runs. Returns the released revisions (when two of one document fall due together, the older one is
+    released and superseded by the newer at once)."""
+    today = today or _today()
+    default_reason("Released on its effective date")
+    due = db.session.scalars(
+        sa.select(Revision).where(Revision.status == APPROVED, Revision.effective_on <= today)
+        .order_by(Revision.document_id, Revision.major, Revision.minor)
+        .with_for_update(skip_locked=True).execution_options(populate_existing=True)).all()
+    by_document: dict[int, list[Revision]] = {}
+    for revision in due:
+        if revision.status == APPROVED and revision.effective_on is not None and revision.effective_on <= today:
+            by_document.setdefault(revision.document_id, []).append(revision)
+    now = now_utc()
+    released: list[Revision] = []
+    for revisions in by_document.values():
+        _release(revisions, now)
+        released.extend(revisions)
+    return released
+
+
+def make_obsolete(revision: Revision, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
+                  reason: str) -> Revision:
+    """QA retires the revision in force: it signs "Approved" with the reason, and the document has no effective
+    revision any more."""
+    _require(actor, "documents.approve", "Making a document obsolete")
+    _lock(revision)
+    _check_status(revision, EFFECTIVE, "make obsolete")
+    _check_fresh(revision, expected_row_version)
+    reason = _text("reason", reason, "A reason for making the document obsolete", limit=2000)
+    waiting = pending_revisions(revision.document)
+    if waiting:
+        raise InvalidTransition(f"{revision.document.number} revision {waiting[0].label} is approved and becomes "
+                                f"effective on {waiting[0].effective_on}; it supersedes {revision.label}.")
+    default_reason(f"Made obsolete: {reason}")
+    signing.sign(revision, signer=actor, proof=proof, meaning=sig.APPROVED, comment=reason,
+                 expected_version=expected_row_version, allowed=(sig.APPROVED,), since=revision.effective_at)
+    revision.status = OBSOLETE
+    revision.obsolete_reason = reason
+    revision.obsoleted_at = now_utc()
+    db.session.flush()
+    return revision
