@@ -69,6 +69,10 @@ def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
 
     cli.register(app)
     app.cli.add_command(qms_cli.qms_cli)
+    from core import demo
+    from qms.documents import demo as document_demo
+
+    demo.register_loader(document_demo.load)
     app.cli.add_command(signatures_cli.signatures_cli)
 
     if not app.config["SESSION_COOKIE_SECURE"]:

@@ -151,11 +151,16 @@ def audit_verify():
 
 @demo_cli.command("load")
 @click.option("--users", "n_users", default=300, show_default=True, help="Number of demo users.")
-def demo_load(n_users):
-    """Load a realistic demo organisation (idempotent)."""
+@click.option("--documents", "n_documents", default=150, show_default=True, help="Number of demo documents.")
+@click.option("--only-organisation", is_flag=True, help="Load the organisation and users only.")
+def demo_load(n_users, n_documents, only_organisation):
+    """Load a realistic demo organisation and records (idempotent)."""
     from core import demo
 
-    demo.load(n_users=n_users)
+    if only_organisation:
+        demo.load(n_users=n_users)
+    else:
+        demo.load_all(n_users=n_users, documents=n_documents)
 
 
 def register(app) -> None:

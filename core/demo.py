@@ -55,6 +55,22 @@ ROLE_MIX = ["operator"] * 12 + ["supervisor"] * 2 + ["document_author", "trainin
                                                        "validation_engineer", "qa_approver", "auditor"]
 
 
+_LOADERS: list = []
+
+
+def register_loader(loader) -> None:
+    """Domain packages add their demo data; `flask demo load` runs every loader after the organisation."""
+    if loader not in _LOADERS:
+        _LOADERS.append(loader)
+
+
+def load_all(n_users: int = 300, **options) -> None:
+    """The organisation, then every domain's demo records; `options` (e.g. documents=150) size them."""
+    load(n_users=n_users)
+    for loader in _LOADERS:
+        loader(**options)
+
+
 def load(n_users: int = 300) -> None:
     rng = random.Random(2026)
     with transaction():

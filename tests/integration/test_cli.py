@@ -75,15 +75,22 @@ def test_users_reset_totp_and_set_roles(app, make_user):
 
 
 def test_demo_load_is_idempotent_and_prints_the_demo_logins(app):
-    first = _cli(app, "demo", "load", "--users", "40")
+    first = _cli(app, "demo", "load", "--users", "40", "--documents", "40")
     assert first.exit_code == 0, first.output
     assert "qa.approver" in first.output and "Attest-Demo-2026!" in first.output
     count = db.session.scalar(sa.select(sa.func.count()).select_from(User))
     assert count == 40
-    second = _cli(app, "demo", "load", "--users", "40")
+    second = _cli(app, "demo", "load", "--users", "40", "--documents", "40")
     assert second.exit_code == 0
-    assert "0 users created" in second.output
+    assert "0 users created" in second.output and "0 documents created" in second.output
     assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 40
     roles = {r for u in db.session.scalars(sa.select(User)) for r in u.role_codes}
     assert len(roles) == 8
+    from qms.documents.models import STATUS_LABELS, Document, Revision
+    from signatures.models import Signature
+
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Document)) == 40
+    statuses = set(db.session.scalars(sa.select(Revision.status).distinct()))
+    assert statuses == set(STATUS_LABELS), f"demo documents miss states: {set(STATUS_LABELS) - statuses}"
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Signature)) > 40
     assert _cli(app, "audit", "verify").exit_code == 0
