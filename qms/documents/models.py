@@ -74,6 +74,8 @@ class DocumentAudience(Versioned, db.Model):
     job_function_id: Mapped[int] = mapped_column(sa.ForeignKey("core_job_function.id"), index=True,
                                                  info={"label": "Job function"})
 
+    job_function = relationship("JobFunction")
+
 
 @register
 class Revision(Versioned, db.Model):
