@@ -164,7 +164,9 @@ def create():
 def show(document_id: int):
     doc = _document(document_id)
     revisions = list(reversed(doc.revisions))
-    return render_template("qms/documents/document.html", document=doc, revisions=revisions,
+    audience = list(db.session.scalars(sa.select(JobFunction).where(
+        JobFunction.id.in_([a.job_function_id for a in doc.audience])).order_by(JobFunction.code)))
+    return render_template("qms/documents/document.html", document=doc, revisions=revisions, audience=audience,
                            open_revision=services.open_revision(doc), effective=services.current_effective(doc),
                            history=record_history(Document, doc.id) if current_user.can("audit.view") else None,
                            types=DOC_TYPES)
