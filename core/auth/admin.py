@@ -9,7 +9,7 @@ from flask_login import current_user
 from core.audit_views import events_for_user, record_history
 from core.auth import services
 from core.auth.access import permission_required
-from core.auth.forms import EditUserForm, ReasonForm, UserForm
+from core.auth.forms import EditUserForm, ReasonForm, UserForm, choices
 from core.auth.models import User, UserRole
 from core.auth.permissions import ROLES
 from core.db import db, transaction
@@ -27,15 +27,15 @@ def _get_user(user_id: int) -> User:
 
 
 def _fill_choices(form: UserForm) -> None:
-    form.site_id.choices = [(None, "—")] + [(s.id, f"{s.code} — {s.name}")
-                                            for s in db.session.scalars(sa.select(Site).order_by(Site.code))]
-    form.department_id.choices = [(None, "—")] + [
-        (d.id, f"{d.site.code} / {d.code} — {d.name}")
-        for d in db.session.scalars(sa.select(Department).order_by(Department.site_id, Department.code))]
-    form.supervisor_id.choices = [(None, "—")] + [
-        (u.id, f"{u.full_name} ({u.username})")
-        for u in db.session.scalars(sa.select(User).where(User.active.is_(True)).order_by(User.full_name))]
-    form.roles.choices = [(r.code, r.name) for r in ROLES.values()]
+    sites = db.session.scalars(sa.select(Site).order_by(Site.code))
+    departments = db.session.scalars(sa.select(Department).order_by(Department.site_id, Department.code))
+    supervisors = db.session.scalars(sa.select(User).where(User.active.is_(True)).order_by(User.full_name))
+    form.site_id.choices = choices([(None, "—")] + [(s.id, f"{s.code} — {s.name}") for s in sites])
+    form.department_id.choices = choices([(None, "—")] + [(d.id, f"{d.site.code} / {d.code} — {d.name}")
+                                                          for d in departments])
+    form.supervisor_id.choices = choices([(None, "—")] + [(u.id, f"{u.full_name} ({u.username})")
+                                                          for u in supervisors])
+    form.roles.choices = choices((r.code, r.name) for r in ROLES.values())
 
 
 @bp.route("/")

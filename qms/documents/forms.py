@@ -7,7 +7,7 @@ from flask_wtf.file import FileField
 from wtforms import DateField, IntegerField, RadioField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
-from core.auth.forms import MultiCheckboxField, ReasonMixin
+from core.auth.forms import MultiCheckboxField, ReasonMixin, choices
 from signatures.forms import SignForm
 
 
@@ -35,7 +35,8 @@ class DocumentSettingsForm(ReasonMixin, FlaskForm):
 
 
 class RevisionForm(FlaskForm):
-    kind = RadioField("Revision", choices=[("minor", "Minor (e.g. 1.0 → 1.1)"), ("major", "Major (e.g. 1.1 → 2.0)")],
+    kind = RadioField("Revision", choices=choices([("minor", "Minor (e.g. 1.0 → 1.1)"),
+                                                   ("major", "Major (e.g. 1.1 → 2.0)")]),
                       default="major", validators=[DataRequired(message="Choose major or minor.")])
     change_summary = TextAreaField("Change summary", validators=[
         DataRequired(message="Change summary is required."), Length(max=4000)])

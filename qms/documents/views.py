@@ -11,6 +11,7 @@ from flask_login import current_user
 from core import audit
 from core.audit_views import record_history
 from core.auth.access import permission_required
+from core.auth.forms import choices
 from core.auth.models import User, UserRole
 from core.auth.permissions import ROLES
 from core.clock import now_utc
@@ -80,11 +81,12 @@ def _field_error(form, exc: ValidationError) -> None:
 
 
 def _doc_choices(form) -> None:
-    form.department_id.choices = [(d.id, f"{d.site.code} / {d.name}") for d in db.session.scalars(
-        sa.select(Department).order_by(Department.site_id, Department.code))]
-    form.owner_id.choices = [(u.id, f"{u.full_name} ({u.username})") for u in _users_with("documents.author")]
-    form.audience.choices = [(j.id, f"{j.code} — {j.name}") for j in db.session.scalars(
-        sa.select(JobFunction).where(JobFunction.active.is_(True)).order_by(JobFunction.code))]
+    departments = db.session.scalars(sa.select(Department).order_by(Department.site_id, Department.code))
+    functions = db.session.scalars(sa.select(JobFunction).where(JobFunction.active.is_(True))
+                                   .order_by(JobFunction.code))
+    form.department_id.choices = choices((d.id, f"{d.site.code} / {d.name}") for d in departments)
+    form.owner_id.choices = choices((u.id, f"{u.full_name} ({u.username})") for u in _users_with("documents.author"))
+    form.audience.choices = choices((j.id, f"{j.code} — {j.name}") for j in functions)
 
 
 # --- register -------------------------------------------------------------------------------------------------------
@@ -135,7 +137,7 @@ def reviews_due():
 @permission_required("documents.author")
 def create():
     form = DocumentForm()
-    form.doc_type.choices = list(DOC_TYPES.items())
+    form.doc_type.choices = choices(DOC_TYPES.items())
     _doc_choices(form)
     if request.method == "GET":
         form.owner_id.data = current_user.id
@@ -279,9 +281,10 @@ def revision(document_id: int, revision_id: int):
     doc = _document(document_id)
     rev = _revision(document_id, revision_id)
     routing = RoutingForm()
-    routing.reviewers.choices = [(u.id, u.full_name) for u in _users_with("documents.review") if u.id != rev.author_id]
-    routing.approvers.choices = [(u.id, u.full_name) for u in _users_with("documents.approve")
-                                 if u.id != rev.author_id]
+    routing.reviewers.choices = choices((u.id, u.full_name) for u in _users_with("documents.review")
+                                        if u.id != rev.author_id)
+    routing.approvers.choices = choices((u.id, u.full_name) for u in _users_with("documents.approve")
+                                        if u.id != rev.author_id)
     routing.reviewers.data = [r.user_id for r in rev.routes if r.step == REVIEW]
     routing.approvers.data = [r.user_id for r in rev.routes if r.step == APPROVE]
     previous = [r for r in doc.revisions if r.id < rev.id and r.content_format == "markdown"]
@@ -298,8 +301,8 @@ def revision(document_id: int, revision_id: int):
 def set_routing(document_id: int, revision_id: int):
     rev = _revision(document_id, revision_id)
     form = RoutingForm()
-    form.reviewers.choices = [(u.id, u.full_name) for u in _users_with("documents.review")]
-    form.approvers.choices = [(u.id, u.full_name) for u in _users_with("documents.approve")]
+    form.reviewers.choices = choices((u.id, u.full_name) for u in _users_with("documents.review"))
+    form.approvers.choices = choices((u.id, u.full_name) for u in _users_with("documents.approve"))
     if not form.validate_on_submit():
         for field in (form.reviewers, form.approvers):
             for message in field.errors:
@@ -322,7 +325,7 @@ def _ceremony(document_id: int, revision_id: int, action: str):
     doc = _document(document_id)
     rev = _revision(document_id, revision_id)
     form = form_class()
-    form.meaning.choices = [(meaning, meaning)]
+    form.meaning.choices = choices([(meaning, meaning)])
     if request.method == "GET":
         form.expected_version.data = str(rev.row_version)
         form.meaning.data = meaning
