@@ -107,8 +107,8 @@ def register():
     if q:
         like = f"%{q.lower()}%"
         stmt = stmt.where(sa.or_(sa.func.lower(Document.number).like(like), sa.func.lower(Document.title).like(like)))
-    if status in STATUS_LABELS:
-        stmt = stmt.where(Revision.status == status)
+    if status in STATUS_LABELS:  # documents having a revision in that state (e.g. effective 1.0 with a 1.1 draft)
+        stmt = stmt.where(Document.id.in_(sa.select(Revision.document_id).where(Revision.status == status)))
     if doc_type in DOC_TYPES:
         stmt = stmt.where(Document.doc_type == doc_type)
     if department.isdigit():
