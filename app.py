@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask
 
 from core import config as config_module
+from core import converters as web_converters
 from core import db as core_db
 
 ROOT = Path(__file__).resolve().parent
@@ -27,6 +28,7 @@ def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_path=str(ROOT / "instance"), template_folder="core/templates",
                 static_folder="core/static")
     app.config.update(config_module.load(app.instance_path, config_overrides))
+    app.url_map.converters["int"] = web_converters.BoundedInt  # an id beyond any database integer is a 404
 
     from werkzeug.middleware.proxy_fix import ProxyFix
 

@@ -16,7 +16,11 @@ READ_AND_UNDERSTOOD = "Read and understood"
 EXECUTED = "Executed"
 VERIFIED = "Verified"
 REJECTED = "Rejected"
-MEANINGS = (AUTHORED, REVIEWED, APPROVED, READ_AND_UNDERSTOOD, EXECUTED, VERIFIED, REJECTED)
+MADE_OBSOLETE = "Made obsolete"
+MEANINGS = (AUTHORED, REVIEWED, APPROVED, READ_AND_UNDERSTOOD, EXECUTED, VERIFIED, REJECTED,
+            MADE_OBSOLETE)
+# how the signer was authenticated; "demo-data" marks signatures written by `flask demo load` without a ceremony
+AUTH_METHODS = ("password", "password+totp", "demo-data")
 
 
 class Signature(Versioned, db.Model):

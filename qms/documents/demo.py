@@ -73,7 +73,7 @@ def _people(role: str) -> list[User]:
 
 
 def _proof(user: User) -> SignerProof:
-    return SignerProof(user.id, "password", now_utc())
+    return SignerProof(user.id, "demo-data", now_utc())
 
 
 def _sign_through(rev, author, reviewer, approver, *, effective_on=None):

@@ -119,7 +119,7 @@ class Revision(Versioned, db.Model):
                                                        order_by="RevisionRoute.id")
 
     signable_type = "qms_document_revision"
-    allowed_meanings = (sig.AUTHORED, sig.REVIEWED, sig.APPROVED, sig.REJECTED)
+    allowed_meanings = (sig.AUTHORED, sig.REVIEWED, sig.APPROVED, sig.REJECTED, sig.MADE_OBSOLETE)
 
     @property
     def label(self) -> str:

@@ -4,11 +4,13 @@ status, effective date, who printed it and when, in UTC) and a final page with e
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
 from fpdf import FPDF
+from fpdf.errors import FPDFException
 from pypdf import PdfReader, PdfWriter
 
 FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/dejavu"))
@@ -70,6 +72,13 @@ class _Pdf(FPDF):
 
     def header(self) -> None:
         i = self.info
+        if i.status != "Effective":
+            # only the effective revision is a controlled copy for use; anything else says so on every page
+            self.set_text_color(200, 0, 0)
+            self.set_font(self.family, "B", 9)
+            self.set_xy(18, 3)
+            self.cell(0, 4, self.text_safe(f"{i.status.upper()} — NOT FOR USE"), align="R")
+            self.set_text_color(0, 0, 0)
         self.set_font(self.family, "B", 9)
         self.set_y(8)
         effective = i.effective_on.isoformat() if i.effective_on else "not yet effective"
@@ -83,11 +92,13 @@ class _Pdf(FPDF):
 
     def footer(self) -> None:
         i = self.info
-        self.set_y(-16)
+        self.set_y(-19)
         self.set_font(self.family, "", 7)
         stamp = i.printed_at.strftime("%Y-%m-%d %H:%M:%S")
-        self.cell(0, 4, self.text_safe(f"Controlled copy printed by {i.printed_by} at {stamp} UTC · "
-                                       f"content SHA-256 {i.content_sha256[:16]}…"), new_x="LMARGIN", new_y="NEXT")
+        kind = "Controlled copy" if i.status == "Effective" else "Reference copy"
+        self.cell(0, 4, self.text_safe(f"{kind} printed by {i.printed_by} at {stamp} UTC; valid on the day printed "
+                                       f"only"), new_x="LMARGIN", new_y="NEXT")
+        self.cell(0, 4, f"Content SHA-256 (file): {i.content_sha256}", new_x="LMARGIN", new_y="NEXT")
         total = self.total_pages if self.total_pages is not None else "{nb}"
         self.cell(0, 4, f"Page {self.page_no() + self.page_offset} of {total}", align="R")
 
@@ -98,7 +109,8 @@ class _Pdf(FPDF):
         self.set_font(self.family, "", 9)
         self.multi_cell(0, 5, self.text_safe(
             "Each signature below is an electronic signature under 21 CFR Part 11, bound to the SHA-256 of this "
-            "revision's content. Times are UTC."), new_x="LMARGIN", new_y="NEXT")
+            "revision's signed record (document identity, revision, change summary, reason and the content's "
+            "SHA-256). Times are UTC."), new_x="LMARGIN", new_y="NEXT")
         self.ln(3)
         if not lines:
             self.cell(0, 6, "No signatures.", new_x="LMARGIN", new_y="NEXT")
@@ -114,6 +126,42 @@ class _Pdf(FPDF):
             if line.comment:
                 self.multi_cell(0, 5, self.text_safe(f"Comment: {line.comment}"), new_x="LMARGIN", new_y="NEXT")
             self.ln(2)
+
+
+class NotRenderable(ValueError):
+    """Content that cannot be laid out faithfully on an A4 page."""
+
+
+class _GlyphWatch(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.missing: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "missing the following glyphs" in record.getMessage():
+            self.missing.append(record.getMessage().split("glyphs:", 1)[-1].strip())
+
+
+def check_renderable(html: str) -> None:
+    """Raise NotRenderable when the content would not appear faithfully in a controlled copy (a layout the page
+    cannot hold, or characters the PDF font cannot show)."""
+    info = CopyInfo("X", "X", "0.1", "Draft", None, "check", datetime(2000, 1, 1), "0" * 64)
+    watch = _GlyphWatch()
+    logger = logging.getLogger("fpdf")
+    logger.addHandler(watch)
+    try:
+        pdf = _Pdf(info)
+        if pdf.family == "Helvetica" and pdf.text_safe(html) != html:
+            raise NotRenderable("it contains characters outside Latin-1 and the DejaVu fonts are not installed")
+        pdf.add_page()
+        pdf.write_html(html)
+        pdf.output()
+    except FPDFException as exc:
+        raise NotRenderable(f"its layout does not fit an A4 page ({exc})") from None
+    finally:
+        logger.removeHandler(watch)
+    if watch.missing:
+        raise NotRenderable(f"the PDF font cannot show these characters: {', '.join(watch.missing)}")
 
 
 def controlled_copy_markdown(info: CopyInfo, html: str, signatures: list[SignatureLine]) -> bytes:

@@ -42,6 +42,8 @@ from qms.documents.models import (
     Revision,
     RevisionRoute,
 )
+from qms.documents.pdf import NotRenderable, check_renderable
+from qms.documents.rendering import render_markdown
 from signatures import models as sig
 from signatures import services as signing
 from signatures.services import SignerProof
@@ -366,6 +368,11 @@ def _set_content(revision: Revision, *, content_markdown: str | None, pdf_bytes:
         if len(text) > MAX_MARKDOWN_CHARS:
             raise ValidationError("content_markdown", f"Content must be at most {MAX_MARKDOWN_CHARS:,} characters "
                                                       f"(it has {len(text):,}).")
+        try:
+            check_renderable(render_markdown(text))
+        except NotRenderable as exc:
+            raise ValidationError("content_markdown", f"The content cannot be printed as a controlled copy: {exc}. "
+                                                      f"Simplify it or upload it as a PDF.") from None
         revision.content_format, revision.content_markdown = "markdown", text
         revision.content_pdf, revision.content_filename = None, None
     revision.content_sha256 = revision.computed_content_sha256()
@@ -653,8 +660,8 @@ def make_obsolete(revision: Revision, *, actor: User, proof: SignerProof, expect
         raise InvalidTransition(f"{revision.document.number} revision {waiting[0].label} is approved and becomes "
                                 f"effective on {waiting[0].effective_on}; it supersedes {revision.label}.")
     default_reason(f"Made obsolete: {reason}")
-    signing.sign(revision, signer=actor, proof=proof, meaning=sig.APPROVED, comment=reason,
-                 expected_version=expected_row_version, allowed=(sig.APPROVED,), since=revision.effective_at)
+    signing.sign(revision, signer=actor, proof=proof, meaning=sig.MADE_OBSOLETE, comment=reason,
+                 expected_version=expected_row_version, allowed=(sig.MADE_OBSOLETE,))
     revision.status = OBSOLETE
     revision.obsolete_reason = reason
     revision.obsoleted_at = now_utc()

@@ -46,7 +46,7 @@ ACTIONS = {
     "review": ("documents.review", sig.REVIEWED, SignForm, "Sign as reviewed"),
     "approve": ("documents.approve", sig.APPROVED, ApproveForm, "Sign and approve"),
     "reject": ("documents.review", sig.REJECTED, SignForm, "Sign and reject"),
-    "obsolete": ("documents.approve", sig.APPROVED, ObsoleteForm, "Sign and make obsolete"),
+    "obsolete": ("documents.approve", sig.MADE_OBSOLETE, ObsoleteForm, "Sign and make obsolete"),
 }
 
 
@@ -254,7 +254,7 @@ def edit_revision(document_id: int, revision_id: int):
         try:
             with transaction():
                 services.update_draft(
-                    rev, actor=current_user, expected_row_version=int(form.expected_version.data or 0),
+                    rev, actor=current_user, expected_row_version=(form.expected_version.data or "").strip(),
                     change_summary=form.change_summary.data, reason=form.reason.data,
                     content_markdown=None if pdf_bytes else form.content_markdown.data, pdf_bytes=pdf_bytes,
                     pdf_filename=pdf_name)
@@ -343,7 +343,7 @@ def _ceremony(document_id: int, revision_id: int, action: str):
             status = 401
         else:
             try:
-                expected = int(form.expected_version.data or 0)
+                expected = (form.expected_version.data or "").strip()
                 comment = form.comment.data
                 with transaction():
                     if action == "submit":

@@ -688,7 +688,7 @@ def test_qa_makes_an_effective_revision_obsolete_with_a_signed_reason(app, p):
     assert _status(revision) == OBSOLETE
     assert revision.obsolete_reason == "Mixer decommissioned" and revision.obsoleted_at is not None
     last = signatures_of(revision)[-1]
-    assert (last.meaning, last.signer_id, last.comment) == (sig.APPROVED, p.qa2.id, "Mixer decommissioned")
+    assert (last.meaning, last.signer_id, last.comment) == (sig.MADE_OBSOLETE, p.qa2.id, "Mixer decommissioned")
     assert services.current_effective(revision.document) is None
     reasons = db.session.scalars(sa.select(AuditTransaction.reason)).all()
     assert "Made obsolete: Mixer decommissioned" in reasons

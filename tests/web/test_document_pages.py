@@ -449,3 +449,51 @@ def test_a_pdf_draft_keeps_its_pdf_when_only_its_summary_is_edited(clients, p):
     rev = fresh_revision(rev.id)
     assert rev.change_summary == "First issue of the SOP" and rev.content_format == "pdf"
     assert rev.content_pdf.startswith(b"%PDF-")
+
+
+# --- edge cases found in review ---------------------------------------------------------------------------------------
+
+
+def test_a_malformed_version_in_the_signing_form_is_refused_as_stale_not_a_server_error(app, clients, p):
+    doc_id, rev_id = draft(clients, p)
+    response = sign(clients["author"], p.author, doc_id, rev_id, "submit", expected_version="1.5abc")
+    assert response.status_code == 409
+    assert "changed since the page was loaded" in " ".join(alerts(response))
+    assert signatures_of(rev_id) == []
+    assert fresh_revision(rev_id).status == "draft"
+
+
+def test_an_id_beyond_any_database_integer_is_not_found(app, clients, p):
+    response = clients["operator"].get("/documents/99999999999999999999")
+    assert response.status_code == 404
+
+
+def test_content_too_wide_for_a_printed_page_is_refused_when_saved(app, clients, p):
+    response = create_document(clients["author"], p)
+    doc = document_by_number("SOP-QA-001")
+    wide = "|" + "|".join(f"c{i}" for i in range(60)) + "|\n|" + "|".join("-" for _ in range(60)) + "|\n"
+    response = post_form(clients["author"], f"/documents/{doc.id}/revisions/new",
+                         {"kind": "major", "change_summary": "Wide table", "reason": "Test",
+                          "content_markdown": wide})
+    assert response.status_code == 422
+    assert any("cannot be printed as a controlled copy" in e for e in field_errors(response))
+    assert count(Revision) == 0
+
+
+def test_a_copy_of_a_revision_that_is_not_effective_says_not_for_use(app, clients, p):
+    from pypdf import PdfReader
+
+    doc_id, rev_id = draft(clients, p)
+    response = clients["operator"].get(rev_url(doc_id, rev_id, "/controlled-copy.pdf"))
+    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(response.data)).pages)
+    assert "DRAFT — NOT FOR USE" in text
+    assert "Reference copy printed by Otto Operator" in text
+
+
+def test_making_obsolete_is_signed_with_its_own_meaning(app, clients, p):
+    doc_id, rev_id, _on = effective(app, clients, p)
+    response = sign(clients["qa"], p.qa, doc_id, rev_id, "obsolete", reason="Process moved to another site")
+    assert response.status_code == 302, text_of(response)[:2000]
+    last = signatures_of(rev_id)[-1]
+    assert (last.meaning, last.comment) == ("Made obsolete", "Process moved to another site")
+    assert fresh_revision(rev_id).status == "obsolete"
