@@ -207,6 +207,25 @@ def reviews_due(today: date | None = None) -> list[Revision]:
         .order_by(Revision.review_due_on, Document.number)))
 
 
+def record_periodic_review(revision: Revision, *, actor: User, proof: SignerProof,
+                           expected_row_version: int | str | None, comment: str) -> Revision:
+    """The owner or QA confirms, with a signed "Reviewed", that the effective revision is still fit for use; the next
+    periodic review falls due one interval from today. Changes found in the review go through a new revision."""
+    if not (actor.can("documents.approve") or actor.id == revision.document.owner_id):
+        raise NotPermitted("Only the document owner or QA can record a periodic review.")
+    _lock(revision)
+    _check_status(revision, EFFECTIVE, "record a periodic review of")
+    _check_fresh(revision, expected_row_version)
+    comment = _text("comment", comment, "Periodic review outcome", limit=2000)
+    today = _today()
+    default_reason(f"Periodic review: {comment}")
+    signing.sign(revision, signer=actor, proof=proof, meaning=sig.REVIEWED, comment=f"Periodic review: {comment}",
+                 expected_version=expected_row_version, allowed=(sig.REVIEWED,), since=now_utc())
+    revision.review_due_on = add_months(today, revision.document.review_interval_months)
+    db.session.flush()
+    return revision
+
+
 # --- documents -------------------------------------------------------------------------------------------------------
 
 

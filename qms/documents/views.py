@@ -47,6 +47,7 @@ ACTIONS = {
     "approve": ("documents.approve", sig.APPROVED, ApproveForm, "Sign and approve"),
     "reject": ("documents.review", sig.REJECTED, SignForm, "Sign and reject"),
     "obsolete": ("documents.approve", sig.MADE_OBSOLETE, ObsoleteForm, "Sign and make obsolete"),
+    "periodic-review": ("documents.review", sig.REVIEWED, SignForm, "Sign the periodic review"),
 }
 
 
@@ -355,6 +356,9 @@ def _ceremony(document_id: int, revision_id: int, action: str):
                                          effective_on=form.effective_on.data, comment=comment)
                     elif action == "reject":
                         services.reject(rev, actor=user, proof=proof, expected_row_version=expected, comment=comment)
+                    elif action == "periodic-review":
+                        services.record_periodic_review(rev, actor=user, proof=proof, expected_row_version=expected,
+                                                        comment=comment)
                     else:
                         services.make_obsolete(rev, actor=user, proof=proof, expected_row_version=expected,
                                                reason=form.reason.data)
@@ -386,13 +390,14 @@ def _sign_view(action: str):
     def view(document_id: int, revision_id: int):
         return _ceremony(document_id, revision_id, action)
 
-    view.__name__ = f"sign_{action}"
+    view.__name__ = f"sign_{action.replace('-', '_')}"
     view.__doc__ = f"Signing ceremony: {action}."
     return permission_required(permission)(view)
 
 
 for _action in ACTIONS:
-    bp.add_url_rule(f"/<int:document_id>/revisions/<int:revision_id>/{_action}", endpoint=f"sign_{_action}",
+    bp.add_url_rule(f"/<int:document_id>/revisions/<int:revision_id>/{_action}",
+                    endpoint=f"sign_{_action.replace('-', '_')}",
                     view_func=_sign_view(_action), methods=["GET", "POST"])
 
 

@@ -497,3 +497,21 @@ def test_making_obsolete_is_signed_with_its_own_meaning(app, clients, p):
     last = signatures_of(rev_id)[-1]
     assert (last.meaning, last.comment) == ("Made obsolete", "Process moved to another site")
     assert fresh_revision(rev_id).status == "obsolete"
+
+
+def test_a_periodic_review_is_signed_and_moves_the_next_due_date_one_interval_ahead(app, clients, p):
+    from qms.documents import services
+
+    doc_id, rev_id, on = effective(app, clients, p)
+    later = on.replace(year=on.year + 3)
+    assert fresh_revision(rev_id) in services.reviews_due(later)
+    response = sign(clients["qa"], p.qa, doc_id, rev_id, "periodic-review", comment="")
+    assert response.status_code == 422  # the outcome is required
+    response = sign(clients["qa"], p.qa, doc_id, rev_id, "periodic-review", comment="Still accurate; no change")
+    assert response.status_code == 302, text_of(response)[:2000]
+    revision = fresh_revision(rev_id)
+    interval = revision.document.review_interval_months
+    assert revision.review_due_on == services.add_months(clock.now_utc().date(), interval)
+    last = signatures_of(rev_id)[-1]
+    assert (last.meaning, last.comment) == ("Reviewed", "Periodic review: Still accurate; no change")
+    assert clients["operator"].get(rev_url(doc_id, rev_id, "/periodic-review")).status_code == 403
