@@ -24,7 +24,7 @@ from xmlschema.exceptions import XMLResourceForbidden, XMLResourceParseError
 from core.clock import now_utc
 from core.db import db
 from signatures.models import Signature
-from signatures.services import Signable, content_hash, is_valid, record_for, signatures_for
+from signatures.services import Signable, content_hash, is_valid, record_for, signatures_for, status
 
 NAMESPACE = "urn:attest:signature-manifest:1"
 MAX_MANIFEST_BYTES = 5 * 1024 * 1024
@@ -80,7 +80,7 @@ def build_manifest(record: Signable) -> bytes:
         element = ET.SubElement(root, "signature", {
             "id": str(sig.id), "recordVersion": sig.record_version, "meaning": sig.meaning,
             "signedAt": _utc(sig.signed_at), "authMethod": sig.auth_method,
-            "valid": "true" if is_valid(sig, record) else "false",
+            "valid": "true" if is_valid(sig, record) else "false", "status": status(sig, record),
         })
         signer = ET.SubElement(element, "signer", {"id": str(sig.signer_id), "username": sig.username})
         signer.text = sig.printed_name
@@ -260,6 +260,10 @@ def _compare_signature(element: ET.Element, sig_id: int, record: Any) -> list[st
             problems.append(f"signature {sig_id}: {label} differs: manifest {shown_claim!r}, "
                             f"database {shown_actual!r}")
     claimed_valid = element.get("valid") in ("true", "1")
+    actual_status = status(sig, record)
+    if element.get("status") != actual_status:
+        problems.append(f"signature {sig_id}: status differs: manifest {element.get('status')!r}, "
+                        f"now {actual_status!r}")
     current_version = str(record.signable_version)
     if sig.record_version != current_version:
         # a signature of an earlier version (e.g. a submission that was rejected) stays on record but never applies

@@ -118,6 +118,7 @@ def test_manifest_marks_signatures_invalid_once_the_record_was_altered(app, sign
     data = manifest.build_manifest(revision)
     assert _signature_element(data, reviewed_id).get("valid") == "false"
     assert _signature_element(data, approved_id).get("valid") == "false"
+    assert _signature_element(data, approved_id).get("status") == "invalid"
 
 
 def test_generator_never_returns_a_manifest_that_breaks_the_xsd(app, signed, monkeypatch):
@@ -276,10 +277,14 @@ def test_signatures_of_an_earlier_rejected_submission_are_listed_as_not_valid_wi
     data = manifest.build_manifest(revision)
     for old in (first_review, rejection):
         element = _signature_element(data, old.id)
-        assert (element.get("recordVersion"), element.get("valid")) == ("1.0", "false")
+        assert (element.get("recordVersion"), element.get("valid"), element.get("status")) == ("1.0", "false",
+                                                                                                "earlier")
     element = _signature_element(data, second_review.id)
-    assert (element.get("recordVersion"), element.get("valid")) == ("1.0 submission 2", "true")
+    assert (element.get("recordVersion"), element.get("valid"), element.get("status")) == ("1.0 submission 2",
+                                                                                            "true", "valid")
     assert manifest.verify_manifest(data) == []
+    relabelled = data.replace(b'status="earlier"', b'status="invalid"', 1)
+    assert any("status differs: manifest 'invalid', now 'earlier'" in p for p in manifest.verify_manifest(relabelled))
     forged = data.replace(f'<signature id="{rejection.id}" recordVersion="1.0" meaning="Rejected" '.encode(),
                           f'<signature id="{rejection.id}" recordVersion="1.0 submission 2" meaning="Rejected" '
                           .encode()).replace(b'valid="false"', b'valid="true"')
