@@ -515,3 +515,19 @@ def test_a_periodic_review_is_signed_and_moves_the_next_due_date_one_interval_ah
     last = signatures_of(rev_id)[-1]
     assert (last.meaning, last.comment) == ("Reviewed", "Periodic review: Still accurate; no change")
     assert clients["operator"].get(rev_url(doc_id, rev_id, "/periodic-review")).status_code == 403
+
+
+def test_signing_after_the_session_expired_sends_the_signer_to_log_in_and_writes_nothing(app, clients, p):
+    doc_id, rev_id = draft(clients, p)
+    url = rev_url(doc_id, rev_id, "/submit")
+    body = clients["author"].get(url).get_data(as_text=True)
+    token = csrf_token(clients["author"], url)
+    shown = EXPECTED_RE.search(body).group(1)
+    idle = app.config["ATTEST_SESSION_IDLE_MINUTES"]
+    clock.freeze(clock.now_utc() + timedelta(minutes=idle + 1))
+    response = clients["author"].post(url, data={"password": PASSWORD, "totp_code": totp_code(p.author),
+                                                 "meaning": "Authored", "expected_version": shown,
+                                                 "csrf_token": token})
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login")
+    assert signatures_of(rev_id) == []
+    assert fresh_revision(rev_id).status == "draft"
