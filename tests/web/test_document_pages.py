@@ -13,15 +13,14 @@ import pytest
 import sqlalchemy as sa
 
 from core import clock
-from core.audit import AuditEvent, AuditTransaction
+from core.audit import AuditTransaction
 from core.db import db
+from core.testing.pages import alerts, count, events, field_errors
 from core.testing.plugin import PASSWORD, csrf_token, login, post_form, totp_code
 from qms.documents.models import Document, Revision
 from signatures.models import Signature
 from tests.integration.documents_helpers import setup_people, tiny_pdf
 
-ALERT_RE = re.compile(r'<div class="alert alert-[a-z]+" role="alert">(.*?)</div>', re.S)
-FIELD_ERROR_RE = re.compile(r'<div class="invalid-feedback d-block">(.*?)</div>', re.S)
 EXPECTED_RE = re.compile(r'<input[^>]*name="expected_version"[^>]*value="(\d*)"')
 TAG_RE = re.compile(r"<[^>]+>")
 
@@ -34,22 +33,12 @@ def text_of(response) -> str:
     return " ".join(html.unescape(TAG_RE.sub(" ", response.get_data(as_text=True))).split())
 
 
-def alerts(response) -> list[str]:
-    return [" ".join(html.unescape(TAG_RE.sub(" ", m)).split())
-            for m in ALERT_RE.findall(response.get_data(as_text=True))]
 
 
-def field_errors(response) -> list[str]:
-    return [html.unescape(m.strip()) for m in FIELD_ERROR_RE.findall(response.get_data(as_text=True))]
 
 
-def events(event_type: str) -> list[AuditEvent]:
-    return list(db.session.scalars(sa.select(AuditEvent).where(AuditEvent.event_type == event_type)
-                                   .order_by(AuditEvent.id)))
 
 
-def count(model) -> int:
-    return db.session.scalar(sa.select(sa.func.count()).select_from(model))
 
 
 def fresh_revision(revision_id: int) -> Revision:

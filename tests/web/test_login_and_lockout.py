@@ -2,40 +2,19 @@
 
 from __future__ import annotations
 
-import html
-import re
 from datetime import timedelta
 from urllib.parse import quote, urlsplit
 
 import pyotp
 import pytest
-import sqlalchemy as sa
 
 from core import clock
-from core.audit import AuditEvent, AuditTransaction
+from core.audit import AuditTransaction
 from core.auth import services
-from core.auth.models import User
 from core.auth.services import GENERIC_LOGIN_FAILURE
 from core.db import db, transaction
+from core.testing.pages import alerts, events, fresh
 from core.testing.plugin import PASSWORD, csrf_token, login, post_form, totp_code
-
-ALERT_RE = re.compile(r'<div class="alert alert-[a-z]+" role="alert">(.*?)</div>', re.S)
-
-
-def alerts(response) -> list[str]:
-    return [html.unescape(m.strip()) for m in ALERT_RE.findall(response.get_data(as_text=True))]
-
-
-def events(event_type: str, user=None) -> list[AuditEvent]:
-    stmt = sa.select(AuditEvent).where(AuditEvent.event_type == event_type).order_by(AuditEvent.id)
-    if user is not None:
-        stmt = stmt.where(AuditEvent.subject_user_id == user.id)
-    return list(db.session.scalars(stmt))
-
-
-def fresh(user) -> User:
-    db.session.expire_all()
-    return db.session.get(User, user.id)
 
 
 def try_password(client, username: str, password: str):

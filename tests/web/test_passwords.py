@@ -2,40 +2,25 @@
 
 from __future__ import annotations
 
-import html
 import re
 
 import pytest
 import sqlalchemy as sa
 
 from core.audit import AuditEvent, AuditTransaction
-from core.auth.models import User
 from core.db import db
+from core.testing.pages import alerts, events, field_errors, fresh
 from core.testing.plugin import PASSWORD, login, post_form
 
-ALERT_RE = re.compile(r'<div class="alert alert-[a-z]+" role="alert">(.*?)</div>', re.S)
-FIELD_ERROR_RE = re.compile(r'<div class="invalid-feedback d-block">(.*?)</div>', re.S)
 TEMPORARY_RE = re.compile(r'<code class="secret">([^<]+)</code>')
 
 
-def alerts(response) -> list[str]:
-    return [html.unescape(m.strip()) for m in ALERT_RE.findall(response.get_data(as_text=True))]
 
 
-def field_errors(response) -> list[str]:
-    return [html.unescape(m.strip()) for m in FIELD_ERROR_RE.findall(response.get_data(as_text=True))]
 
 
-def events(event_type: str, user=None) -> list[AuditEvent]:
-    stmt = sa.select(AuditEvent).where(AuditEvent.event_type == event_type).order_by(AuditEvent.id)
-    if user is not None:
-        stmt = stmt.where(AuditEvent.subject_user_id == user.id)
-    return list(db.session.scalars(stmt))
 
 
-def fresh(user) -> User:
-    db.session.expire_all()
-    return db.session.get(User, user.id)
 
 
 def change(client, current: str, new: str, confirm: str | None = None):

@@ -3,18 +3,13 @@ security headers and cookie flags."""
 
 from __future__ import annotations
 
-import html
-import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import sqlalchemy as sa
 
 from core import clock
 from core import config as config_module
-from core.audit import AuditEvent
-from core.auth.models import User
-from core.db import db
+from core.testing.pages import alerts, events, fresh
 from core.testing.plugin import PASSWORD, csrf_token, login, post_form
 
 COOKIE = "attest_session"
@@ -22,23 +17,12 @@ START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
 
 
-ALERT_RE = re.compile(r'<div class="alert alert-[a-z]+" role="alert">(.*?)</div>', re.S)
 
 
-def alerts(response) -> list[str]:
-    return [html.unescape(m.strip()) for m in ALERT_RE.findall(response.get_data(as_text=True))]
 
 
-def events(event_type: str, user=None) -> list[AuditEvent]:
-    stmt = sa.select(AuditEvent).where(AuditEvent.event_type == event_type).order_by(AuditEvent.id)
-    if user is not None:
-        stmt = stmt.where(AuditEvent.subject_user_id == user.id)
-    return list(db.session.scalars(stmt))
 
 
-def fresh(user) -> User:
-    db.session.expire_all()
-    return db.session.get(User, user.id)
 
 
 def is_logged_in(client) -> bool:

@@ -13,13 +13,12 @@ import pytest
 import sqlalchemy as sa
 
 from core import clock
-from core.audit import AuditEvent, AuditTransaction
+from core.audit import AuditTransaction
 from core.auth.models import User
 from core.db import db
+from core.testing.pages import count, events, field_errors, fresh
 from core.testing.plugin import PASSWORD, login, post_form
 
-ALERT_RE = re.compile(r'<div class="alert alert-[a-z]+" role="alert">(.*?)</div>', re.S)
-FIELD_ERROR_RE = re.compile(r'<div class="invalid-feedback d-block">(.*?)</div>', re.S)
 TEMPORARY_RE = re.compile(r'<code class="secret">([^<]+)</code>')
 CHAIN_SEQ_RE = re.compile(r'<td class="text-muted small">(\d+)</td>')
 
@@ -28,28 +27,14 @@ DAY2 = DAY1 + timedelta(days=1)
 DAY3 = DAY1 + timedelta(days=2)
 
 
-def alerts(response) -> list[str]:
-    return [html.unescape(m.strip()) for m in ALERT_RE.findall(response.get_data(as_text=True))]
 
 
-def field_errors(response) -> list[str]:
-    return [html.unescape(m.strip()) for m in FIELD_ERROR_RE.findall(response.get_data(as_text=True))]
 
 
-def events(event_type: str, user=None) -> list[AuditEvent]:
-    stmt = sa.select(AuditEvent).where(AuditEvent.event_type == event_type).order_by(AuditEvent.id)
-    if user is not None:
-        stmt = stmt.where(AuditEvent.subject_user_id == user.id)
-    return list(db.session.scalars(stmt))
 
 
-def count(model) -> int:
-    return db.session.scalar(sa.select(sa.func.count()).select_from(model))
 
 
-def fresh(user) -> User:
-    db.session.expire_all()
-    return db.session.get(User, user.id)
 
 
 def by_username(username: str) -> User | None:
