@@ -4,9 +4,11 @@ status, effective date, who printed it and when, in UTC) and a final page with e
 from __future__ import annotations
 
 import io
-import logging
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
+from html import unescape
 from pathlib import Path
 
 from fpdf import FPDF
@@ -47,7 +49,8 @@ def _font_path(name: str) -> Path | None:
 
 
 class _Pdf(FPDF):
-    def __init__(self, info: CopyInfo, *, page_offset: int = 0, total_pages: int | None = None):
+    def __init__(self, info: CopyInfo, *, page_offset: int = 0, total_pages: int | None = None,
+                 core_font: bool = False):
         super().__init__(format="A4")
         self.info = info
         self.page_offset = page_offset
@@ -55,7 +58,7 @@ class _Pdf(FPDF):
         self.set_auto_page_break(auto=True, margin=22)
         self.set_margins(18, 26, 18)
         regular, bold = _font_path("DejaVuSans.ttf"), _font_path("DejaVuSans-Bold.ttf")
-        if regular and bold:
+        if regular and bold and not core_font:
             self.add_font("DejaVu", "", str(regular))
             self.add_font("DejaVu", "B", str(bold))
             self.add_font("DejaVu", "I", str(regular))
@@ -132,36 +135,37 @@ class NotRenderable(ValueError):
     """Content that cannot be laid out faithfully on an A4 page."""
 
 
-class _GlyphWatch(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.missing: list[str] = []
+_TAG_RE = re.compile(r"<[^>]+>")
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if "missing the following glyphs" in record.getMessage():
-            self.missing.append(record.getMessage().split("glyphs:", 1)[-1].strip())
+
+@lru_cache(maxsize=1)
+def _font_codepoints() -> frozenset[int] | None:
+    """The characters the PDF font can show (None without the DejaVu fonts: Latin-1 core font only)."""
+    path = _font_path("DejaVuSans.ttf")
+    if path is None:
+        return None
+    from fontTools.ttLib import TTFont
+
+    return frozenset(TTFont(str(path), lazy=True)["cmap"].getBestCmap())
 
 
 def check_renderable(html: str) -> None:
-    """Raise NotRenderable when the content would not appear faithfully in a controlled copy (a layout the page
-    cannot hold, or characters the PDF font cannot show)."""
-    info = CopyInfo("X", "X", "0.1", "Draft", None, "check", datetime(2000, 1, 1), "0" * 64)
-    watch = _GlyphWatch()
-    logger = logging.getLogger("fpdf")
-    logger.addHandler(watch)
+    """Raise NotRenderable when the content would not appear faithfully in a controlled copy: characters the PDF
+    font cannot show, or a layout the page cannot hold (checked with the metrics of a core font, which is fast)."""
+    text = unescape(_TAG_RE.sub("", html))
+    codepoints = _font_codepoints()
+    if codepoints is None:
+        missing = sorted({c for c in text if ord(c) > 255})
+    else:
+        missing = sorted({c for c in text if ord(c) not in codepoints and not c.isspace()})
+    if missing:
+        raise NotRenderable(f"the PDF font cannot show these characters: {' '.join(missing[:20])}")
+    pdf = _Pdf(CopyInfo("X", "X", "0.1", "Draft", None, "check", datetime(2000, 1, 1), "0" * 64), core_font=True)
     try:
-        pdf = _Pdf(info)
-        if pdf.family == "Helvetica" and pdf.text_safe(html) != html:
-            raise NotRenderable("it contains characters outside Latin-1 and the DejaVu fonts are not installed")
         pdf.add_page()
-        pdf.write_html(html)
-        pdf.output()
+        pdf.write_html(pdf.text_safe(html))
     except FPDFException as exc:
         raise NotRenderable(f"its layout does not fit an A4 page ({exc})") from None
-    finally:
-        logger.removeHandler(watch)
-    if watch.missing:
-        raise NotRenderable(f"the PDF font cannot show these characters: {', '.join(watch.missing)}")
 
 
 def controlled_copy_markdown(info: CopyInfo, html: str, signatures: list[SignatureLine]) -> bytes:
