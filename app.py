@@ -20,6 +20,7 @@ import core.auth.models  # noqa: E402,F401
 import core.org  # noqa: E402,F401
 import qms.documents.models  # noqa: E402,F401
 import signatures.models  # noqa: E402,F401
+import training.models  # noqa: E402,F401
 
 core_db.configure_models()
 

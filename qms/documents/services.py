@@ -47,6 +47,7 @@ from qms.documents.rendering import render_markdown
 from signatures import models as sig
 from signatures import services as signing
 from signatures.services import SignerProof
+from training import engine as training
 
 MAX_MARKDOWN_CHARS = 1_000_000
 MAX_TEXT_CHARS = 4000
@@ -582,10 +583,15 @@ def approve(revision: Revision, *, actor: User, proof: SignerProof, expected_row
     signing.sign(revision, signer=actor, proof=proof, meaning=sig.APPROVED, comment=comment,
                  expected_version=expected_row_version, allowed=(sig.APPROVED,))
     if final:
-        # final approval: what must happen with it (training assignments, a later issue) is called here
         revision.status = APPROVED
         revision.approved_at = now_utc()
         revision.effective_on = effective_on
+        db.session.flush()
+        # the training this revision requires is created in this same transaction: either the approval and every
+        # assignment exist, or neither does
+        training.assign_for_revision(revision_id=revision.id, document_id=revision.document_id,
+                                     job_function_ids=[a.job_function_id for a in revision.document.audience],
+                                     due_on=effective_on, source_id=revision.id)
     db.session.flush()
     return revision
 

@@ -1,0 +1,151 @@
+"""Approving a revision creates its training assignments in the same transaction (the promise of Attest)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy_continuum import version_class
+
+from core import bulk, clock
+from core.db import db, transaction
+from qms.documents.models import APPROVED, IN_REVIEW, Revision
+from signatures.models import Signature
+from tests.integration.documents_helpers import (
+    approve_as,
+    approved_revision,
+    new_document,
+    new_revision,
+    review_as,
+    route,
+    setup_people,
+    submit,
+)
+from training import engine
+from training.models import OPEN, TrainingAssignment, UserJobFunction
+
+
+@pytest.fixture
+def p(make_user):
+    return setup_people(make_user)
+
+
+def _hold(users, job_function_id, *, days_ago=30, until=None):
+    with transaction():
+        for user in users:
+            db.session.add(UserJobFunction(user_id=user.id, job_function_id=job_function_id,
+                                           valid_from=clock.now_utc().date() - timedelta(days=days_ago),
+                                           valid_to=until))
+
+
+def _assignments(revision_id=None):
+    stmt = sa.select(TrainingAssignment).order_by(TrainingAssignment.user_id)
+    if revision_id is not None:
+        stmt = stmt.where(TrainingAssignment.revision_id == revision_id)
+    return list(db.session.scalars(stmt))
+
+
+def test_final_approval_assigns_the_exact_revision_to_every_audience_member_due_on_the_effective_date(app, p,
+                                                                                                  make_user):
+    operators = [make_user(f"op{i}", roles={"operator"}) for i in range(5)]
+    _hold(operators, p.job_function_id)
+    revision = approved_revision(p, new_document(p), effective_on=clock.now_utc().date() + timedelta(days=10))
+    rows = _assignments(revision.id)
+    assert [a.user_id for a in rows] == [u.id for u in operators]
+    assert {(a.status, a.due_on, a.source_type, a.source_id) for a in rows} == {
+        (OPEN, revision.effective_on, "revision_approval", revision.id)}
+    assert app.test_cli_runner().invoke(args=["audit", "verify"]).exit_code == 0
+    vcls = version_class(TrainingAssignment)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(vcls)) == 5  # each assignment is audited
+
+
+def test_no_assignment_before_the_last_approver_signs(app, p, make_user):
+    operator = make_user("op.one", roles={"operator"})
+    _hold([operator], p.job_function_id)
+    revision = new_revision(p, new_document(p))
+    route(p, revision, approvers=[p.qa, p.qa2])
+    submit(p, revision)
+    review_as(p.reviewer, revision)
+    approve_as(p.qa, revision)
+    assert _assignments() == []
+    approve_as(p.qa2, revision)
+    assert [a.user_id for a in _assignments(revision.id)] == [operator.id]
+
+
+def test_when_assignment_creation_fails_the_approval_rolls_back_with_it(app, p, make_user, monkeypatch):
+    operator = make_user("op.two", roles={"operator"})
+    _hold([operator], p.job_function_id)
+    revision = new_revision(p, new_document(p))
+    route(p, revision)
+    submit(p, revision)
+    review_as(p.reviewer, revision)
+    signatures_before = db.session.scalar(sa.select(sa.func.count()).select_from(Signature))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full while writing assignments")
+
+    monkeypatch.setattr(bulk, "bulk_insert", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        approve_as(p.qa, revision)
+    db.session.expire_all()
+    assert db.session.get(Revision, revision.id).status == IN_REVIEW
+    assert db.session.get(Revision, revision.id).approved_at is None
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Signature)) == signatures_before
+    assert _assignments() == []
+    monkeypatch.undo()
+    approve_as(p.qa, revision)
+    assert db.session.get(Revision, revision.id).status == APPROVED
+    assert len(_assignments(revision.id)) == 1
+
+
+def test_assigning_again_creates_nothing(app, p, make_user):
+    operators = [make_user(f"op{i}", roles={"operator"}) for i in range(3)]
+    _hold(operators, p.job_function_id)
+    revision = approved_revision(p, new_document(p))
+    with transaction():
+        created = engine.assign_for_revision(revision_id=revision.id, document_id=revision.document_id,
+                                             job_function_ids=[p.job_function_id], due_on=revision.effective_on)
+    assert created == 0
+    assert len(_assignments(revision.id)) == 3
+
+
+def test_each_revision_gets_its_own_assignments(app, p, make_user):
+    operator = make_user("op.three", roles={"operator"})
+    _hold([operator], p.job_function_id)
+    document = new_document(p)
+    first = approved_revision(p, document, effective_on=clock.now_utc().date())
+    from qms.documents import services
+    from tests.integration.documents_helpers import run
+
+    run(services.release_due, clock.now_utc().date())
+    second = approved_revision(p, document)
+    rows = _assignments()
+    assert [(a.user_id, a.revision_id) for a in rows] == [(operator.id, first.id), (operator.id, second.id)]
+
+
+def test_inactive_users_and_job_functions_not_held_today_are_not_assigned(app, p, make_user):
+    current, former, future, deactivated = (make_user(n, roles={"operator"}) for n in ("cur", "former", "future",
+                                                                                       "gone"))
+    today = clock.now_utc().date()
+    _hold([current, deactivated], p.job_function_id)
+    _hold([former], p.job_function_id, days_ago=60, until=today - timedelta(days=1))
+    _hold([future], p.job_function_id, days_ago=-5)
+    from core.auth import services as auth
+
+    with transaction(reason="Left the company"):
+        auth.deactivate(deactivated, actor=None)
+    revision = approved_revision(p, new_document(p))
+    assert [a.user_id for a in _assignments(revision.id)] == [current.id]
+
+
+def test_the_database_refuses_a_second_assignment_of_the_same_revision_to_the_same_person(app, p, make_user):
+    operator = make_user("op.four", roles={"operator"})
+    _hold([operator], p.job_function_id)
+    revision = approved_revision(p, new_document(p))
+    with pytest.raises(sa.exc.IntegrityError), transaction():
+        bulk.bulk_insert(TrainingAssignment, [{"user_id": operator.id, "document_id": revision.document_id,
+                                               "revision_id": revision.id, "status": OPEN,
+                                               "source_type": "revision_approval", "source_id": revision.id,
+                                               "due_on": None, "assigned_at": clock.now_utc()}])
+    assert len(_assignments(revision.id)) == 1

@@ -1,0 +1,53 @@
+"""The assignment engine: computes which (person, revision) assignments must exist for a trigger and creates the
+missing ones, idempotently, inside the caller's transaction.
+
+It takes ids and values, never qms objects (training sits below qms in the package order). Assignments are written
+through core.bulk, one statement per chunk with their audit (version) rows, so that a revision whose audience holds
+thousands of people is approved in about a second, in the same transaction as the approval signature.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+
+import sqlalchemy as sa
+
+from core import bulk
+from core.auth.models import User
+from core.clock import now_utc
+from core.db import db
+from training.models import OPEN, SOURCE_REVISION_APPROVAL, TrainingAssignment, UserJobFunction
+
+
+def holders(job_function_ids: Iterable[int], on: date | None = None) -> list[int]:
+    """Ids of active users holding any of the job functions on day `on` (default today), in id order."""
+    ids = list(set(job_function_ids))
+    if not ids:
+        return []
+    on = on or now_utc().date()
+    held = sa.select(UserJobFunction.user_id).where(
+        UserJobFunction.job_function_id.in_(ids), UserJobFunction.valid_from <= on,
+        sa.or_(UserJobFunction.valid_to.is_(None), UserJobFunction.valid_to > on))
+    return list(db.session.scalars(
+        sa.select(User.id).where(User.active.is_(True), User.id.in_(held)).order_by(User.id)))
+
+
+def assign_for_revision(*, revision_id: int, document_id: int, job_function_ids: Iterable[int],
+                        due_on: date | None, source_type: str = SOURCE_REVISION_APPROVAL,
+                        source_id: int | None = None) -> int:
+    """Assign the revision to every active holder of the audience job functions who does not have it yet.
+
+    Returns how many assignments were created (0 when run again: idempotent). A concurrent duplicate is impossible:
+    (user, revision) is unique in the database, so a racing transaction fails and rolls back whole."""
+    users = holders(job_function_ids)
+    if not users:
+        return 0
+    existing = set(db.session.scalars(
+        sa.select(TrainingAssignment.user_id).where(TrainingAssignment.revision_id == revision_id)))
+    now = now_utc()
+    rows = [{"user_id": uid, "document_id": document_id, "revision_id": revision_id, "status": OPEN,
+             "source_type": source_type, "source_id": source_id if source_id is not None else revision_id,
+             "due_on": due_on, "assigned_at": now} for uid in users if uid not in existing]
+    bulk.bulk_insert(TrainingAssignment, rows)
+    return len(rows)
