@@ -16,7 +16,11 @@ from sqlalchemy_continuum import version_class
 from core import audit
 from core.db import Versioned, db
 
-CHUNK = 500
+CHUNK = 2000  # rows per statement at most; fewer for wide tables (SQLite allows 32,766 bound parameters)
+
+
+def _chunk(table) -> int:
+    return max(1, min(CHUNK, 30_000 // max(1, len(table.columns))))
 
 
 def _check(model: type) -> None:
@@ -29,8 +33,9 @@ def _write_versions(model: type, ids: Sequence[Any], operation: int, tx_id: int)
     vtable = version_class(model).__table__
     pk = table.primary_key.columns.values()[0]
     cols = [c.name for c in table.columns if c.name in vtable.columns]
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start:start + CHUNK]
+    step = _chunk(vtable)
+    for start in range(0, len(ids), step):
+        chunk = ids[start:start + step]
         select = sa.select(*[table.c[c] for c in cols], sa.literal(tx_id, sa.BigInteger),
                            sa.literal(operation, sa.SmallInteger)).where(pk.in_(chunk))
         db.session.execute(sa.insert(vtable).from_select([*cols, "transaction_id", "operation_type"], select))
@@ -49,9 +54,10 @@ def bulk_insert(model: type, rows: Iterable[dict[str, Any]]) -> list[Any]:
     table = model.__table__
     pk = table.primary_key.columns.values()[0]
     ids: list[Any] = []
-    for start in range(0, len(rows), CHUNK):
+    step = _chunk(table)
+    for start in range(0, len(rows), step):
         result = session.execute(sa.insert(table).returning(pk, sort_by_parameter_order=True),
-                                 rows[start:start + CHUNK])
+                                 rows[start:start + step])
         ids.extend(result.scalars().all())
     _write_versions(model, ids, 0, tx_id)
     return ids
