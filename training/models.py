@@ -58,6 +58,7 @@ class TrainingAssignment(Versioned, db.Model):
     source_id: Mapped[int | None] = mapped_column(info={"label": "Source record"})
     due_on: Mapped[date | None] = mapped_column(info={"label": "Due on"})
     assigned_at: Mapped[datetime] = mapped_column(default=now_utc, info={"label": "Assigned at"})
+    opened_at: Mapped[datetime | None] = mapped_column(info={"label": "First opened at"})
     completed_at: Mapped[datetime | None] = mapped_column(info={"label": "Completed at"})
     signature_id: Mapped[int | None] = mapped_column(sa.ForeignKey("sig_signature.id"),
                                                      info={"label": "Completion signature"})
