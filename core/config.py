@@ -81,6 +81,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DEFAULT_TIMEZONE", str, "UTC", "Time zone for users who have not chosen one (IANA name)"),
     Setting("DOCUMENT_NUMBER_PATTERN", str, r"^[A-Z]{2,5}-[A-Z]{2,5}-\d{3,4}$",
             "Regular expression a controlled document number must match (e.g. SOP-QA-001)"),
+    Setting("TRAINING_SUPERSEDED_POLICY", str, "supersede",
+            "Open training on a revision that is superseded: supersede (closed, replaced by the new revision's) "
+            "or keep", choices=("supersede", "keep")),
     Setting("MAX_UPLOAD_MB", int, 20, "Largest PDF accepted as document content, megabytes", 1, 200),
 )
 

@@ -17,7 +17,7 @@ from core import bulk
 from core.auth.models import User
 from core.clock import now_utc
 from core.db import db
-from training.models import OPEN, SOURCE_REVISION_APPROVAL, TrainingAssignment, UserJobFunction
+from training.models import OPEN, SOURCE_REVISION_APPROVAL, SUPERSEDED, TrainingAssignment, UserJobFunction
 
 
 def holders(job_function_ids: Iterable[int], on: date | None = None) -> list[int]:
@@ -51,3 +51,14 @@ def assign_for_revision(*, revision_id: int, document_id: int, job_function_ids:
              "due_on": due_on, "assigned_at": now} for uid in users if uid not in existing]
     bulk.bulk_insert(TrainingAssignment, rows)
     return len(rows)
+
+
+def supersede_open_assignments(*, revision_ids: Iterable[int], reason: str, policy: str = "supersede") -> int:
+    """Close the open assignments of revisions no longer in force (policy "supersede", the default) or leave them
+    open ("keep"). Completed training is never touched. Returns how many were closed."""
+    ids = list(revision_ids)
+    if policy == "keep" or not ids:
+        return 0
+    return bulk.bulk_update(TrainingAssignment,
+                            sa.and_(TrainingAssignment.revision_id.in_(ids), TrainingAssignment.status == OPEN),
+                            {"status": SUPERSEDED, "closed_reason": reason})

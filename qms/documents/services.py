@@ -643,6 +643,12 @@ def _release(revisions: list[Revision], now: datetime) -> None:
             else:
                 revision.status, revision.effective_at, revision.superseded_at = SUPERSEDED, now, now
     db.session.flush()
+    # open training on what is no longer in force is closed (or kept, by policy); the history keeps both
+    replaced = [r.id for r in [*previous, *revisions] if r is not newest]
+    if replaced:
+        training.supersede_open_assignments(revision_ids=replaced,
+                                            reason=f"Superseded by revision {newest.label}",
+                                            policy=current_app.config["ATTEST_TRAINING_SUPERSEDED_POLICY"])
 
 
 def release_due(today: date | None = None) -> list[Revision]:

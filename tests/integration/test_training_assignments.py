@@ -149,3 +149,44 @@ def test_the_database_refuses_a_second_assignment_of_the_same_revision_to_the_sa
                                                "source_type": "revision_approval", "source_id": revision.id,
                                                "due_on": None, "assigned_at": clock.now_utc()}])
     assert len(_assignments(revision.id)) == 1
+
+
+def _release(on):
+    from qms.documents import services
+    from tests.integration.documents_helpers import run
+
+    run(services.release_due, on)
+
+
+def test_open_training_on_a_superseded_revision_is_closed_and_completed_training_is_kept(app, p, make_user):
+    done, pending = make_user("done.op", roles={"operator"}), make_user("pending.op", roles={"operator"})
+    _hold([done, pending], p.job_function_id)
+    document = new_document(p)
+    today = clock.now_utc().date()
+    first = approved_revision(p, document, effective_on=today)
+    _release(today)
+    with transaction(reason="Completed on paper during the system outage"):
+        row = db.session.scalars(sa.select(TrainingAssignment).where(TrainingAssignment.user_id == done.id)).one()
+        row.status, row.completed_at = "completed", clock.now_utc()
+    second = approved_revision(p, document, effective_on=today)
+    _release(today)
+    by_user = {(a.user_id, a.revision_id): a for a in _assignments()}
+    assert by_user[(done.id, first.id)].status == "completed"
+    assert by_user[(pending.id, first.id)].status == "superseded"
+    assert by_user[(pending.id, first.id)].closed_reason == f"Superseded by revision {second.label}"
+    assert by_user[(pending.id, second.id)].status == OPEN and by_user[(done.id, second.id)].status == OPEN
+    assert app.test_cli_runner().invoke(args=["audit", "verify"]).exit_code == 0
+
+
+def test_policy_keep_leaves_open_training_on_the_superseded_revision(app, p, make_user):
+    app.config["ATTEST_TRAINING_SUPERSEDED_POLICY"] = "keep"
+    operator = make_user("keep.op", roles={"operator"})
+    _hold([operator], p.job_function_id)
+    document = new_document(p)
+    today = clock.now_utc().date()
+    first = approved_revision(p, document, effective_on=today)
+    _release(today)
+    approved_revision(p, document, effective_on=today)
+    _release(today)
+    statuses = {a.revision_id: a.status for a in _assignments()}
+    assert statuses[first.id] == OPEN
