@@ -59,6 +59,7 @@ def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
     from core import audit_views, cli, web
     from core.auth import admin, views
     from qms import cli as qms_cli
+    from qms import read_and_sign
     from qms.documents import views as document_views
     from signatures import cli as signatures_cli
 
@@ -68,6 +69,8 @@ def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(audit_views.bp)
     app.register_blueprint(document_views.bp)
     web.register_nav(app, "Documents", "documents.register", "documents.view")
+    app.register_blueprint(read_and_sign.bp)
+    web.register_nav(app, "My training", "read_and_sign.index", "training.view_own")
     web.register_error_handlers(app)
 
     cli.register(app)
@@ -76,6 +79,13 @@ def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
     from qms.documents import demo as document_demo
 
     demo.register_loader(document_demo.load)
+    from core.auth import services as auth_services
+    from training import services as training_services
+
+    auth_services.register_deactivation_hook(training_services.on_user_deactivated)
+    from training import cli as training_cli
+
+    app.cli.add_command(training_cli.training_cli)
     app.cli.add_command(signatures_cli.signatures_cli)
 
     if not app.config["SESSION_COOKIE_SECURE"]:

@@ -159,10 +159,17 @@ def sign(record: Signable, *, signer: User, proof: SignerProof, meaning: str, co
     return signature
 
 
-def signatures_for(record: Signable) -> list[Signature]:
-    return list(db.session.scalars(
-        sa.select(Signature).where(Signature.record_type == record.signable_type, Signature.record_id == record.id)
-        .order_by(Signature.signed_at, Signature.id)))
+def signatures_for(record: Signable, *, exclude_meanings: tuple[str, ...] = ()) -> list[Signature]:
+    stmt = sa.select(Signature).where(Signature.record_type == record.signable_type, Signature.record_id == record.id)
+    if exclude_meanings:
+        stmt = stmt.where(Signature.meaning.not_in(exclude_meanings))
+    return list(db.session.scalars(stmt.order_by(Signature.signed_at, Signature.id)))
+
+
+def count_for(record: Signable, meaning: str) -> int:
+    return db.session.scalar(sa.select(sa.func.count()).select_from(Signature).where(
+        Signature.record_type == record.signable_type, Signature.record_id == record.id,
+        Signature.meaning == meaning)) or 0
 
 
 def is_valid(signature: Signature, record: Signable) -> bool:

@@ -8,7 +8,7 @@ thousands of people is approved in about a second, in the same transaction as th
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date
 
 import sqlalchemy as sa
@@ -17,7 +17,7 @@ from core import bulk
 from core.auth.models import User
 from core.clock import now_utc
 from core.db import db
-from training.models import OPEN, SOURCE_REVISION_APPROVAL, SUPERSEDED, TrainingAssignment, UserJobFunction
+from training.models import CANCELLED, OPEN, SOURCE_REVISION_APPROVAL, SUPERSEDED, TrainingAssignment, UserJobFunction
 
 
 def holders(job_function_ids: Iterable[int], on: date | None = None) -> list[int]:
@@ -62,3 +62,63 @@ def supersede_open_assignments(*, revision_ids: Iterable[int], reason: str, poli
     return bulk.bulk_update(TrainingAssignment,
                             sa.and_(TrainingAssignment.revision_id.in_(ids), TrainingAssignment.status == OPEN),
                             {"status": SUPERSEDED, "closed_reason": reason})
+
+
+# --- people joining and leaving job functions -------------------------------------------------------------------------
+
+# A target is (document_id, revision_id, due_on): what a holder of some job functions must be trained on now.
+TargetSource = Callable[[list[int], date], list[tuple[int, int, date | None]]]
+_SOURCES: list[TargetSource] = []
+
+
+def register_source(source: TargetSource) -> TargetSource:
+    """Higher packages (qms) tell the engine what their records require of a job function's holders: given job
+    function ids and today, the (document, revision, due date) each holder must be trained on."""
+    if source not in _SOURCES:
+        _SOURCES.append(source)
+    return source
+
+
+def targets_for(job_function_ids: Iterable[int], on: date | None = None) -> dict[int, tuple[int, date | None]]:
+    """document id -> (revision id, due date) required of a holder of these job functions."""
+    ids = sorted(set(job_function_ids))
+    on = on or now_utc().date()
+    result: dict[int, tuple[int, date | None]] = {}
+    if ids:
+        for source in _SOURCES:
+            for document_id, revision_id, due_on in source(ids, on):
+                result[document_id] = (revision_id, due_on)
+    return result
+
+
+def held_job_functions(user_id: int, on: date | None = None) -> list[int]:
+    on = on or now_utc().date()
+    return list(db.session.scalars(sa.select(UserJobFunction.job_function_id).where(
+        UserJobFunction.user_id == user_id, UserJobFunction.valid_from <= on,
+        sa.or_(UserJobFunction.valid_to.is_(None), UserJobFunction.valid_to > on))))
+
+
+def reconcile_user(user_id: int, *, reason: str, source_type: str = "job_function") -> tuple[int, int]:
+    """Bring one person's open assignments in line with the job functions they hold today: create what is missing,
+    cancel open training on documents no longer required (with `reason`). Idempotent. Returns (created, cancelled)."""
+    required = targets_for(held_job_functions(user_id))
+    existing = {(a.document_id, a.revision_id): a for a in db.session.scalars(
+        sa.select(TrainingAssignment).where(TrainingAssignment.user_id == user_id))}
+    now = now_utc()
+    rows = [{"user_id": user_id, "document_id": doc_id, "revision_id": rev_id, "status": OPEN,
+             "source_type": source_type, "source_id": None, "due_on": due_on, "assigned_at": now}
+            for doc_id, (rev_id, due_on) in required.items() if (doc_id, rev_id) not in existing]
+    bulk.bulk_insert(TrainingAssignment, rows)
+    stale = [a.id for (doc_id, _rev), a in existing.items() if a.status == OPEN and doc_id not in required]
+    cancelled = 0
+    if stale:
+        cancelled = bulk.bulk_update(TrainingAssignment, TrainingAssignment.id.in_(stale),
+                                     {"status": CANCELLED, "closed_reason": reason})
+    return len(rows), cancelled
+
+
+def cancel_all_open(user_id: int, *, reason: str) -> int:
+    """A person leaves (deactivation): every open assignment is cancelled with the reason; history is kept."""
+    return bulk.bulk_update(TrainingAssignment,
+                            sa.and_(TrainingAssignment.user_id == user_id, TrainingAssignment.status == OPEN),
+                            {"status": CANCELLED, "closed_reason": reason})

@@ -166,6 +166,15 @@ def set_roles(user: User, roles: set[str] | frozenset[str], *, actor: User | Non
     audit.record_event("roles.changed", subject=user, old=sorted(before), new=sorted(roles))
 
 
+_deactivation_hooks: list = []
+
+
+def register_deactivation_hook(hook) -> None:
+    """Higher packages act on a deactivation in the same transaction (e.g. training cancels open assignments)."""
+    if hook not in _deactivation_hooks:
+        _deactivation_hooks.append(hook)
+
+
 def deactivate(user: User, *, actor: User | None) -> None:
     if not user.active:
         raise ValidationError("active", f"{user.username} is already deactivated.")
@@ -176,6 +185,8 @@ def deactivate(user: User, *, actor: User | None) -> None:
     user.security.session_nonce = new_session_nonce()  # live sessions stop working at once
     db.session.flush()
     audit.record_event("user.deactivated", subject=user)
+    for hook in _deactivation_hooks:
+        hook(user)
 
 
 def reactivate(user: User) -> None:

@@ -119,7 +119,8 @@ class Revision(Versioned, db.Model):
                                                        order_by="RevisionRoute.id")
 
     signable_type = "qms_document_revision"
-    allowed_meanings = (sig.AUTHORED, sig.REVIEWED, sig.APPROVED, sig.REJECTED, sig.MADE_OBSOLETE)
+    allowed_meanings = (sig.AUTHORED, sig.REVIEWED, sig.APPROVED, sig.REJECTED, sig.MADE_OBSOLETE,
+                        sig.READ_AND_UNDERSTOOD)
 
     @property
     def label(self) -> str:

@@ -698,3 +698,24 @@ def make_obsolete(revision: Revision, *, actor: User, proof: SignerProof, expect
     revision.obsoleted_at = now_utc()
     db.session.flush()
     return revision
+
+
+@training.register_source
+def _audience_requirements(job_function_ids: list[int], on: date) -> list[tuple[int, int, date | None]]:
+    """What a holder of these job functions must be trained on: for each document whose training audience includes
+    one of them, its newest approved-or-effective revision, due by its effective date or the training window from
+    today, whichever is later."""
+    audience = sa.select(DocumentAudience.document_id).where(DocumentAudience.job_function_id.in_(job_function_ids))
+    rows = db.session.execute(
+        sa.select(Revision.document_id, Revision.id, Revision.effective_on, Document.training_window_days)
+        .join(Document, Document.id == Revision.document_id)
+        .where(Revision.document_id.in_(audience), Revision.status.in_([APPROVED, EFFECTIVE]))
+        .order_by(Revision.document_id, Revision.major, Revision.minor)).all()
+    newest: dict[int, tuple[int, date | None]] = {}
+    for document_id, revision_id, effective_on, window in rows:
+        due = on + timedelta(days=window)
+        if effective_on is not None and effective_on > due:
+            due = effective_on
+        newest[document_id] = (revision_id, due)
+    return [(doc, rev, due) for doc, (rev, due) in newest.items()]
+

@@ -273,7 +273,9 @@ def edit_revision(document_id: int, revision_id: int):
 
 
 def _signature_lines(rev: Revision) -> list[tuple[sig.Signature, str]]:
-    return [(s, signing.status(s, rev)) for s in signing.signatures_for(rev)]
+    """The revision's lifecycle signatures; read-and-understood signatures (possibly thousands) are counted apart."""
+    return [(s, signing.status(s, rev))
+            for s in signing.signatures_for(rev, exclude_meanings=(sig.READ_AND_UNDERSTOOD,))]
 
 
 @bp.route("/<int:document_id>/revisions/<int:revision_id>")
@@ -293,6 +295,7 @@ def revision(document_id: int, revision_id: int):
         "qms/documents/revision.html", document=doc, revision=rev, routing=routing,
         html=render_markdown(rev.content_markdown) if rev.content_format == "markdown" else None,
         signatures=_signature_lines(rev), outstanding=services.outstanding(rev),
+        trained=signing.count_for(rev, sig.READ_AND_UNDERSTOOD),
         history=record_history(Revision, rev.id) if current_user.can("audit.view") else None,
         previous=previous[-1] if previous else None, DRAFT=DRAFT, IN_REVIEW=IN_REVIEW, EFFECTIVE=EFFECTIVE)
 

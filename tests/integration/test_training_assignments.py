@@ -190,3 +190,77 @@ def test_policy_keep_leaves_open_training_on_the_superseded_revision(app, p, mak
     _release(today)
     statuses = {a.revision_id: a.status for a in _assignments()}
     assert statuses[first.id] == OPEN
+
+
+# --- people joining and leaving job functions -------------------------------------------------------------------------
+
+
+def test_a_new_holder_of_a_job_function_is_assigned_the_current_revision(app, p, make_user):
+    from training import services as training_services
+
+    document = new_document(p)
+    today = clock.now_utc().date()
+    effective = approved_revision(p, document, effective_on=today)
+    _release(today)
+    coordinator = make_user("coord", roles={"training_coordinator"})
+    newcomer = make_user("new.hire", roles={"operator"})
+    with transaction():
+        training_services.grant_job_function(newcomer, p.job_function_id, actor=coordinator)
+    rows = _assignments()
+    assert [(a.user_id, a.revision_id, a.status, a.source_type) for a in rows] == [
+        (newcomer.id, effective.id, OPEN, "job_function")]
+    assert rows[0].due_on == today + timedelta(days=document.training_window_days)
+    with pytest.raises(Exception, match="already holds"), transaction():
+        training_services.grant_job_function(newcomer, p.job_function_id, actor=coordinator)
+    assert len(_assignments()) == 1
+
+
+def test_ending_a_job_function_cancels_open_training_it_required_with_the_reason(app, p, make_user):
+    from training import services as training_services
+
+    operator = make_user("leaving.op", roles={"operator"})
+    _hold([operator], p.job_function_id)
+    revision = approved_revision(p, new_document(p))
+    held = db.session.scalars(sa.select(UserJobFunction).where(UserJobFunction.user_id == operator.id)).one()
+    with transaction():
+        training_services.end_job_function(held, actor=None)
+    row = _assignments(revision.id)[0]
+    assert row.status == "cancelled"
+    assert row.closed_reason.startswith("Job function OP-MIX ended")
+
+
+def test_only_a_training_coordinator_assigns_job_functions(app, p, make_user):
+    from core.errors import NotPermitted
+    from training import services as training_services
+
+    operator = make_user("op.self", roles={"operator"})
+    with pytest.raises(NotPermitted), transaction():
+        training_services.grant_job_function(operator, p.job_function_id, actor=operator)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(UserJobFunction)) == 0
+
+
+def test_deactivating_a_person_cancels_their_open_training_and_keeps_the_history(app, p, make_user):
+    from core.auth import services as auth
+
+    operator = make_user("quitter", roles={"operator"})
+    _hold([operator], p.job_function_id)
+    revision = approved_revision(p, new_document(p))
+    with transaction(reason="Left the company"):
+        auth.deactivate(operator, actor=None)
+    row = _assignments(revision.id)[0]
+    assert (row.status, row.closed_reason) == ("cancelled", "Account deactivated")
+    assert app.test_cli_runner().invoke(args=["audit", "verify"]).exit_code == 0
+
+
+def test_job_functions_are_granted_and_ended_from_the_command_line(app, p, make_user):
+    operator = make_user("cli.op", roles={"operator"})
+    revision = approved_revision(p, new_document(p))
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["training", "grant-job-function", "cli.op", "OP-MIX"])
+    assert result.exit_code == 0, result.output
+    assert [(a.user_id, a.revision_id, a.status) for a in _assignments()] == [(operator.id, revision.id, OPEN)]
+    assert runner.invoke(args=["training", "grant-job-function", "cli.op", "NOPE"]).exit_code != 0
+    result = runner.invoke(args=["training", "end-job-function", "cli.op", "OP-MIX"])
+    assert result.exit_code == 0, result.output
+    db.session.expire_all()
+    assert _assignments()[0].status == "cancelled"

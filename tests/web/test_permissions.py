@@ -55,13 +55,15 @@ def _tiny_pdf() -> bytes:
     return bytes(pdf.output())
 
 
-def _example_ids(app, users) -> dict[str, int]:
-    """Real records for parametrised pages: a user, and a document with a Markdown revision and a PDF draft
-    (created once per test's database)."""
+def _example_ids(app, users, viewer=None) -> dict[str, int]:
+    """Real records for parametrised pages: a user, a document with a Markdown revision and a PDF draft, and a
+    training assignment on the effective revision for each user (created once per test's database). Assignments
+    are visible only to their assignee, so `assignment_id` is the viewer's own (the operator's by default)."""
     if "test_examples" not in app.extensions:
         from core.db import transaction
         from core.org import Department, Site
         from qms.documents.models import Document, Revision
+        from training.models import TrainingAssignment
 
         author = users["document_author"]
         with transaction():
@@ -80,14 +82,23 @@ def _example_ids(app, users) -> dict[str, int]:
                              content_sha256="0" * 64)
             db.session.add_all([first, draft])
             db.session.flush()
+            assignments = {u.id: TrainingAssignment(user_id=u.id, document_id=doc.id, revision_id=first.id,
+                                                    source_type="revision_approval", source_id=first.id)
+                           for u in users.values()}
+            db.session.add_all(assignments.values())
+            db.session.flush()
             app.extensions["test_examples"] = {"user_id": users["operator"].id, "document_id": doc.id,
                                                "revision_id": draft.id}
-    return app.extensions["test_examples"]
+            app.extensions["test_example_assignments"] = {uid: a.id for uid, a in assignments.items()}
+    own = app.extensions["test_example_assignments"]
+    viewer_id = (viewer or users["operator"]).id
+    return {**app.extensions["test_examples"], "assignment_id": own.get(viewer_id, own[users["operator"].id])}
 
 
-def get_routes(app, users) -> list[tuple[str, str, str]]:
-    """(endpoint, path, required permission) for every GET page; parametrised pages use real records."""
-    example = _example_ids(app, users)
+def get_routes(app, users, viewer=None) -> list[tuple[str, str, str]]:
+    """(endpoint, path, required permission) for every GET page; parametrised pages use real records (the
+    viewer's own where a record is private to its owner)."""
+    example = _example_ids(app, users, viewer)
     routes = []
     for rule in app.url_map.iter_rules():
         if rule.endpoint in UNCHECKED_ENDPOINTS or "GET" not in rule.methods:
@@ -149,7 +160,7 @@ def test_each_role_gets_exactly_the_pages_its_permissions_allow(app, users, role
     client = app.test_client()
     assert login(client, user).status_code == 302
     checked = 0
-    for _endpoint, path, needed in get_routes(app, users):
+    for _endpoint, path, needed in get_routes(app, users, user):
         if needed == PUBLIC:
             continue
         response = client.get(path)

@@ -1,0 +1,165 @@
+"""Read-and-sign through the pages: the trainee sees the assignment made by the approval, opens the exact revision,
+and signs it "Read and understood" (password + code); refusals write nothing, and nobody sees another's training."""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from core import clock
+from core.db import db, transaction
+from core.testing.pages import alerts, count, events
+from core.testing.plugin import PASSWORD, csrf_token, login, totp_code
+from signatures.models import READ_AND_UNDERSTOOD, Signature
+from tests.integration.documents_helpers import approved_revision, new_document, setup_people
+from training.models import COMPLETED, OPEN, TrainingAssignment, UserJobFunction
+
+EXPECTED_RE = re.compile(r'<input[^>]*name="expected_version"[^>]*value="(\d*)"')
+TAG_RE = re.compile(r"<[^>]+>")
+
+
+def text_of(response) -> str:
+    return " ".join(html.unescape(TAG_RE.sub(" ", response.get_data(as_text=True))).split())
+
+
+def fresh_assignment(assignment_id: int) -> TrainingAssignment:
+    db.session.expire_all()
+    return db.session.get(TrainingAssignment, assignment_id)
+
+
+@pytest.fixture
+def p(make_user):
+    return setup_people(make_user)
+
+
+@pytest.fixture
+def assigned(app, p):
+    """The operator holds the audience job function; approving a revision assigns it to them."""
+    with transaction():
+        db.session.add(UserJobFunction(user_id=p.operator.id, job_function_id=p.job_function_id,
+                                       valid_from=clock.now_utc().date() - timedelta(days=30)))
+    revision = approved_revision(p, new_document(p), effective_on=clock.now_utc().date() + timedelta(days=7),
+                                 content="# Purpose\n\nClean the **mixer** daily.\n")
+    assignment = db.session.scalar(sa.select(TrainingAssignment).where(TrainingAssignment.user_id == p.operator.id))
+    assert assignment is not None and assignment.revision_id == revision.id
+    return assignment, revision
+
+
+def client_for(app, user):
+    client = app.test_client()
+    assert login(client, user).status_code == 302
+    return client
+
+
+def sign(client, user, assignment_id: int, *, password: str = PASSWORD):
+    url = f"/my-training/{assignment_id}/sign"
+    page = client.get(url)
+    assert page.status_code == 200, text_of(page)[:2000]
+    body = page.get_data(as_text=True)
+    shown = EXPECTED_RE.search(body)
+    assert shown, "the signing dialog carries the version of the record it shows"
+    token = csrf_token(client, url)
+    return client.post(url, data={"csrf_token": token, "password": password, "totp_code": totp_code(user),
+                                  "meaning": READ_AND_UNDERSTOOD, "comment": "",
+                                  "expected_version": shown.group(1)})
+
+
+def test_operator_opens_and_signs_the_exact_revision_and_sees_it_in_the_history(app, p, assigned):
+    assignment, revision = assigned
+    client = client_for(app, p.operator)
+    listing = client.get("/my-training/")
+    assert listing.status_code == 200
+    assert "SOP-QA-001 revision 1.0" in text_of(listing)
+    assert "My training" in text_of(listing)
+
+    page = client.get(f"/my-training/{assignment.id}")
+    assert page.status_code == 200
+    assert "<strong>mixer</strong>" in page.get_data(as_text=True)  # the rendered Markdown of the exact revision
+    opened_at = fresh_assignment(assignment.id).opened_at
+    assert opened_at is not None
+    client.get(f"/my-training/{assignment.id}")
+    assert fresh_assignment(assignment.id).opened_at == opened_at  # recorded once
+
+    response = sign(client, p.operator, assignment.id)
+    assert response.status_code == 302, text_of(response)[:2000]
+    done = fresh_assignment(assignment.id)
+    assert done.status == COMPLETED and done.completed_at is not None
+    signature = db.session.get(Signature, done.signature_id)
+    assert (signature.meaning, signature.record_type, signature.record_id, signature.record_version,
+            signature.signer_id, signature.auth_method) == (
+        READ_AND_UNDERSTOOD, "qms_document_revision", revision.id, "1.0", p.operator.id, "password+totp")
+
+    history = text_of(client.get("/my-training/"))
+    assert "Nothing to read and sign." in history
+    assert f"Otto Operator — {READ_AND_UNDERSTOOD} — " in history
+    assert "UTC" in history.split(READ_AND_UNDERSTOOD, 1)[1]
+    assert app.test_cli_runner().invoke(args=["audit", "verify"]).exit_code == 0
+
+
+def test_signing_before_opening_the_document_is_refused(app, p, assigned):
+    assignment, _revision = assigned
+    client = client_for(app, p.operator)
+    signatures_before = count(Signature)
+    response = sign(client, p.operator, assignment.id)
+    assert response.status_code == 409
+    assert any("Open the document first" in a for a in alerts(response))
+    assert fresh_assignment(assignment.id).status == OPEN
+    assert count(Signature) == signatures_before
+
+
+def test_another_user_can_neither_open_nor_sign_someone_elses_assignment(app, p, assigned, make_user):
+    assignment, _revision = assigned
+    other = make_user("olga.operator", roles={"operator"}, full_name="Olga Operator")
+    client = client_for(app, other)
+    assert client.get(f"/my-training/{assignment.id}").status_code == 404
+    assert client.get(f"/my-training/{assignment.id}/sign").status_code == 404
+    token = csrf_token(client, "/my-training/")
+    response = client.post(f"/my-training/{assignment.id}/sign",
+                           data={"csrf_token": token, "password": PASSWORD, "totp_code": totp_code(other),
+                                 "meaning": READ_AND_UNDERSTOOD})
+    assert response.status_code == 404
+    row = fresh_assignment(assignment.id)
+    assert (row.opened_at, row.status) == (None, OPEN)
+    assert "SOP-QA-001" not in text_of(client.get("/my-training/"))
+
+
+def test_a_wrong_password_is_refused_with_401_and_writes_nothing(app, p, assigned):
+    assignment, _revision = assigned
+    client = client_for(app, p.operator)
+    client.get(f"/my-training/{assignment.id}")
+    signatures_before = count(Signature)
+    failures_before = len(events("signature.failure", p.operator))
+    response = sign(client, p.operator, assignment.id, password="not-the-password")
+    assert response.status_code == 401
+    assert any("Signature refused" in a for a in alerts(response))
+    assert count(Signature) == signatures_before
+    assert fresh_assignment(assignment.id).status == OPEN
+    assert len(events("signature.failure", p.operator)) == failures_before + 1
+    assert app.test_cli_runner().invoke(args=["audit", "verify"]).exit_code == 0
+
+
+def test_overdue_training_is_listed_first_and_highlighted(app, p, assigned):
+    assignment, _revision = assigned
+    clock.freeze(clock.now_utc() + timedelta(days=10))
+    client = client_for(app, p.operator)
+    body = client.get("/my-training/").get_data(as_text=True)
+    assert "list-group-item-danger" in body and "Overdue" in body
+
+
+def test_signing_another_revision_never_completes_the_assignment(app, p, assigned):
+    from core.errors import InvalidTransition
+    from tests.integration.documents_helpers import prove, run
+    from training import read_and_sign
+
+    assignment, revision = assigned
+    other = approved_revision(p, new_document(p, number="SOP-QA-002"))
+    run(read_and_sign.mark_opened, assignment, p.operator)
+    proof = prove(p.operator)
+    with pytest.raises(InvalidTransition):
+        run(read_and_sign.complete, assignment, user=p.operator, proof=proof, record=other, expected_version=None)
+    assert fresh_assignment(assignment.id).status == OPEN
+    assert revision.id != other.id
