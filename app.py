@@ -77,7 +77,9 @@ def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
     app.cli.add_command(qms_cli.qms_cli)
     from core import demo
     from qms.documents import demo as document_demo
+    from training import demo as training_demo
 
+    demo.register_loader(training_demo.load)  # people hold job functions before documents are approved
     demo.register_loader(document_demo.load)
     from core.auth import services as auth_services
     from training import services as training_services

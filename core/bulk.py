@@ -29,16 +29,29 @@ def _check(model: type) -> None:
 
 
 def _write_versions(model: type, ids: Sequence[Any], operation: int, tx_id: int) -> None:
+    """One version row per record and transaction, as Continuum keeps it: a record already versioned in this
+    (unsealed) transaction has its version row replaced by the final state, keeping "created" when it was created
+    here."""
     table = model.__table__
     vtable = version_class(model).__table__
     pk = table.primary_key.columns.values()[0]
+    vpk = vtable.c[pk.name]
     cols = [c.name for c in table.columns if c.name in vtable.columns]
     step = _chunk(vtable)
     for start in range(0, len(ids), step):
         chunk = ids[start:start + step]
-        select = sa.select(*[table.c[c] for c in cols], sa.literal(tx_id, sa.BigInteger),
-                           sa.literal(operation, sa.SmallInteger)).where(pk.in_(chunk))
-        db.session.execute(sa.insert(vtable).from_select([*cols, "transaction_id", "operation_type"], select))
+        earlier = dict(db.session.execute(
+            sa.select(vpk, vtable.c.operation_type).where(vtable.c.transaction_id == tx_id, vpk.in_(chunk))).all())
+        if earlier:
+            db.session.execute(sa.delete(vtable).where(vtable.c.transaction_id == tx_id, vpk.in_(list(earlier))))
+        by_operation: dict[int, list[Any]] = {}
+        for record_id in chunk:
+            op = 0 if earlier.get(record_id) == 0 else operation
+            by_operation.setdefault(op, []).append(record_id)
+        for op, record_ids in by_operation.items():
+            select = sa.select(*[table.c[c] for c in cols], sa.literal(tx_id, sa.BigInteger),
+                               sa.literal(op, sa.SmallInteger)).where(pk.in_(record_ids))
+            db.session.execute(sa.insert(vtable).from_select([*cols, "transaction_id", "operation_type"], select))
     audit.note_bulk_write(vtable.name)
 
 

@@ -126,6 +126,9 @@ def load(documents: int = 150, **_other) -> None:
                 reviewer = reviewers[i % len(reviewers)]
                 approver = approvers[i % len(approvers)]
                 audience = [f.id for f in rng.sample(functions, k=min(3, len(functions)))] if functions else []
+                operators = [f.id for f in functions if f.code == "PRD-OPR"]
+                if i % 4 == 0 and operators and operators[0] not in audience:
+                    audience.append(operators[0])  # production operators train on a good share of documents
                 doc = services.create_document(number=number, title=title, doc_type=doc_type,
                                                department_id=dept.id, owner_id=author.id,
                                                review_interval_months=rng.choice([12, 24, 36]),

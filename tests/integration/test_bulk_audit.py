@@ -61,3 +61,13 @@ def test_a_failed_bulk_transaction_leaves_neither_records_nor_audit_rows(app):
     assert db.session.scalar(sa.select(sa.func.count()).select_from(version_class(JobFunction))) == 0
     assert db.session.scalar(sa.select(sa.func.count()).select_from(audit.AuditTransaction)) == 0
     _verify_ok(app)
+
+
+def test_a_record_created_and_changed_in_bulk_in_one_transaction_has_one_version_with_its_final_state(app):
+    with transaction(reason="Created then retired in one step"):
+        ids = bulk.bulk_insert(JobFunction, [{"code": "ONE", "name": "Once", "active": True}])
+        bulk.bulk_update(JobFunction, JobFunction.id.in_(ids), {"active": False})
+    vcls = version_class(JobFunction)
+    rows = db.session.execute(sa.select(vcls.operation_type, vcls.active)).all()
+    assert rows == [(0, False)]
+    _verify_ok(app)
