@@ -122,3 +122,42 @@ def cancel_all_open(user_id: int, *, reason: str) -> int:
     return bulk.bulk_update(TrainingAssignment,
                             sa.and_(TrainingAssignment.user_id == user_id, TrainingAssignment.status == OPEN),
                             {"status": CANCELLED, "closed_reason": reason})
+
+
+def impact(job_function_ids: Iterable[int], revision_id: int | None = None, on: date | None = None) -> dict:
+    """What approving a revision for these job functions would assign: the people (active holders today who do not
+    already have this revision), counted by job function and by department. Shown to the approver before the final
+    signature; everyone listed is not qualified on the effective date unless they train in time."""
+    from core.org import Department, JobFunction
+
+    on = on or now_utc().date()
+    ids = list(set(job_function_ids))
+    if not ids:
+        return {"total": 0, "people": [], "by_job_function": [], "by_department": []}
+    rows = db.session.execute(
+        sa.select(User.id, User.full_name, User.username, Department.name, JobFunction.code)
+        .join(UserJobFunction, UserJobFunction.user_id == User.id)
+        .join(JobFunction, JobFunction.id == UserJobFunction.job_function_id)
+        .outerjoin(Department, Department.id == User.department_id)
+        .where(User.active.is_(True), UserJobFunction.job_function_id.in_(ids), UserJobFunction.valid_from <= on,
+               sa.or_(UserJobFunction.valid_to.is_(None), UserJobFunction.valid_to > on))
+        .order_by(User.full_name)).all()
+    already = set()
+    if revision_id is not None:
+        already = set(db.session.scalars(sa.select(TrainingAssignment.user_id)
+                                         .where(TrainingAssignment.revision_id == revision_id)))
+    people: dict[int, dict] = {}
+    for uid, name, username, department, code in rows:
+        if uid in already:
+            continue
+        person = people.setdefault(uid, {"name": name, "username": username, "department": department or "—",
+                                         "job_functions": []})
+        person["job_functions"].append(code)
+    by_function: dict[str, int] = {}
+    by_department: dict[str, int] = {}
+    for person in people.values():
+        for code in person["job_functions"]:
+            by_function[code] = by_function.get(code, 0) + 1
+        by_department[person["department"]] = by_department.get(person["department"], 0) + 1
+    return {"total": len(people), "people": list(people.values()),
+            "by_job_function": sorted(by_function.items()), "by_department": sorted(by_department.items())}

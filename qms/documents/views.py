@@ -378,12 +378,17 @@ def _ceremony(document_id: int, revision_id: int, action: str):
     elif form.errors:
         status = 422
     default_effective = None
+    training_impact = None
     if action == "approve":
+        from training import engine as training_engine
+
+        training_impact = training_engine.impact([a.job_function_id for a in doc.audience], revision_id=rev.id)
         default_effective = now_utc().date().toordinal() + doc.training_window_days
         default_effective = date.fromordinal(default_effective)
     return render_template("qms/documents/sign.html", form=form, document=doc, revision=rev, meaning=meaning,
                            button=button, action=action, declaration=signing.DECLARATION,
                            content_hash=signing.content_hash(rev), default_effective=default_effective,
+                           training_impact=training_impact,
                            totp=current_user.security.totp_enrolled), status
 
 

@@ -163,3 +163,32 @@ def test_signing_another_revision_never_completes_the_assignment(app, p, assigne
         run(read_and_sign.complete, assignment, user=p.operator, proof=proof, record=other, expected_version=None)
     assert fresh_assignment(assignment.id).status == OPEN
     assert revision.id != other.id
+
+
+def test_the_approver_sees_the_training_impact_before_the_final_signature(app, make_user):
+    from datetime import timedelta
+
+    from core import clock
+    from core.db import db, transaction
+    from core.testing.plugin import login
+    from tests.integration.documents_helpers import new_document, new_revision, review_as, route, setup_people, submit
+    from training.models import UserJobFunction
+
+    p = setup_people(make_user)
+    trainees = [make_user(f"imp{i}", roles={"operator"}, full_name=f"Impact Person {i}") for i in range(2)]
+    with transaction():
+        for user in trainees:
+            db.session.add(UserJobFunction(user_id=user.id, job_function_id=p.job_function_id,
+                                           valid_from=clock.now_utc().date() - timedelta(days=1)))
+    revision = new_revision(p, new_document(p))
+    route(p, revision)
+    submit(p, revision)
+    review_as(p.reviewer, revision)
+    client = app.test_client()
+    assert login(client, p.qa).status_code == 302
+    page = client.get(f"/documents/{revision.document_id}/revisions/{revision.id}/approve")
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert "2 person(s) will be assigned this revision" in text
+    assert "OP-MIX 2" in text
+    assert "Impact Person 0 (imp0)" in text and "Impact Person 1 (imp1)" in text
