@@ -290,6 +290,9 @@ class VersionTable:
         return tuple(c for c in self.columns if c not in ("transaction_id", "operation_type"))
 
 
+_VERSION_COLUMNS: dict[str, tuple[str, ...]] = {}
+
+
 def version_tables() -> list[VersionTable]:
     result = []
     for cls in versioned_classes():
@@ -298,6 +301,7 @@ def version_tables() -> list[VersionTable]:
         cols = tuple(sorted(c.name for c in vt.columns))
         pk = tuple(c.name for c in cls.__table__.primary_key.columns)
         result.append(VersionTable(vt.name, cls.__table__.name, cols, pk, cols.index("transaction_id")))
+        _VERSION_COLUMNS[vt.name] = cols
     return result
 
 
@@ -305,16 +309,26 @@ def _q(name: str) -> str:
     return f'"{name}"'
 
 
+# Canonical lines name each column and leave NULLs out, so that a column added to a table later (NULL in every
+# existing row) does not change the hash of any earlier transaction. A migration that adds a column to a versioned
+# table must therefore leave it NULL in existing version rows (no server default on the version table).
+
+
+def _pairs(columns: tuple[str, ...], row: Iterable[Any]) -> dict[str, Any]:
+    # a dict in the fixed (sorted) column order: JSON keeps that order, so the text is deterministic
+    return {c: v for c, v in zip(columns, row, strict=False) if v is not None}
+
+
 def _tx_repr(row: Iterable[Any]) -> str:
-    return _dumps(["tx", *row])
+    return _dumps(["tx", _pairs(TX_COLUMNS, row)])
 
 
 def _event_repr(row: Iterable[Any]) -> str:
-    return _dumps(["event", *row])
+    return _dumps(["event", _pairs(EVENT_COLUMNS, row)])
 
 
 def _version_repr(table: str, row: Iterable[Any]) -> str:
-    return _dumps([table, *row])
+    return _dumps([table, _pairs(_VERSION_COLUMNS[table], row)])
 
 
 def chain_hash(prev_hash: str, parts: list[str]) -> str:

@@ -96,7 +96,8 @@ def sign(assignment_id: int):
             try:
                 with transaction():
                     service.complete(assignment, user=user, proof=proof, record=revision,
-                                     expected_version=(form.expected_version.data or "").strip() or None)
+                                     expected_version=(form.expected_version.data or "").strip() or None,
+                                     min_read_seconds=revision.document.min_read_seconds)
             except ValidationError as exc:
                 db.session.rollback()
                 flash(exc.message, "danger")

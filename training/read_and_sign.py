@@ -54,8 +54,9 @@ def mark_opened(assignment: TrainingAssignment, user: User) -> bool:
 
 
 def complete(assignment: TrainingAssignment, *, user: User, proof: signing.SignerProof, record: signing.Signable,
-             expected_version: str | None) -> sig.Signature:
-    """Sign `record` (the assignment's exact revision) as "Read and understood" and complete the assignment."""
+             expected_version: str | None, min_read_seconds: int = 0) -> sig.Signature:
+    """Sign `record` (the assignment's exact revision) as "Read and understood" and complete the assignment, no
+    sooner than `min_read_seconds` after the person first opened it (the document's minimum reading time)."""
     _check_assignee(assignment, user)
     if assignment.status != OPEN:
         raise InvalidTransition("This training is not open (it is completed, cancelled or superseded).")
@@ -63,6 +64,11 @@ def complete(assignment: TrainingAssignment, *, user: User, proof: signing.Signe
         raise InvalidTransition("Training counts only for the exact revision it was assigned on.")
     if assignment.opened_at is None:
         raise InvalidTransition("Open the document first: read it before you sign.")
+    read_for = (now_utc() - assignment.opened_at).total_seconds()
+    if read_for < min_read_seconds:
+        wait = int(min_read_seconds - read_for) + 1
+        raise InvalidTransition(f"This document asks for at least {min_read_seconds} seconds of reading; you opened "
+                                f"it {int(read_for)} seconds ago. Read on and sign in {wait} seconds.")
     default_reason("Read and understood")
     signature = signing.sign(record, signer=user, proof=proof, meaning=sig.READ_AND_UNDERSTOOD,
                              expected_version=expected_version, allowed=(sig.READ_AND_UNDERSTOOD,))

@@ -31,6 +31,8 @@ class DocumentSettingsForm(ReasonMixin, FlaskForm):
     owner_id = DocumentForm.owner_id
     review_interval_months = DocumentForm.review_interval_months
     training_window_days = DocumentForm.training_window_days
+    min_read_seconds = IntegerField("Minimum reading time before read-and-sign (seconds)", default=0, validators=[
+        NumberRange(min=0, max=3600, message="Minimum reading time must be 0 to 3600 seconds.")])
     audience = MultiCheckboxField("Training audience (job functions)", coerce=int, validate_choice=True)
 
 

@@ -49,6 +49,8 @@ class Document(Versioned, db.Model):
     owner_id: Mapped[int] = mapped_column(sa.ForeignKey("core_user.id"), index=True, info={"label": "Owner"})
     review_interval_months: Mapped[int] = mapped_column(default=24, info={"label": "Periodic review interval (months)"})
     training_window_days: Mapped[int] = mapped_column(default=14, info={"label": "Training window (days)"})
+    min_read_seconds: Mapped[int] = mapped_column(default=0, server_default="0",
+                                                  info={"label": "Minimum reading time (seconds)"})
     created_at: Mapped[datetime] = mapped_column(default=now_utc, info={"label": "Created at"})
 
     revisions: Mapped[list[Revision]] = relationship(back_populates="document", order_by="Revision.id")

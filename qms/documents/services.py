@@ -303,7 +303,8 @@ def create_document(*, number: str, title: str, doc_type: str, department_id: in
 def update_document_metadata(document: Document, *, actor: User, owner_id: int | None = None,
                              department_id: int | None = None, review_interval_months: int | None = None,
                              training_window_days: int | None = None,
-                             audience_job_function_ids: Iterable[int] | None = None) -> Document:
+                             audience_job_function_ids: Iterable[int] | None = None,
+                             min_read_seconds: int | None = None) -> Document:
     """Change who owns the document, its department, intervals and training audience (None: unchanged).
 
     Number, title and type are not changeable: they are part of what every signature on the document binds.
@@ -322,6 +323,9 @@ def update_document_metadata(document: Document, *, actor: User, owner_id: int |
     if training_window_days is not None:
         changes["training_window_days"] = _whole("training_window_days", training_window_days,
                                                  "Training window (days)", 0, 365)
+    if min_read_seconds is not None:
+        changes["min_read_seconds"] = _whole("min_read_seconds", min_read_seconds,
+                                             "Minimum reading time (seconds)", 0, 3600)
     effective = None
     if review_interval_months is not None:
         changes["review_interval_months"] = _whole("review_interval_months", review_interval_months,

@@ -190,7 +190,8 @@ def settings(document_id: int):
                     doc, department_id=form.department_id.data, owner_id=form.owner_id.data,
                     review_interval_months=form.review_interval_months.data,
                     training_window_days=form.training_window_days.data,
-                    audience_job_function_ids=form.audience.data or [], actor=current_user)
+                    audience_job_function_ids=form.audience.data or [], actor=current_user,
+                    min_read_seconds=form.min_read_seconds.data or 0)
         except ValidationError as exc:
             _field_error(form, exc)
         except AttestError as exc:

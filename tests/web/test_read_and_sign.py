@@ -192,3 +192,19 @@ def test_the_approver_sees_the_training_impact_before_the_final_signature(app, m
     assert "2 person(s) will be assigned this revision" in text
     assert "OP-MIX 2" in text
     assert "Impact Person 0 (imp0)" in text and "Impact Person 1 (imp1)" in text
+
+
+def test_the_documents_minimum_reading_time_is_enforced_before_signing(app, p, assigned):
+    assignment, revision = assigned
+    with transaction(reason="Long procedure: read it properly"):
+        revision.document.min_read_seconds = 120
+    client = client_for(app, p.operator)
+    assert client.get(f"/my-training/{assignment.id}").status_code == 200  # opened now
+    response = sign(client, p.operator, assignment.id)
+    assert response.status_code == 409
+    assert any("at least 120 seconds of reading" in a for a in alerts(response))
+    assert fresh_assignment(assignment.id).status == OPEN
+    clock.freeze(clock.now_utc() + timedelta(seconds=121))
+    response = sign(client, p.operator, assignment.id)
+    assert response.status_code == 302, text_of(response)[:2000]
+    assert fresh_assignment(assignment.id).status == "completed"
