@@ -14,9 +14,9 @@ from core.auth.access import permission_required
 from core.auth.forms import choices
 from core.clock import now_utc
 from core.db import db, transaction
-from core.errors import AttestError, ValidationError
 from qms.documents.models import Revision
 from qms.documents.rendering import render_markdown
+from signatures import ceremony
 from signatures import models as sig
 from signatures import services as signing
 from signatures.forms import SignForm
@@ -82,34 +82,19 @@ def sign(assignment_id: int):
         form.meaning.data = meaning
     status = 200
     if form.validate_on_submit():
-        user = current_user._get_current_object()
-        with transaction():
-            proof = signing.authenticate(user, password=form.password.data, totp_code=form.totp_code.data)
-        if proof is None:
-            if user.security.locked:
-                flash("Signature refused. Your account is now locked after repeated failed attempts.", "danger")
-                return redirect(url_for("auth.login"))
-            flash("Signature refused: the password or authentication code is not correct. Failed attempts count "
-                  "toward locking your account.", "danger")
-            status = 401
-        else:
-            try:
-                with transaction():
-                    service.complete(assignment, user=user, proof=proof, record=revision,
-                                     expected_version=(form.expected_version.data or "").strip() or None,
-                                     min_read_seconds=revision.document.min_read_seconds)
-            except ValidationError as exc:
-                db.session.rollback()
-                flash(exc.message, "danger")
-                status = 422
-            except AttestError as exc:
-                db.session.rollback()
-                flash(exc.message, "danger")
-                status = exc.status
-            else:
-                flash(f"Signed: {meaning}. Training on {revision.document.number} revision {revision.label} is "
-                      f"complete.", "success")
-                return redirect(url_for("read_and_sign.index"))
+        def act(user, proof):
+            service.complete(assignment, user=user, proof=proof, record=revision,
+                             expected_version=(form.expected_version.data or "").strip() or None,
+                             min_read_seconds=revision.document.min_read_seconds)
+
+        outcome = ceremony.perform(form, act)
+        if outcome.response is not None:
+            return outcome.response
+        if outcome.ok:
+            flash(f"Signed: {meaning}. Training on {revision.document.number} revision {revision.label} is "
+                  f"complete.", "success")
+            return redirect(url_for("read_and_sign.index"))
+        status = outcome.status
     elif form.errors:
         status = 422
     return render_template("qms/read_and_sign/sign.html", form=form, assignment=assignment, revision=revision,

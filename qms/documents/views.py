@@ -34,6 +34,7 @@ from qms.documents.models import (
 )
 from qms.documents.pdf import CopyInfo, SignatureLine, controlled_copy_markdown, controlled_copy_pdf
 from qms.documents.rendering import render_markdown
+from signatures import ceremony
 from signatures import models as sig
 from signatures import services as signing
 from signatures.forms import SignForm
@@ -336,46 +337,33 @@ def _ceremony(document_id: int, revision_id: int, action: str):
         form.meaning.data = meaning
     status = 200
     if form.validate_on_submit():
-        user = current_user._get_current_object()
-        with transaction():
-            proof = signing.authenticate(user, password=form.password.data, totp_code=form.totp_code.data)
-        if proof is None:
-            if user.security.locked:
-                flash("Signature refused. Your account is now locked after repeated failed attempts.", "danger")
-                return redirect(url_for("auth.login"))
-            flash("Signature refused: the password or authentication code is not correct. Failed attempts count "
-                  "toward locking your account.", "danger")
-            status = 401
-        else:
-            try:
-                expected = (form.expected_version.data or "").strip()
-                comment = form.comment.data
-                with transaction():
-                    if action == "submit":
-                        services.submit_for_review(rev, actor=user, proof=proof, expected_row_version=expected)
-                    elif action == "review":
-                        services.review(rev, actor=user, proof=proof, expected_row_version=expected, comment=comment)
-                    elif action == "approve":
-                        services.approve(rev, actor=user, proof=proof, expected_row_version=expected,
-                                         effective_on=form.effective_on.data, comment=comment)
-                    elif action == "reject":
-                        services.reject(rev, actor=user, proof=proof, expected_row_version=expected, comment=comment)
-                    elif action == "periodic-review":
-                        services.record_periodic_review(rev, actor=user, proof=proof, expected_row_version=expected,
-                                                        comment=comment)
-                    else:
-                        services.make_obsolete(rev, actor=user, proof=proof, expected_row_version=expected,
-                                               reason=form.reason.data)
-            except ValidationError as exc:
-                _field_error(form, exc)
-                status = 422
-            except AttestError as exc:
-                db.session.rollback()
-                flash(exc.message, "danger")
-                status = exc.status
+        expected = (form.expected_version.data or "").strip()
+        comment = form.comment.data
+
+        def act(user, proof):
+            if action == "submit":
+                services.submit_for_review(rev, actor=user, proof=proof, expected_row_version=expected)
+            elif action == "review":
+                services.review(rev, actor=user, proof=proof, expected_row_version=expected, comment=comment)
+            elif action == "approve":
+                services.approve(rev, actor=user, proof=proof, expected_row_version=expected,
+                                 effective_on=form.effective_on.data, comment=comment)
+            elif action == "reject":
+                services.reject(rev, actor=user, proof=proof, expected_row_version=expected, comment=comment)
+            elif action == "periodic-review":
+                services.record_periodic_review(rev, actor=user, proof=proof, expected_row_version=expected,
+                                                comment=comment)
             else:
-                flash(f"Signed: {meaning}. {rev.audit_title()} is now {rev.status_label}.", "success")
-                return redirect(url_for("documents.revision", document_id=doc.id, revision_id=rev.id))
+                services.make_obsolete(rev, actor=user, proof=proof, expected_row_version=expected,
+                                       reason=form.reason.data)
+
+        outcome = ceremony.perform(form, act)
+        if outcome.response is not None:
+            return outcome.response
+        if outcome.ok:
+            flash(f"Signed: {meaning}. {rev.audit_title()} is now {rev.status_label}.", "success")
+            return redirect(url_for("documents.revision", document_id=doc.id, revision_id=rev.id))
+        status = outcome.status
     elif form.errors:
         status = 422
     default_effective = None
