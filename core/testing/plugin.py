@@ -220,6 +220,20 @@ def login(client, user, password: str = PASSWORD):
 
 
 @pytest.fixture
+def admin(make_user):
+    """A system administrator (accounts and configuration; signs nothing)."""
+    return make_user("admin.one", roles={"system_admin"}, full_name="Ada Admin")
+
+
+@pytest.fixture
+def admin_client(app, admin):
+    """A test client logged in as `admin`."""
+    c = app.test_client()
+    assert login(c, admin).status_code == 302
+    return c
+
+
+@pytest.fixture
 def login_as(client):
     def do(user, password: str = PASSWORD):
         response = login(client, user, password)

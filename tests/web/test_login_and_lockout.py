@@ -52,16 +52,6 @@ def is_logged_in(client) -> bool:
     return response.status_code == 200
 
 
-@pytest.fixture
-def admin(make_user):
-    return make_user("admin.one", roles={"system_admin"}, full_name="Ada Admin")
-
-
-@pytest.fixture
-def admin_client(app, admin):
-    c = app.test_client()
-    assert login(c, admin).status_code == 302
-    return c
 
 
 def test_successful_login_lands_on_the_home_page(client, make_user):

@@ -213,16 +213,6 @@ def test_the_system_administrator_role_neither_signs_nor_edits_records():
     assert [p for p in admin.permissions if PERMISSIONS[p].signing or PERMISSIONS[p].edits_records] == []
 
 
-@pytest.fixture
-def admin(make_user):
-    return make_user("admin.one", roles={"system_admin"}, full_name="Ada Admin")
-
-
-@pytest.fixture
-def admin_client(app, admin):
-    c = app.test_client()
-    assert login(c, admin).status_code == 302
-    return c
 
 
 def user_form(username: str, full_name: str, email: str, roles: list[str], **extra) -> dict:

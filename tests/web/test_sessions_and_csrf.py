@@ -49,10 +49,6 @@ def auditor(make_user):
     return make_user("alex", roles={"auditor"}, full_name="Alex Auditor")
 
 
-@pytest.fixture
-def admin(make_user):
-    return make_user("admin.one", roles={"system_admin"}, full_name="Ada Admin")
-
 
 # --- CSRF ------------------------------------------------------------------------------------------------------------
 

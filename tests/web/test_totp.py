@@ -59,16 +59,6 @@ def is_logged_in(client) -> bool:
     return client.get("/").status_code == 200
 
 
-@pytest.fixture
-def admin(make_user):
-    return make_user("admin.one", roles={"system_admin"}, full_name="Ada Admin")
-
-
-@pytest.fixture
-def admin_client(app, admin):
-    c = app.test_client()
-    assert login(c, admin).status_code == 302
-    return c
 
 
 def test_enrolment_page_shows_an_svg_qr_code_and_the_key(client, make_user):

@@ -66,16 +66,6 @@ def csv_rows(response) -> list[dict]:
     return list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
 
 
-@pytest.fixture
-def admin(make_user):
-    return make_user("admin.one", roles={"system_admin"}, full_name="Ada Admin")
-
-
-@pytest.fixture
-def admin_client(app, admin):
-    c = app.test_client()
-    assert login(c, admin).status_code == 302
-    return c
 
 
 # --- creating accounts -----------------------------------------------------------------------------------------------
