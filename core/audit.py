@@ -284,6 +284,9 @@ class VersionTable:
     columns: tuple[str, ...]  # sorted; includes transaction_id and operation_type
     pk: tuple[str, ...]
     tx_index: int
+    # parent columns with a server default: a column added by a migration after a version row was written is NULL in
+    # that version row while the live row holds the default, which is not a change made outside the application
+    server_defaults: tuple[tuple[str, str], ...] = ()
 
     @property
     def data_columns(self) -> tuple[str, ...]:
@@ -300,7 +303,9 @@ def version_tables() -> list[VersionTable]:
         vt = vcls.__table__
         cols = tuple(sorted(c.name for c in vt.columns))
         pk = tuple(c.name for c in cls.__table__.primary_key.columns)
-        result.append(VersionTable(vt.name, cls.__table__.name, cols, pk, cols.index("transaction_id")))
+        defaults = tuple((c.name, str(c.server_default.arg)) for c in cls.__table__.columns
+                         if c.server_default is not None and isinstance(getattr(c.server_default, "arg", None), str))
+        result.append(VersionTable(vt.name, cls.__table__.name, cols, pk, cols.index("transaction_id"), defaults))
         _VERSION_COLUMNS[vt.name] = cols
     return result
 
@@ -508,12 +513,21 @@ def _verify(conn: sa.Connection, max_record_problems: int) -> VerifyResult:
     return result
 
 
+def _is_default(default: str | None, value: Any) -> bool:
+    if default is None or value is None:
+        return False
+    if isinstance(value, bool):
+        return default.lower() in (("1", "true") if value else ("0", "false"))
+    return str(value) == default.strip("'")
+
+
 def _compare_live(conn, vt: VersionTable, newest: dict[tuple, tuple], result: VerifyResult, limit: int) -> None:
     data_cols = vt.data_columns
     idx = [vt.columns.index(c) for c in data_cols]
     op_i = vt.columns.index("operation_type")
     pk_pos = [data_cols.index(c) for c in vt.pk]
     seen: set[tuple] = set()
+    defaults = dict(vt.server_defaults)
 
     def problem(text: str) -> None:
         if len(result.record_problems) < limit:
@@ -531,7 +545,8 @@ def _compare_live(conn, vt: VersionTable, newest: dict[tuple, tuple], result: Ve
         if version[op_i] == 2:
             problem(f"{label} exists although its audited history ends with a deletion")
             continue
-        changed = [c for c, li, vi in zip(data_cols, live, idx, strict=True) if li != version[vi]]
+        changed = [c for c, li, vi in zip(data_cols, live, idx, strict=True)
+                   if li != version[vi] and not (version[vi] is None and _is_default(defaults.get(c), li))]
         if changed:
             problem(f"{label} was changed outside the application (fields: {', '.join(changed)})")
     for key, version in newest.items():

@@ -181,3 +181,21 @@ def test_each_transaction_hash_covers_the_previous_one(app, make_user):
     assert [t.chain_seq for t in txs] == [1, 2]
     assert txs[0].prev_hash == audit.GENESIS
     assert txs[1].prev_hash == txs[0].hash
+
+
+def test_a_column_added_later_with_a_default_is_not_reported_but_a_change_to_it_is(app, make_user):
+    """A migration that adds a column with a server default leaves it NULL in earlier version rows (their hashes must
+    not change) while live rows hold the default: that is no change outside the application; any other value is."""
+    from tests.integration.documents_helpers import new_document, setup_people
+
+    document = new_document(setup_people(make_user))
+    with superuser(db.engine) as conn:  # as if the document had been created before the column existed
+        conn.exec_driver_sql(f"UPDATE qms_document_version SET min_read_seconds = NULL WHERE id = {document.id}")
+    # (the hash of that transaction no longer matches; only the record comparison is asserted here)
+    result = audit.verify(db.engine)
+    assert not [p for p in result.record_problems if "qms_document" in p]
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql(f"UPDATE qms_document SET min_read_seconds = 600 WHERE id = {document.id}")
+    result = audit.verify(db.engine)
+    assert f"qms_document id={document.id} was changed outside the application (fields: min_read_seconds)" in \
+        result.record_problems
