@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent
 # Every module defining models is imported here, then the version classes are built once (STACK_NOTES: Continuum).
 import core.audit  # noqa: E402,F401
 import core.auth.models  # noqa: E402,F401
+import core.auth.tokens  # noqa: E402,F401
 import core.org  # noqa: E402,F401
 import qms.documents.models  # noqa: E402,F401
 import signatures.models  # noqa: E402,F401

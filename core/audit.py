@@ -104,6 +104,10 @@ EVENT_LABELS = {
     "user.deactivated": "Account deactivated",
     "user.reactivated": "Account reactivated",
     "roles.changed": "Roles changed",
+    "api_token.created": "API token created",
+    "api_token.revoked": "API token revoked",
+    "api.request": "API request",
+    "api.refused": "API request refused (no valid token)",
 }
 
 

@@ -17,7 +17,14 @@ SUPERSEDED = "superseded"
 STATUS_LABELS = {OPEN: "Open", COMPLETED: "Completed", CANCELLED: "Cancelled", SUPERSEDED: "Superseded"}
 
 SOURCE_REVISION_APPROVAL = "revision_approval"
-SOURCE_LABELS = {SOURCE_REVISION_APPROVAL: "Revision approved"}
+SOURCE_JOB_FUNCTION = "job_function"
+SOURCE_MATRIX = "matrix"
+SOURCE_RECURRENCE = "recurrence"
+SOURCE_MANUAL = "manual"
+SOURCE_IMPORT = "hris_import"
+SOURCE_LABELS = {SOURCE_REVISION_APPROVAL: "Revision approved", SOURCE_JOB_FUNCTION: "Job function granted",
+                 SOURCE_MATRIX: "Training matrix requirement", SOURCE_RECURRENCE: "Periodic retraining",
+                 SOURCE_MANUAL: "Assigned by a coordinator", SOURCE_IMPORT: "HR import"}
 
 
 class UserJobFunction(Versioned, db.Model):
@@ -40,10 +47,11 @@ class UserJobFunction(Versioned, db.Model):
 
 class TrainingAssignment(Versioned, db.Model):
     """One person must train on one exact revision. Training on revision 2 never counts for revision 3: each
-    revision has its own assignments (one per person, enforced by a unique constraint)."""
+    revision has its own assignments, one per person and cycle (enforced by a unique constraint). Cycle 0 is the
+    first training on the revision; periodic retraining on the same revision is cycle 1, 2, ..."""
 
     __tablename__ = "training_assignment"
-    __table_args__ = table_args(sa.UniqueConstraint("user_id", "revision_id"),
+    __table_args__ = table_args(sa.UniqueConstraint("user_id", "revision_id", "cycle"),
                                 sa.Index("ix_training_assignment_open", "status", "due_on"))
     __audit_label__ = "Training assignment"
 
@@ -53,6 +61,7 @@ class TrainingAssignment(Versioned, db.Model):
                                              info={"label": "Document"})
     revision_id: Mapped[int] = mapped_column(sa.ForeignKey("qms_document_revision.id"), index=True,
                                              info={"label": "Revision"})
+    cycle: Mapped[int] = mapped_column(default=0, server_default="0", info={"label": "Training cycle"})
     status: Mapped[str] = mapped_column(sa.String(16), default=OPEN, info={"label": "Status"})
     source_type: Mapped[str] = mapped_column(sa.String(32), info={"label": "Source"})
     source_id: Mapped[int | None] = mapped_column(info={"label": "Source record"})
@@ -63,6 +72,7 @@ class TrainingAssignment(Versioned, db.Model):
     signature_id: Mapped[int | None] = mapped_column(sa.ForeignKey("sig_signature.id"),
                                                      info={"label": "Completion signature"})
     closed_reason: Mapped[str | None] = mapped_column(sa.Text, info={"label": "Reason closed"})
+    assigned_reason: Mapped[str | None] = mapped_column(sa.Text, info={"label": "Reason assigned"})
 
     def audit_title(self) -> str:
         return f"Training assignment {self.id}"
