@@ -53,15 +53,46 @@ def assign_for_revision(*, revision_id: int, document_id: int, job_function_ids:
     return len(rows)
 
 
-def supersede_open_assignments(*, revision_ids: Iterable[int], reason: str, policy: str = "supersede") -> int:
+def supersede_open_assignments(*, revision_ids: Iterable[int], reason: str, policy: str = "supersede",
+                               keep_user_ids: Iterable[int] = ()) -> int:
     """Close the open assignments of revisions no longer in force (policy "supersede", the default) or leave them
-    open ("keep"). Completed training is never touched. Returns how many were closed."""
+    open ("keep"). Completed training is never touched, nor open training of `keep_user_ids` (people for whom the
+    replaced revision still counts, e.g. "major revisions only" after a minor revision). Returns how many closed."""
     ids = list(revision_ids)
     if policy == "keep" or not ids:
         return 0
-    return bulk.bulk_update(TrainingAssignment,
-                            sa.and_(TrainingAssignment.revision_id.in_(ids), TrainingAssignment.status == OPEN),
-                            {"status": SUPERSEDED, "closed_reason": reason})
+    where = sa.and_(TrainingAssignment.revision_id.in_(ids), TrainingAssignment.status == OPEN)
+    keep = sorted(set(keep_user_ids))
+    if keep:
+        where = sa.and_(where, TrainingAssignment.user_id.not_in(keep))
+    return bulk.bulk_update(TrainingAssignment, where, {"status": SUPERSEDED, "closed_reason": reason})
+
+
+def create_assignments(rows: list[dict]) -> int:
+    """Write prepared assignment rows (user_id, document_id, revision_id, cycle, source_type, source_id, due_on,
+    assigned_reason) with their audit rows. Callers decide who needs what; the unique (user, revision, cycle)
+    constraint refuses a concurrent duplicate, rolling the whole transaction back."""
+    if not rows:
+        return 0
+    now = now_utc()
+    full = [{"status": OPEN, "assigned_at": now, "cycle": 0, "source_id": None, "due_on": None,
+             "assigned_reason": None, **row} for row in rows]
+    bulk.bulk_insert(TrainingAssignment, full)
+    return len(full)
+
+
+def latest_cycles(user_ids: Iterable[int], revision_id: int) -> dict[int, tuple[int, str]]:
+    """user id -> (highest cycle, its status) of their assignments on the revision."""
+    ids = list(set(user_ids))
+    result: dict[int, tuple[int, str]] = {}
+    for start in range(0, len(ids), 5000):
+        for uid, cycle, status in db.session.execute(
+                sa.select(TrainingAssignment.user_id, TrainingAssignment.cycle, TrainingAssignment.status)
+                .where(TrainingAssignment.revision_id == revision_id,
+                       TrainingAssignment.user_id.in_(ids[start:start + 5000]))):
+            if uid not in result or cycle > result[uid][0]:
+                result[uid] = (cycle, status)
+    return result
 
 
 # --- people joining and leaving job functions -------------------------------------------------------------------------

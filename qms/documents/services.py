@@ -34,6 +34,7 @@ from qms.documents.models import (
     EFFECTIVE,
     IN_REVIEW,
     OBSOLETE,
+    RETRAIN_MAJOR,
     REVIEW,
     STATUS_LABELS,
     SUPERSEDED,
@@ -594,7 +595,7 @@ def approve(revision: Revision, *, actor: User, proof: SignerProof, expected_row
         # the training this revision requires is created in this same transaction: either the approval and every
         # assignment exist, or neither does
         training.assign_for_revision(revision_id=revision.id, document_id=revision.document_id,
-                                     job_function_ids=[a.job_function_id for a in revision.document.audience],
+                                     job_function_ids=retraining_job_functions(revision),
                                      due_on=effective_on, source_id=revision.id)
     db.session.flush()
     return revision
@@ -648,11 +649,20 @@ def _release(revisions: list[Revision], now: datetime) -> None:
                 revision.status, revision.effective_at, revision.superseded_at = SUPERSEDED, now, now
     db.session.flush()
     # open training on what is no longer in force is closed (or kept, by policy); the history keeps both
-    replaced = [r.id for r in [*previous, *revisions] if r is not newest]
+    replaced = [r for r in [*previous, *revisions] if r is not newest]
     if replaced:
-        training.supersede_open_assignments(revision_ids=replaced,
-                                            reason=f"Superseded by revision {newest.label}",
-                                            policy=current_app.config["ATTEST_TRAINING_SUPERSEDED_POLICY"])
+        # after a minor revision, training on an earlier minor revision of the same major still counts for people
+        # whose requirements say "major revisions only": their open training on it stays open
+        same_major = [r.id for r in replaced if r.major == newest.major]
+        keep = _major_only_holders(newest.document) if same_major else []
+        policy = current_app.config["ATTEST_TRAINING_SUPERSEDED_POLICY"]
+        reason = f"Superseded by revision {newest.label}"
+        if same_major:
+            training.supersede_open_assignments(revision_ids=same_major, reason=reason, policy=policy,
+                                                keep_user_ids=keep)
+        other = [r.id for r in replaced if r.major != newest.major]
+        if other:
+            training.supersede_open_assignments(revision_ids=other, reason=reason, policy=policy)
 
 
 def release_due(today: date | None = None) -> list[Revision]:
@@ -704,20 +714,44 @@ def make_obsolete(revision: Revision, *, actor: User, proof: SignerProof, expect
     return revision
 
 
+def retraining_job_functions(revision: Revision) -> list[int]:
+    """The job functions whose holders train on this revision: all of the document's training requirements for a
+    major revision, only those set to "every revision" for a minor one."""
+    return [a.job_function_id for a in revision.document.audience
+            if revision.minor == 0 or a.retrain != RETRAIN_MAJOR]
+
+
+def _major_only_holders(document: Document) -> list[int]:
+    """People for whom every requirement on this document says "major revisions only"."""
+    major = [a.job_function_id for a in document.audience if a.retrain == RETRAIN_MAJOR]
+    every = [a.job_function_id for a in document.audience if a.retrain != RETRAIN_MAJOR]
+    if not major:
+        return []
+    return sorted(set(training.holders(major)) - set(training.holders(every)))
+
+
 @training.register_source
 def _audience_requirements(job_function_ids: list[int], on: date) -> list[tuple[int, int, date | None]]:
-    """What a holder of these job functions must be trained on: for each document whose training audience includes
-    one of them, its newest approved-or-effective revision, due by its effective date or the training window from
-    today, whichever is later."""
-    audience = sa.select(DocumentAudience.document_id).where(DocumentAudience.job_function_id.in_(job_function_ids))
+    """What a holder of these job functions must be trained on: for each document whose training requirements
+    include one of them, its newest approved-or-effective revision, due by its effective date or the days allowed
+    from today (the requirement's, else the document's training window), whichever is later."""
+    requirements: dict[int, int | None] = {}
+    for document_id, days in db.session.execute(
+            sa.select(DocumentAudience.document_id, DocumentAudience.days_allowed)
+            .where(DocumentAudience.job_function_id.in_(job_function_ids))):
+        # several job functions requiring one document: the shortest window given applies
+        if document_id not in requirements or (days is not None and (requirements[document_id] is None
+                                                                     or days < requirements[document_id])):
+            requirements[document_id] = days
     rows = db.session.execute(
         sa.select(Revision.document_id, Revision.id, Revision.effective_on, Document.training_window_days)
         .join(Document, Document.id == Revision.document_id)
-        .where(Revision.document_id.in_(audience), Revision.status.in_([APPROVED, EFFECTIVE]))
+        .where(Revision.document_id.in_(list(requirements)), Revision.status.in_([APPROVED, EFFECTIVE]))
         .order_by(Revision.document_id, Revision.major, Revision.minor)).all()
     newest: dict[int, tuple[int, date | None]] = {}
     for document_id, revision_id, effective_on, window in rows:
-        due = on + timedelta(days=window)
+        days = requirements[document_id]
+        due = on + timedelta(days=window if days is None else days)
         if effective_on is not None and effective_on > due:
             due = effective_on
         newest[document_id] = (revision_id, due)

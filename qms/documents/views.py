@@ -371,7 +371,7 @@ def _ceremony(document_id: int, revision_id: int, action: str):
     if action == "approve":
         from training import engine as training_engine
 
-        training_impact = training_engine.impact([a.job_function_id for a in doc.audience], revision_id=rev.id)
+        training_impact = training_engine.impact(services.retraining_job_functions(rev), revision_id=rev.id)
         default_effective = now_utc().date().toordinal() + doc.training_window_days
         default_effective = date.fromordinal(default_effective)
     return render_template("qms/documents/sign.html", form=form, document=doc, revision=rev, meaning=meaning,

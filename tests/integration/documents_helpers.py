@@ -160,3 +160,31 @@ def tiny_pdf(text: str = "Standard operating procedure") -> bytes:
     pdf.set_font("Helvetica", size=12)
     pdf.cell(0, 10, text)
     return bytes(pdf.output())
+
+
+def hold(users: list[Any], job_function_id: int, *, days_ago: int = 30) -> None:
+    """The people hold the job function since `days_ago` days (no training is reconciled: set-up only)."""
+    from datetime import timedelta
+
+    from training.models import UserJobFunction
+
+    with transaction():
+        for user in users:
+            db.session.add(UserJobFunction(user_id=user.id, job_function_id=job_function_id,
+                                           valid_from=clock.now_utc().date() - timedelta(days=days_ago)))
+
+
+def train(user: Any, revision: Revision) -> Any:
+    """The person opens and signs their open assignment on the revision ("Read and understood")."""
+    from training import read_and_sign
+    from training.models import OPEN, TrainingAssignment
+
+    assignment = db.session.scalar(sa.select(TrainingAssignment).where(
+        TrainingAssignment.user_id == user.id, TrainingAssignment.revision_id == revision.id,
+        TrainingAssignment.status == OPEN))
+    assert assignment is not None, f"{user.username} has no open assignment on {revision.label}"
+    run(read_and_sign.mark_opened, assignment, user)
+    proof = prove(user)
+    run(read_and_sign.complete, assignment, user=user, proof=proof, record=revision,
+        expected_version=str(version(revision)))
+    return assignment

@@ -1,0 +1,246 @@
+"""Qualification: is a person trained on the revision of a document that governs their work, now or at any past time?
+
+Answered from the history, never from a flag: revisions carry when they became effective, were superseded or made
+obsolete; completions carry their signature time; job functions held carry their dates. So "was Otto qualified on
+SOP-QA-001 on 3 March at 10:00, and on which revision?" has one answer, the same today and in five years.
+
+The rule:
+- The revision that governs at time T is the one in force (effective at or before T, not yet superseded or obsolete).
+  Before a document's first revision becomes effective, its approved revision governs (people train ahead of it).
+- A person is qualified when they completed (signed "Read and understood" at or before T) the governing revision.
+  When every training requirement of their job functions on the document says "major revisions only", training on
+  an earlier minor revision of the same major revision counts too (2.0 counts for 2.1, never for 3.0).
+- When a requirement sets a retraining interval, the qualifying completion must be more recent than that interval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time
+
+import sqlalchemy as sa
+
+from core.auth.models import User
+from core.clock import now_utc
+from core.db import db
+from core.org import Department, JobFunction
+from qms.documents.models import (
+    RETRAIN_MAJOR,
+    Document,
+    DocumentAudience,
+    Revision,
+)
+from qms.documents.services import add_months
+from signatures import models as sig
+from training.models import COMPLETED, OPEN, TrainingAssignment, UserJobFunction
+
+# cell states of the team matrix
+QUALIFIED = "qualified"
+IN_TRAINING = "in_training"
+OVERDUE = "overdue"
+NOT_QUALIFIED = "not_qualified"
+STATE_LABELS = {QUALIFIED: "Qualified", IN_TRAINING: "In training", OVERDUE: "Overdue",
+                NOT_QUALIFIED: "Not qualified"}
+
+
+@dataclass(frozen=True)
+class Qualification:
+    user: User
+    document: Document
+    at: datetime
+    qualified: bool
+    required: Revision | None  # the revision governing at `at` (None: the document had none)
+    trained: Revision | None  # the revision whose completion qualifies (or the newest completed one)
+    completed_at: datetime | None
+    reason: str
+
+    def as_json(self) -> dict:
+        return {
+            "user": self.user.username,
+            "name": self.user.full_name,
+            "document": self.document.number,
+            "title": self.document.title,
+            "at": self.at.isoformat().replace("+00:00", "Z"),
+            "qualified": self.qualified,
+            "current_revision": self.required.label if self.required else None,
+            "trained_revision": self.trained.label if self.trained else None,
+            "completed_at": self.completed_at.isoformat().replace("+00:00", "Z") if self.completed_at else None,
+            "reason": self.reason,
+        }
+
+
+def governing_revision(document_id: int, at: datetime) -> Revision | None:
+    """The revision in force at `at`; before the first one is effective, the newest approved one."""
+    in_force = db.session.scalar(
+        sa.select(Revision).where(
+            Revision.document_id == document_id, Revision.effective_at.is_not(None), Revision.effective_at <= at,
+            sa.or_(Revision.superseded_at.is_(None), Revision.superseded_at > at),
+            sa.or_(Revision.obsoleted_at.is_(None), Revision.obsoleted_at > at))
+        .order_by(Revision.major.desc(), Revision.minor.desc()).limit(1))
+    if in_force is not None:
+        return in_force
+    ever_effective = db.session.scalar(sa.select(sa.func.count()).select_from(Revision).where(
+        Revision.document_id == document_id, Revision.effective_at.is_not(None), Revision.effective_at <= at))
+    if ever_effective:
+        return None  # superseded without successor or made obsolete: nothing governs any more
+    return db.session.scalar(
+        sa.select(Revision).where(Revision.document_id == document_id, Revision.approved_at.is_not(None),
+                                  Revision.approved_at <= at)
+        .order_by(Revision.major.desc(), Revision.minor.desc()).limit(1))
+
+
+def _held_job_functions(user_id: int, on: date) -> list[int]:
+    return list(db.session.scalars(sa.select(UserJobFunction.job_function_id).where(
+        UserJobFunction.user_id == user_id, UserJobFunction.valid_from <= on,
+        sa.or_(UserJobFunction.valid_to.is_(None), UserJobFunction.valid_to > on))))
+
+
+def requirements_for(user_id: int, document_id: int, on: date) -> list[DocumentAudience]:
+    """The training matrix cells that require this document of the person (through job functions held on `on`)."""
+    held = _held_job_functions(user_id, on)
+    if not held:
+        return []
+    return list(db.session.scalars(sa.select(DocumentAudience).where(
+        DocumentAudience.document_id == document_id, DocumentAudience.job_function_id.in_(held))))
+
+
+def _policy(requirements: list[DocumentAudience]) -> tuple[bool, int | None]:
+    """(major revisions only?, strictest retraining interval in months)."""
+    major_only = bool(requirements) and all(r.retrain == RETRAIN_MAJOR for r in requirements)
+    intervals = [r.recurrence_months for r in requirements if r.recurrence_months]
+    return major_only, (min(intervals) if intervals else None)
+
+
+def _end_of(day: date) -> datetime:
+    from datetime import UTC
+
+    return datetime.combine(day, time.max, tzinfo=UTC)
+
+
+def qualification(user: User, document: Document, at: datetime | None = None) -> Qualification:
+    """Was `user` qualified on `document` at `at` (default now)?"""
+    at = at or now_utc()
+    required = governing_revision(document.id, at)
+    completions = db.session.execute(
+        sa.select(TrainingAssignment.completed_at, Revision)
+        .join(Revision, Revision.id == TrainingAssignment.revision_id)
+        .where(TrainingAssignment.user_id == user.id, TrainingAssignment.document_id == document.id,
+               TrainingAssignment.status == COMPLETED, TrainingAssignment.completed_at <= at)
+        .order_by(TrainingAssignment.completed_at.desc())).all()
+    newest = completions[0] if completions else None
+
+    def result(ok: bool, trained: Revision | None, when: datetime | None, reason: str) -> Qualification:
+        return Qualification(user, document, at, ok, required, trained, when, reason)
+
+    if required is None:
+        return result(False, newest[1] if newest else None, newest[0] if newest else None,
+                      f"{document.number} had no approved or effective revision at that time.")
+    major_only, months = _policy(requirements_for(user.id, document.id, at.date()))
+    counting = [(when, rev) for when, rev in completions
+                if rev.id == required.id
+                or (major_only and rev.major == required.major and rev.minor <= required.minor)]
+    if not counting:
+        if newest:
+            return result(False, newest[1], newest[0],
+                          f"Trained on revision {newest[1].label}, not on revision {required.label}.")
+        return result(False, None, None, f"Not trained on {document.number} revision {required.label}.")
+    when, rev = counting[0]
+    if months:
+        lapses = _end_of(add_months(when.date(), months))
+        if lapses < at:
+            return result(False, rev, when, f"Periodic retraining (every {months} months) was due on "
+                                            f"{add_months(when.date(), months).isoformat()}.")
+    return result(True, rev, when, f"Trained on revision {rev.label}.")
+
+
+# --- the team matrix --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cell:
+    state: str
+    revision: str | None
+    detail: str
+
+    @property
+    def label(self) -> str:
+        return STATE_LABELS[self.state]
+
+
+def team_members(supervisor: User | None = None, department_id: int | None = None) -> list[User]:
+    """Active direct reports of `supervisor`, or the active people of a department."""
+    stmt = sa.select(User).where(User.active.is_(True)).order_by(User.full_name)
+    if supervisor is not None:
+        stmt = stmt.where(User.supervisor_id == supervisor.id)
+    if department_id is not None:
+        stmt = stmt.where(User.department_id == department_id)
+    return list(db.session.scalars(stmt))
+
+
+def team_matrix(members: list[User], at: datetime | None = None) -> tuple[list[Document], dict[tuple[int, int], Cell]]:
+    """The documents the members' job functions require (columns) and a cell per (user, document) that is required:
+    qualified, in training (open assignment not yet due), overdue, or not qualified."""
+    at = at or now_utc()
+    today = at.date()
+    ids = [m.id for m in members]
+    if not ids:
+        return [], {}
+    held = db.session.execute(
+        sa.select(UserJobFunction.user_id, DocumentAudience.document_id)
+        .join(DocumentAudience, DocumentAudience.job_function_id == UserJobFunction.job_function_id)
+        .where(UserJobFunction.user_id.in_(ids), UserJobFunction.valid_from <= today,
+               sa.or_(UserJobFunction.valid_to.is_(None), UserJobFunction.valid_to > today))).all()
+    required = {(uid, doc_id) for uid, doc_id in held}
+    documents = list(db.session.scalars(sa.select(Document).where(
+        Document.id.in_({d for _u, d in required})).order_by(Document.number)))
+    open_rows = {(a.user_id, a.document_id): a for a in db.session.scalars(sa.select(TrainingAssignment).where(
+        TrainingAssignment.user_id.in_(ids), TrainingAssignment.status == OPEN))}
+    by_id = {m.id: m for m in members}
+    docs = {d.id: d for d in documents}
+    cells: dict[tuple[int, int], Cell] = {}
+    for uid, doc_id in sorted(required):
+        q = qualification(by_id[uid], docs[doc_id], at)
+        pending = open_rows.get((uid, doc_id))
+        if q.qualified:
+            cells[(uid, doc_id)] = Cell(QUALIFIED, q.trained.label if q.trained else None, q.reason)
+        elif pending is not None and pending.due_on is not None and pending.due_on < today:
+            cells[(uid, doc_id)] = Cell(OVERDUE, None, f"Due on {pending.due_on.isoformat()}. {q.reason}")
+        elif pending is not None:
+            due = f"due on {pending.due_on.isoformat()}" if pending.due_on else "no due date"
+            cells[(uid, doc_id)] = Cell(IN_TRAINING, None, f"Assigned, {due}. {q.reason}")
+        else:
+            cells[(uid, doc_id)] = Cell(NOT_QUALIFIED, None, q.reason)
+    return documents, cells
+
+
+# --- the training record ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordLine:
+    assignment: TrainingAssignment
+    document: Document
+    revision: Revision
+    signature: sig.Signature | None
+
+
+def training_record(user: User) -> list[RecordLine]:
+    """Every completion of the person, newest first, with the revision and the signature that completed it."""
+    rows = db.session.execute(
+        sa.select(TrainingAssignment, Revision, Document, sig.Signature)
+        .join(Revision, Revision.id == TrainingAssignment.revision_id)
+        .join(Document, Document.id == TrainingAssignment.document_id)
+        .outerjoin(sig.Signature, sig.Signature.id == TrainingAssignment.signature_id)
+        .where(TrainingAssignment.user_id == user.id, TrainingAssignment.status == COMPLETED)
+        .order_by(TrainingAssignment.completed_at.desc(), TrainingAssignment.id.desc())).all()
+    return [RecordLine(a, d, r, s) for a, r, d, s in rows]
+
+
+def departments() -> list[Department]:
+    return list(db.session.scalars(sa.select(Department).order_by(Department.code)))
+
+
+def job_function_codes(user_id: int, on: date | None = None) -> list[str]:
+    on = on or now_utc().date()
+    return list(db.session.scalars(sa.select(JobFunction.code).where(
+        JobFunction.id.in_(_held_job_functions(user_id, on))).order_by(JobFunction.code)))

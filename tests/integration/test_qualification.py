@@ -1,0 +1,136 @@
+"""Qualification from the history: the governing revision, version specificity, major-only retraining, periodic
+retraining, and "was X qualified at time T, on which revision"."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from core import clock
+from core.db import db, transaction
+from qms.documents.models import RETRAIN_MAJOR, DocumentAudience
+from qms.qualification import qualification
+from tests.integration.documents_helpers import (
+    approved_revision,
+    effective_revision,
+    hold,
+    new_document,
+    run,
+    setup_people,
+    train,
+)
+from training.models import OPEN, TrainingAssignment
+
+
+@pytest.fixture
+def p(make_user):
+    people = setup_people(make_user)
+    hold([people.operator], people.job_function_id)
+    return people
+
+
+def _later(**delta):
+    clock.freeze(clock.now_utc() + timedelta(**delta))
+    return clock.now_utc()
+
+
+def _set_requirement(document, **values):
+    with transaction(reason="Matrix changed"):
+        row = db.session.scalars(sa.select(DocumentAudience).where(DocumentAudience.document_id == document.id)).one()
+        for key, value in values.items():
+            setattr(row, key, value)
+
+
+def test_training_on_revision_1_qualifies_until_revision_2_is_in_force_and_the_past_answer_never_changes(app, p):
+    document = new_document(p)
+    first = effective_revision(p, document)
+    before_training = _later(hours=1)
+    assert not qualification(p.operator, document).qualified
+    _later(hours=1)
+    train(p.operator, first)
+    trained_at = _later(hours=1)
+    now = qualification(p.operator, document)
+    assert (now.qualified, now.required.label, now.trained.label) == (True, "1.0", "1.0")
+
+    second = approved_revision(p, document, effective_on=clock.now_utc().date() + timedelta(days=7))
+    pending = qualification(p.operator, document)
+    assert pending.qualified and pending.required.id == first.id  # revision 1.0 governs until 2.0 is effective
+
+    _later(days=7)
+    from qms.documents import services
+
+    run(services.release_due, clock.now_utc().date())
+    after = qualification(p.operator, document)
+    assert not after.qualified
+    assert after.required.id == second.id and after.trained.id == first.id
+    assert after.reason == "Trained on revision 1.0, not on revision 2.0."
+
+    # the history: at each past moment the answer is what it was then
+    assert not qualification(p.operator, document, before_training).qualified
+    past = qualification(p.operator, document, trained_at)
+    assert past.qualified and past.required.id == first.id and past.trained.id == first.id
+    assert past.as_json()["trained_revision"] == "1.0"
+
+
+def test_before_the_first_effective_date_the_approved_revision_governs(app, p):
+    document = new_document(p)
+    revision = approved_revision(p, document, effective_on=clock.now_utc().date() + timedelta(days=10))
+    assert qualification(p.operator, document).required.id == revision.id
+    train(p.operator, revision)
+    assert qualification(p.operator, document).qualified
+
+
+def test_major_only_requirement_gets_no_training_for_a_minor_revision_and_stays_qualified(app, p):
+    document = new_document(p)
+    first = effective_revision(p, document)
+    train(p.operator, first)
+    _set_requirement(document, retrain=RETRAIN_MAJOR)
+    minor = effective_revision(p, document, major=False)
+    assert minor.label == "1.1"
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(TrainingAssignment).where(
+        TrainingAssignment.revision_id == minor.id)) == 0
+    q = qualification(p.operator, document)
+    assert q.qualified and q.required.id == minor.id and q.trained.id == first.id
+
+    major = effective_revision(p, document, major=True)
+    assigned = db.session.scalars(sa.select(TrainingAssignment).where(
+        TrainingAssignment.revision_id == major.id)).all()
+    assert [(a.user_id, a.status) for a in assigned] == [(p.operator.id, OPEN)]
+    assert not qualification(p.operator, document).qualified  # 1.0 never counts for 2.0
+
+
+def test_open_training_on_the_minor_predecessor_stays_open_for_major_only_people(app, p):
+    document = new_document(p)
+    first = effective_revision(p, document)  # the operator has open training on 1.0
+    _set_requirement(document, retrain=RETRAIN_MAJOR)
+    effective_revision(p, document, major=False)
+    row = db.session.scalar(sa.select(TrainingAssignment).where(TrainingAssignment.revision_id == first.id))
+    db.session.refresh(row)
+    assert row.status == OPEN  # training on 1.0 still counts for 1.1 under "major revisions only"
+
+
+def test_periodic_retraining_lapses_after_the_interval(app, p):
+    document = new_document(p)
+    revision = effective_revision(p, document)
+    train(p.operator, revision)
+    _set_requirement(document, recurrence_months=12)
+    assert qualification(p.operator, document).qualified
+    _later(days=370)
+    q = qualification(p.operator, document)
+    assert not q.qualified and q.reason.startswith("Periodic retraining (every 12 months) was due on")
+
+
+def test_days_allowed_of_a_requirement_sets_the_due_date_of_a_new_holder(app, p, make_user):
+    from training import services as training_services
+
+    document = new_document(p)
+    revision = effective_revision(p, document)
+    _set_requirement(document, days_allowed=3)
+    coordinator = make_user("coord", roles={"training_coordinator"})
+    newcomer = make_user("new.hire", roles={"operator"})
+    with transaction():
+        training_services.grant_job_function(newcomer, p.job_function_id, actor=coordinator)
+    row = db.session.scalar(sa.select(TrainingAssignment).where(TrainingAssignment.user_id == newcomer.id))
+    assert row.revision_id == revision.id and row.due_on == clock.now_utc().date() + timedelta(days=3)
