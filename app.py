@@ -72,6 +72,15 @@ def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
     web.register_nav(app, "Documents", "documents.register", "documents.view")
     app.register_blueprint(read_and_sign.bp)
     web.register_nav(app, "My training", "read_and_sign.index", "training.view_own")
+    from core.auth import token_views
+    from qms import api, matrix_views, qualification_views
+    from training import import_views
+
+    app.register_blueprint(matrix_views.bp)
+    app.register_blueprint(qualification_views.bp)
+    app.register_blueprint(import_views.bp)
+    app.register_blueprint(token_views.bp)
+    app.register_blueprint(api.bp)
     web.register_error_handlers(app)
 
     cli.register(app)

@@ -1,0 +1,7 @@
+"""JSON API for shop-floor systems (MES, LIMS), authenticated by personal API tokens (being built)."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
