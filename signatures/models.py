@@ -17,7 +17,8 @@ EXECUTED = "Executed"
 VERIFIED = "Verified"
 REJECTED = "Rejected"
 MADE_OBSOLETE = "Made obsolete"
-MEANINGS = (AUTHORED, REVIEWED, APPROVED, READ_AND_UNDERSTOOD, EXECUTED, VERIFIED, REJECTED,
+APPROVED_DESPITE_TRAINING = "Approved with open training"
+MEANINGS = (AUTHORED, REVIEWED, APPROVED, READ_AND_UNDERSTOOD, EXECUTED, VERIFIED, REJECTED, APPROVED_DESPITE_TRAINING,
             MADE_OBSOLETE)
 # how the signer was authenticated; "demo-data" marks signatures written by `flask demo load` without a ceremony
 AUTH_METHODS = ("password", "password+totp", "demo-data")

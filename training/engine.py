@@ -17,7 +17,18 @@ from core import bulk
 from core.auth.models import User
 from core.clock import now_utc
 from core.db import db
-from training.models import CANCELLED, OPEN, SOURCE_REVISION_APPROVAL, SUPERSEDED, TrainingAssignment, UserJobFunction
+from training.models import (
+    CANCELLED,
+    OPEN,
+    SOURCE_IMPORT,
+    SOURCE_JOB_FUNCTION,
+    SOURCE_MATRIX,
+    SOURCE_RECURRENCE,
+    SOURCE_REVISION_APPROVAL,
+    SUPERSEDED,
+    TrainingAssignment,
+    UserJobFunction,
+)
 
 
 def holders(job_function_ids: Iterable[int], on: date | None = None) -> list[int]:
@@ -129,9 +140,14 @@ def held_job_functions(user_id: int, on: date | None = None) -> list[int]:
         sa.or_(UserJobFunction.valid_to.is_(None), UserJobFunction.valid_to > on))))
 
 
+# sources that follow from the training matrix; training assigned by hand or by a CAPA is never cancelled by it
+REQUIREMENT_SOURCES = (SOURCE_REVISION_APPROVAL, SOURCE_JOB_FUNCTION, SOURCE_MATRIX, SOURCE_RECURRENCE, SOURCE_IMPORT)
+
+
 def reconcile_user(user_id: int, *, reason: str, source_type: str = "job_function") -> tuple[int, int]:
     """Bring one person's open assignments in line with the job functions they hold today: create what is missing,
-    cancel open training on documents no longer required (with `reason`). Idempotent. Returns (created, cancelled)."""
+    cancel open matrix-derived training on documents no longer required (with `reason`); training assigned by hand
+    or by a quality event stays. Idempotent. Returns (created, cancelled)."""
     required = targets_for(held_job_functions(user_id))
     existing = {(a.document_id, a.revision_id): a for a in db.session.scalars(
         sa.select(TrainingAssignment).where(TrainingAssignment.user_id == user_id))}
@@ -140,7 +156,8 @@ def reconcile_user(user_id: int, *, reason: str, source_type: str = "job_functio
              "source_type": source_type, "source_id": None, "due_on": due_on, "assigned_at": now}
             for doc_id, (rev_id, due_on) in required.items() if (doc_id, rev_id) not in existing]
     bulk.bulk_insert(TrainingAssignment, rows)
-    stale = [a.id for (doc_id, _rev), a in existing.items() if a.status == OPEN and doc_id not in required]
+    stale = [a.id for (doc_id, _rev), a in existing.items()
+             if a.status == OPEN and doc_id not in required and a.source_type in REQUIREMENT_SOURCES]
     cancelled = 0
     if stale:
         cancelled = bulk.bulk_update(TrainingAssignment, TrainingAssignment.id.in_(stale),

@@ -150,7 +150,7 @@ class Revision(Versioned, db.Model):
 
     signable_type = "qms_document_revision"
     allowed_meanings = (sig.AUTHORED, sig.REVIEWED, sig.APPROVED, sig.REJECTED, sig.MADE_OBSOLETE,
-                        sig.READ_AND_UNDERSTOOD)
+                        sig.APPROVED_DESPITE_TRAINING, sig.READ_AND_UNDERSTOOD)
 
     @property
     def label(self) -> str:

@@ -34,7 +34,11 @@ from qms.documents.models import (
     EFFECTIVE,
     IN_REVIEW,
     OBSOLETE,
+    RELEASE_POLICIES,
+    RELEASE_WHEN_TRAINED,
+    RETRAIN_EVERY,
     RETRAIN_MAJOR,
+    RETRAIN_POLICIES,
     REVIEW,
     STATUS_LABELS,
     SUPERSEDED,
@@ -49,6 +53,8 @@ from signatures import models as sig
 from signatures import services as signing
 from signatures.services import SignerProof
 from training import engine as training
+from training.models import COMPLETED, SOURCE_MATRIX, TrainingAssignment
+from training.models import OPEN as OPEN_TRAINING
 
 MAX_MARKDOWN_CHARS = 1_000_000
 MAX_TEXT_CHARS = 4000
@@ -305,7 +311,7 @@ def update_document_metadata(document: Document, *, actor: User, owner_id: int |
                              department_id: int | None = None, review_interval_months: int | None = None,
                              training_window_days: int | None = None,
                              audience_job_function_ids: Iterable[int] | None = None,
-                             min_read_seconds: int | None = None) -> Document:
+                             min_read_seconds: int | None = None, release_policy: str | None = None) -> Document:
     """Change who owns the document, its department, intervals and training audience (None: unchanged).
 
     Number, title and type are not changeable: they are part of what every signature on the document binds.
@@ -327,6 +333,10 @@ def update_document_metadata(document: Document, *, actor: User, owner_id: int |
     if min_read_seconds is not None:
         changes["min_read_seconds"] = _whole("min_read_seconds", min_read_seconds,
                                              "Minimum reading time (seconds)", 0, 3600)
+    if release_policy is not None:
+        if release_policy not in RELEASE_POLICIES:
+            raise ValidationError("release_policy", f"Release policy must be one of: {', '.join(RELEASE_POLICIES)}.")
+        changes["release_policy"] = release_policy
     effective = None
     if review_interval_months is not None:
         changes["review_interval_months"] = _whole("review_interval_months", review_interval_months,
@@ -339,14 +349,106 @@ def update_document_metadata(document: Document, *, actor: User, owner_id: int |
             setattr(document, name, value)
         if effective is not None and effective.effective_on is not None:
             effective.review_due_on = add_months(effective.effective_on, changes["review_interval_months"])
+        added: list[DocumentAudience] = []
+        removed: list[int] = []
         if wanted is not None:
             for job_function_id, row in current.items():
                 if job_function_id not in wanted:
                     document.audience.remove(row)
+                    removed.append(job_function_id)
             for job_function_id in sorted(wanted - current.keys()):
-                document.audience.append(DocumentAudience(job_function_id=job_function_id))
+                row = DocumentAudience(job_function_id=job_function_id)
+                document.audience.append(row)
+                added.append(row)
     db.session.flush()
+    for row in added:
+        requirement_added(document, row)
+    if removed:
+        _requirement_removed(document, removed)
     return document
+
+
+# --- the training matrix: requirements (job function -> document) ----------------------------------------------------
+
+
+def _optional_whole(field: str, value: object, label: str, minimum: int, maximum: int) -> int | None:
+    return None if value is None or value == "" else _whole(field, value, label, minimum, maximum)
+
+
+def set_requirement(document: Document, job_function_id: int, *, retrain: str = RETRAIN_EVERY,
+                    recurrence_months: int | None = None, days_allowed: int | None = None,
+                    actor: User) -> tuple[DocumentAudience, int]:
+    """Add a requirement to the training matrix, or change one (a change needs a reason for change).
+
+    A new requirement assigns the document's current revision to every holder of the job function in the same
+    transaction. Returns the requirement and how many people were assigned."""
+    _require(actor, "training.manage", "Changing the training matrix")
+    if retrain not in RETRAIN_POLICIES:
+        raise ValidationError("retrain", f"Retrain on must be one of: {', '.join(RETRAIN_POLICIES)}.")
+    recurrence_months = _optional_whole("recurrence_months", recurrence_months, "Retrain every (months)", 1, 120)
+    days_allowed = _optional_whole("days_allowed", days_allowed, "Days allowed", 0, 365)
+    job_function_id = _check_audience([job_function_id])[0]
+    row = next((a for a in document.audience if a.job_function_id == job_function_id), None)
+    if row is not None:
+        if (row.retrain, row.recurrence_months, row.days_allowed) == (retrain, recurrence_months, days_allowed):
+            raise ValidationError("retrain", "Nothing changed: the requirement already has these settings.")
+        if not db.session.info.get("audit_reason"):
+            raise ValidationError("reason", "A reason for change is required to change a training requirement.")
+        row.retrain, row.recurrence_months, row.days_allowed = retrain, recurrence_months, days_allowed
+        db.session.flush()
+        return row, 0
+    row = DocumentAudience(job_function_id=job_function_id, retrain=retrain, recurrence_months=recurrence_months,
+                           days_allowed=days_allowed)
+    document.audience.append(row)
+    db.session.flush()
+    return row, requirement_added(document, row)
+
+
+def remove_requirement(requirement: DocumentAudience, *, actor: User) -> int:
+    """Take a requirement out of the matrix (a reason is required): open matrix training its holders no longer need
+    is cancelled with the reason. Returns how many assignments were cancelled."""
+    _require(actor, "training.manage", "Changing the training matrix")
+    if not db.session.info.get("audit_reason"):
+        raise ValidationError("reason", "A reason for change is required to remove a training requirement.")
+    document = requirement.document
+    job_function_id = requirement.job_function_id
+    document.audience.remove(requirement)
+    db.session.flush()
+    return _requirement_removed(document, [job_function_id])
+
+
+def requirement_added(document: Document, requirement: DocumentAudience) -> int:
+    """The holders of the requirement's job function train on the document's newest approved or effective revision,
+    due within the days allowed (or by its effective date, if later)."""
+    target = db.session.scalar(sa.select(Revision).where(Revision.document_id == document.id,
+                                                         Revision.status.in_([APPROVED, EFFECTIVE]))
+                               .order_by(Revision.major.desc(), Revision.minor.desc()).limit(1))
+    if target is None:
+        return 0
+    users = training.holders([requirement.job_function_id])
+    have = set(db.session.scalars(sa.select(TrainingAssignment.user_id).where(
+        TrainingAssignment.revision_id == target.id, TrainingAssignment.status.in_([OPEN_TRAINING, COMPLETED]))))
+    cycles = training.latest_cycles(users, target.id)
+    days = requirement.days_allowed if requirement.days_allowed is not None else document.training_window_days
+    due = _today() + timedelta(days=days)
+    if target.effective_on is not None and target.effective_on > due:
+        due = target.effective_on
+    code = db.session.get(JobFunction, requirement.job_function_id).code
+    rows = [{"user_id": uid, "document_id": document.id, "revision_id": target.id,
+             "cycle": cycles[uid][0] + 1 if uid in cycles else 0, "source_type": SOURCE_MATRIX,
+             "source_id": requirement.id, "due_on": due,
+             "assigned_reason": f"{document.number} required for job function {code}"}
+            for uid in users if uid not in have]
+    return training.create_assignments(rows)
+
+
+def _requirement_removed(document: Document, job_function_ids: list[int]) -> int:
+    codes = ", ".join(db.session.scalars(sa.select(JobFunction.code).where(JobFunction.id.in_(job_function_ids))))
+    cancelled = 0
+    for uid in training.holders(job_function_ids):
+        cancelled += training.reconcile_user(
+            uid, reason=f"{document.number} no longer required for {codes} (training matrix changed)")[1]
+    return cancelled
 
 
 # --- revisions: drafting ---------------------------------------------------------------------------------------------
@@ -667,6 +769,8 @@ def _release(revisions: list[Revision], now: datetime) -> None:
 
 def release_due(today: date | None = None) -> list[Revision]:
     """Make every approved revision whose effective date has come effective, superseding the revision in force.
+    A document released "when trained" is held while anyone assigned its revision has not trained, unless QA signed
+    an override (`override_release`).
 
     Idempotent, and safe when several servers run it at once: on PostgreSQL each run locks the due revisions it
     takes (SKIP LOCKED leaves those another run holds to that run) and re-checks their status once locked; the
@@ -680,8 +784,10 @@ def release_due(today: date | None = None) -> list[Revision]:
         .order_by(Revision.document_id, Revision.major, Revision.minor)
         .with_for_update(skip_locked=True).execution_options(populate_existing=True)).all()
     by_document: dict[int, list[Revision]] = {}
+    held = _held_for_training([r.id for r in due])
     for revision in due:
-        if revision.status == APPROVED and revision.effective_on is not None and revision.effective_on <= today:
+        if revision.status == APPROVED and revision.effective_on is not None and revision.effective_on <= today \
+                and revision.id not in held:
             by_document.setdefault(revision.document_id, []).append(revision)
     now = now_utc()
     released: list[Revision] = []
@@ -689,6 +795,71 @@ def release_due(today: date | None = None) -> list[Revision]:
         _release(revisions, now)
         released.extend(revisions)
     return released
+
+
+def _held_for_training(revision_ids: list[int]) -> set[int]:
+    """Of these revisions, those whose document is released "when trained", with open assignments on the revision
+    and no override."""
+    if not revision_ids:
+        return set()
+    return set(db.session.scalars(
+        sa.select(Revision.id).join(Document, Document.id == Revision.document_id)
+        .where(Revision.id.in_(revision_ids), Document.release_policy == RELEASE_WHEN_TRAINED,
+               Revision.release_override_note.is_(None),
+               sa.exists().where(TrainingAssignment.revision_id == Revision.id,
+                                 TrainingAssignment.status == OPEN_TRAINING))))
+
+
+def untrained_assignees(revision: Revision) -> list[User]:
+    """People with open training on the revision, by name."""
+    return list(db.session.scalars(
+        sa.select(User).join(TrainingAssignment, TrainingAssignment.user_id == User.id)
+        .where(TrainingAssignment.revision_id == revision.id, TrainingAssignment.status == OPEN_TRAINING)
+        .order_by(User.full_name)))
+
+
+def release_held(revision: Revision) -> bool:
+    """Is this approved revision's release held until its assignees have trained?"""
+    return revision.status == APPROVED and revision.id in _held_for_training([revision.id])
+
+
+def held_releases(today: date | None = None) -> list[Revision]:
+    """Approved revisions past their effective date whose release is held for training."""
+    today = today or _today()
+    due = list(db.session.scalars(sa.select(Revision.id).where(Revision.status == APPROVED,
+                                                               Revision.effective_on <= today)))
+    held = _held_for_training(due)
+    return list(db.session.scalars(sa.select(Revision).where(Revision.id.in_(held))
+                                   .order_by(Revision.effective_on, Revision.id)))
+
+
+def override_release(revision: Revision, *, actor: User, proof: SignerProof,
+                     expected_row_version: int | str | None, justification: str) -> Revision:
+    """QA releases a revision held "until trained" although people have not trained yet. The signature ("Approved
+    with open training") carries the justification and names every outstanding person, and so does the revision's
+    audited override note. If the effective date has come, the revision becomes effective at once."""
+    _require(actor, "documents.approve", "Overriding a held release")
+    _lock(revision)
+    _check_status(revision, APPROVED, "override the held release of")
+    _check_fresh(revision, expected_row_version)
+    if revision.document.release_policy != RELEASE_WHEN_TRAINED or revision.release_override_note is not None:
+        raise InvalidTransition(f"{revision.audit_title()} is not held for training: nothing to override.")
+    justification = _text("justification", justification, "A justification", limit=2000)
+    outstanding = untrained_assignees(revision)
+    if not outstanding:
+        raise InvalidTransition(f"Everyone assigned {revision.audit_title()} has trained: nothing to override.")
+    names = "; ".join(f"{u.full_name} ({u.username})" for u in outstanding)
+    note = f"{justification} — not yet trained ({len(outstanding)}): {names}"
+    default_reason(f"Release approved with open training: {justification}")
+    signing.sign(revision, signer=actor, proof=proof, meaning=sig.APPROVED_DESPITE_TRAINING, comment=note[:4000],
+                 expected_version=expected_row_version, allowed=(sig.APPROVED_DESPITE_TRAINING,))
+    today = _today()
+    with db.session.no_autoflush:
+        revision.release_override_note = note
+        if revision.effective_on is not None and revision.effective_on <= today:
+            _release([revision], now_utc())
+    db.session.flush()
+    return revision
 
 
 def make_obsolete(revision: Revision, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,

@@ -1,0 +1,169 @@
+"""The training matrix (requirements job function -> document) and the release policy "effective when trained"."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from core import clock
+from core.db import db, transaction
+from core.errors import InvalidTransition, NotPermitted, ValidationError
+from core.org import JobFunction
+from qms.documents import services
+from qms.documents.models import APPROVED, EFFECTIVE, RELEASE_WHEN_TRAINED, DocumentAudience
+from signatures.models import APPROVED_DESPITE_TRAINING
+from tests.integration.documents_helpers import (
+    approved_revision,
+    effective_revision,
+    hold,
+    new_document,
+    prove,
+    run,
+    setup_people,
+    signatures_of,
+    train,
+    version,
+)
+from training.models import CANCELLED, COMPLETED, OPEN, TrainingAssignment
+
+
+@pytest.fixture
+def p(make_user):
+    return setup_people(make_user)
+
+
+@pytest.fixture
+def coordinator(make_user):
+    return make_user("cora.coordinator", roles={"training_coordinator"}, full_name="Cora Coordinator")
+
+
+def _second_function(p):
+    with transaction():
+        jf = JobFunction(code="OP-PACK", name="Packaging operator", department_id=p.department_id)
+        db.session.add(jf)
+    return jf
+
+
+def _rows(**where):
+    stmt = sa.select(TrainingAssignment).order_by(TrainingAssignment.user_id, TrainingAssignment.id)
+    for key, value in where.items():
+        stmt = stmt.where(getattr(TrainingAssignment, key) == value)
+    return list(db.session.scalars(stmt))
+
+
+def test_adding_a_requirement_assigns_the_current_revision_to_every_holder_at_once(app, p, coordinator, make_user):
+    packer = _second_function(p)
+    people = [make_user(f"packer{i}", roles={"operator"}) for i in range(3)]
+    hold(people, packer.id)
+    document = new_document(p)
+    revision = effective_revision(p, document)
+    requirement, assigned = run(services.set_requirement, document, packer.id, days_allowed=5, actor=coordinator)
+    assert assigned == 3
+    rows = _rows(revision_id=revision.id)
+    assert {(a.user_id, a.status, a.source_type, a.source_id, a.due_on) for a in rows} == {
+        (u.id, OPEN, "matrix", requirement.id, clock.now_utc().date() + timedelta(days=5)) for u in people}
+    assert rows[0].assigned_reason == "SOP-QA-001 required for job function OP-PACK"
+    with pytest.raises(ValidationError, match="Nothing changed"), transaction(reason="again"):
+        services.set_requirement(document, packer.id, days_allowed=5, actor=coordinator)
+    assert len(_rows(revision_id=revision.id)) == 3  # idempotent
+
+
+def test_changing_a_requirement_needs_a_reason_and_is_audited(app, p, coordinator):
+    from sqlalchemy_continuum import version_class
+
+    document = new_document(p)
+    with pytest.raises(ValidationError), transaction():
+        services.set_requirement(document, p.job_function_id, recurrence_months=12, actor=coordinator)
+    run(services.set_requirement, document, p.job_function_id, recurrence_months=12, actor=coordinator,
+        audit_reason="Annual retraining required by SOP-QA-010")
+    vcls = version_class(DocumentAudience)
+    versions = db.session.scalars(sa.select(vcls).order_by(vcls.transaction_id)).all()
+    assert [v.recurrence_months for v in versions] == [None, 12]
+
+
+def test_only_a_training_coordinator_edits_the_matrix(app, p):
+    document = new_document(p)
+    with pytest.raises(NotPermitted), transaction():
+        services.set_requirement(document, p.job_function_id, recurrence_months=6, actor=p.operator)
+
+
+def test_bad_values_are_refused_naming_the_field(app, p, coordinator):
+    document = new_document(p)
+    for kwargs, field in [({"retrain": "sometimes"}, "retrain"), ({"recurrence_months": 0}, "recurrence_months"),
+                          ({"days_allowed": 400}, "days_allowed")]:
+        with pytest.raises(ValidationError) as caught, transaction(reason="x"):
+            services.set_requirement(document, p.job_function_id, actor=coordinator, **kwargs)
+        assert caught.value.field == field
+
+
+def test_removing_a_requirement_cancels_open_matrix_training_but_keeps_manual_and_completed(app, p, coordinator,
+                                                                                        make_user):
+    trained, pending = make_user("trained.op", roles={"operator"}), make_user("pending.op", roles={"operator"})
+    hold([trained, pending], p.job_function_id)
+    document = new_document(p)
+    revision = effective_revision(p, document)
+    train(trained, revision)
+    requirement = document.audience[0]
+    run(services.remove_requirement, requirement, actor=coordinator, audit_reason="Mixers no longer use this SOP")
+    by_user = {a.user_id: a for a in _rows(revision_id=revision.id)}
+    assert by_user[trained.id].status == COMPLETED
+    assert by_user[pending.id].status == CANCELLED
+    assert by_user[pending.id].closed_reason == "SOP-QA-001 no longer required for OP-MIX (training matrix changed)"
+
+
+def test_when_trained_release_is_held_until_everyone_has_trained(app, p, make_user):
+    a, b = make_user("a.op", roles={"operator"}), make_user("b.op", roles={"operator"})
+    hold([a, b], p.job_function_id)
+    document = new_document(p)
+    run(services.update_document_metadata, document, actor=p.qa, release_policy=RELEASE_WHEN_TRAINED,
+        audit_reason="Critical procedure: nobody works under it untrained")
+    today = clock.now_utc().date()
+    revision = approved_revision(p, document, effective_on=today)
+    assert run(services.release_due, today) == []
+    assert services.held_releases(today) == [revision]
+    train(a, revision)
+    assert run(services.release_due, today) == []
+    train(b, revision)
+    assert run(services.release_due, today) == [revision]
+    assert revision.status == EFFECTIVE
+
+
+def test_qa_override_releases_a_held_revision_naming_the_people_not_trained(app, p, make_user):
+    a, b = (make_user("a.op", roles={"operator"}, full_name="Anna Early"),
+            make_user("b.op", roles={"operator"}, full_name="Bert Late"))
+    hold([a, b], p.job_function_id)
+    document = new_document(p)
+    run(services.update_document_metadata, document, actor=p.qa, release_policy=RELEASE_WHEN_TRAINED,
+        audit_reason="Critical procedure")
+    revision = approved_revision(p, document, effective_on=clock.now_utc().date())
+    train(a, revision)
+    author_proof, row_version = prove(p.author), version(revision)
+    with pytest.raises(NotPermitted), transaction():
+        services.override_release(revision, actor=p.author, proof=author_proof, expected_row_version=row_version,
+                                  justification="Production need")
+    proof, row_version = prove(p.qa), version(revision)
+    with pytest.raises(ValidationError), transaction():
+        services.override_release(revision, actor=p.qa, proof=proof, expected_row_version=row_version,
+                                  justification=" ")
+    assert revision.status == APPROVED
+    run(services.override_release, revision, actor=p.qa, proof=prove(p.qa), expected_row_version=version(revision),
+        justification="Bert is on leave; he trains before his next shift")
+    db.session.refresh(revision)
+    assert revision.status == EFFECTIVE
+    assert revision.release_override_note.endswith("not yet trained (1): Bert Late (b.op)")
+    override = [s for s in signatures_of(revision) if s.meaning == APPROVED_DESPITE_TRAINING]
+    assert len(override) == 1 and override[0].printed_name == "Quinn QA" and "Bert Late" in override[0].comment
+    proof, row_version = prove(p.qa), version(revision)
+    with pytest.raises(InvalidTransition), transaction():
+        services.override_release(revision, actor=p.qa, proof=proof, expected_row_version=row_version,
+                                  justification="again")
+
+
+def test_a_document_released_on_the_date_is_not_held(app, p, make_user):
+    a = make_user("a.op", roles={"operator"})
+    hold([a], p.job_function_id)
+    revision = approved_revision(p, new_document(p), effective_on=clock.now_utc().date())
+    assert run(services.release_due, clock.now_utc().date()) == [revision]
+    assert _rows(user_id=a.id)[0].status == OPEN  # still to train, and not qualified until then
