@@ -1,7 +1,7 @@
-"""Command-line interface of the quality system: `flask qms release-due`, `flask qms reviews-due`.
+"""Command-line interface of the quality system: `flask qms release-due`, `reviews-due`, `retraining-due`.
 
-`release-due` is what the scheduler runs (daily, from any number of servers): one transaction, recorded as a system
-action with the OS user that ran it.
+`release-due` and `retraining-due` are what the scheduler runs (daily, from any number of servers): one transaction,
+recorded as a system action with the OS user that ran it.
 """
 
 from __future__ import annotations
@@ -43,7 +43,27 @@ def release_due(on: datetime | None) -> None:
         raise click.ClickException(exc.message) from None
     for line in lines:
         click.echo(line)
+    for revision in services.held_releases(today):
+        waiting = len(services.untrained_assignees(revision))
+        click.echo(f"{revision.document.number} revision {revision.label} held: released when trained, "
+                   f"{waiting} {'people have' if waiting != 1 else 'person has'} not trained yet")
     click.echo(f"released {len(lines)} revision{'s' if len(lines) != 1 else ''} due on or before {today}")
+
+
+@qms_cli.command("retraining-due")
+@click.option("--date", "on", type=_DATE, default=None,
+              help="Assign what falls due by this day (YYYY-MM-DD, default today in UTC).")
+def retraining_due(on: datetime | None) -> None:
+    """Assign periodic retraining (training matrix requirements with a retraining interval). Run daily."""
+    from qms import training_admin
+
+    today = _day(on)
+    try:
+        with transaction():
+            created = training_admin.retraining_due(today)
+    except AttestError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"assigned {created} periodic retraining{'s' if created != 1 else ''} due by {today}")
 
 
 @qms_cli.command("reviews-due")

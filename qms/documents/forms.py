@@ -8,6 +8,7 @@ from wtforms import DateField, IntegerField, RadioField, SelectField, StringFiel
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from core.auth.forms import MultiCheckboxField, ReasonMixin, choices
+from qms.documents.models import RELEASE_POLICIES
 from signatures.forms import SignForm
 
 
@@ -33,6 +34,8 @@ class DocumentSettingsForm(ReasonMixin, FlaskForm):
     training_window_days = DocumentForm.training_window_days
     min_read_seconds = IntegerField("Minimum reading time before read-and-sign (seconds)", default=0, validators=[
         NumberRange(min=0, max=3600, message="Minimum reading time must be 0 to 3600 seconds.")])
+    release_policy = SelectField("Release policy", choices=choices(RELEASE_POLICIES.items()),
+                                 validators=[DataRequired(message="Release policy is required.")])
     audience = MultiCheckboxField("Training audience (job functions)", coerce=int, validate_choice=True)
 
 
@@ -56,6 +59,11 @@ class RoutingForm(FlaskForm):
 
 class ApproveForm(SignForm):
     effective_on = DateField("Effective date", validators=[Optional()])
+
+
+class ReleaseOverrideForm(SignForm):
+    reason = TextAreaField("Justification for releasing before everyone has trained", validators=[
+        DataRequired(message="A justification is required."), Length(min=4, max=2000)])
 
 
 class ObsoleteForm(SignForm):

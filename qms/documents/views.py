@@ -20,13 +20,23 @@ from core.errors import AttestError, ValidationError
 from core.org import Department, JobFunction
 from qms.documents import services
 from qms.documents.diff import side_by_side, summary
-from qms.documents.forms import ApproveForm, DocumentForm, DocumentSettingsForm, ObsoleteForm, RevisionForm, RoutingForm
+from qms.documents.forms import (
+    ApproveForm,
+    DocumentForm,
+    DocumentSettingsForm,
+    ObsoleteForm,
+    ReleaseOverrideForm,
+    RevisionForm,
+    RoutingForm,
+)
 from qms.documents.models import (
     APPROVE,
+    APPROVED,
     DOC_TYPES,
     DRAFT,
     EFFECTIVE,
     IN_REVIEW,
+    RELEASE_POLICIES,
     REVIEW,
     STATUS_LABELS,
     Document,
@@ -49,6 +59,8 @@ ACTIONS = {
     "reject": ("documents.review", sig.REJECTED, SignForm, "Sign and reject"),
     "obsolete": ("documents.approve", sig.MADE_OBSOLETE, ObsoleteForm, "Sign and make obsolete"),
     "periodic-review": ("documents.review", sig.REVIEWED, SignForm, "Sign the periodic review"),
+    "release-override": ("documents.approve", sig.APPROVED_DESPITE_TRAINING, ReleaseOverrideForm,
+                         "Sign and release with open training"),
 }
 
 
@@ -192,7 +204,7 @@ def settings(document_id: int):
                     review_interval_months=form.review_interval_months.data,
                     training_window_days=form.training_window_days.data,
                     audience_job_function_ids=form.audience.data or [], actor=current_user,
-                    min_read_seconds=form.min_read_seconds.data or 0)
+                    min_read_seconds=form.min_read_seconds.data or 0, release_policy=form.release_policy.data)
         except ValidationError as exc:
             _field_error(form, exc)
         except AttestError as exc:
@@ -295,6 +307,8 @@ def revision(document_id: int, revision_id: int):
     previous = [r for r in doc.revisions if r.id < rev.id and r.content_format == "markdown"]
     return render_template(
         "qms/documents/revision.html", document=doc, revision=rev, routing=routing,
+        held=services.release_held(rev), untrained=services.untrained_assignees(rev) if rev.status == APPROVED else [],
+        RELEASE_POLICIES=RELEASE_POLICIES,
         html=render_markdown(rev.content_markdown) if rev.content_format == "markdown" else None,
         signatures=_signature_lines(rev), outstanding=services.outstanding(rev),
         trained=signing.count_for(rev, sig.READ_AND_UNDERSTOOD),
@@ -353,6 +367,9 @@ def _ceremony(document_id: int, revision_id: int, action: str):
             elif action == "periodic-review":
                 services.record_periodic_review(rev, actor=user, proof=proof, expected_row_version=expected,
                                                 comment=comment)
+            elif action == "release-override":
+                services.override_release(rev, actor=user, proof=proof, expected_row_version=expected,
+                                          justification=form.reason.data)
             else:
                 services.make_obsolete(rev, actor=user, proof=proof, expected_row_version=expected,
                                        reason=form.reason.data)
@@ -378,6 +395,7 @@ def _ceremony(document_id: int, revision_id: int, action: str):
                            button=button, action=action, declaration=signing.DECLARATION,
                            content_hash=signing.content_hash(rev), default_effective=default_effective,
                            training_impact=training_impact,
+                           untrained=services.untrained_assignees(rev) if action == "release-override" else None,
                            totp=current_user.security.totp_enrolled), status
 
 

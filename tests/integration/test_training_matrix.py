@@ -167,3 +167,30 @@ def test_a_document_released_on_the_date_is_not_held(app, p, make_user):
     revision = approved_revision(p, new_document(p), effective_on=clock.now_utc().date())
     assert run(services.release_due, clock.now_utc().date()) == [revision]
     assert _rows(user_id=a.id)[0].status == OPEN  # still to train, and not qualified until then
+
+
+def test_periodic_retraining_is_assigned_before_it_lapses_once_and_by_the_daily_command(app, p, coordinator):
+    from qms.documents.services import set_requirement
+    from tests.integration.documents_helpers import train
+
+    hold([p.operator], p.job_function_id)
+    document = new_document(p)
+    revision = effective_revision(p, document)
+    train(p.operator, revision)
+    completed_on = clock.now_utc().date()
+    run(set_requirement, document, p.job_function_id, recurrence_months=12, days_allowed=30, actor=coordinator,
+        audit_reason="Annual retraining")
+    cli = app.test_cli_runner()
+    clock.freeze(clock.now_utc() + timedelta(days=300))  # lapses in ~65 days: not yet within the 30-day window
+    assert cli.invoke(args=["qms", "retraining-due"]).output.strip() == "assigned 0 periodic retrainings due by " \
+        f"{clock.now_utc().date()}"
+    clock.freeze(clock.now_utc() + timedelta(days=40))
+    result = cli.invoke(args=["qms", "retraining-due"])
+    assert result.exit_code == 0 and result.output.startswith("assigned 1 periodic retraining due by")
+    rows = _rows(user_id=p.operator.id)
+    assert [(a.revision_id, a.cycle, a.status, a.source_type) for a in rows] == [
+        (revision.id, 0, COMPLETED, "revision_approval"), (revision.id, 1, OPEN, "recurrence")]
+    from qms.documents.services import add_months
+
+    assert rows[1].due_on == add_months(completed_on, 12)
+    assert cli.invoke(args=["qms", "retraining-due"]).output.startswith("assigned 0")  # idempotent
