@@ -80,6 +80,7 @@ def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(qualification_views.bp)
     app.register_blueprint(import_views.bp)
     app.register_blueprint(token_views.bp)
+    web.register_nav(app, "API tokens", "api_tokens.index", "dashboard.view")
     app.register_blueprint(api.bp)
     web.register_error_handlers(app)
 

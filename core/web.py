@@ -39,6 +39,8 @@ def _inject():
 
 @bp.before_app_request
 def _gates():
+    if getattr(current_app.view_functions.get(request.endpoint), "sessionless", False):
+        return None  # token-only API (core.auth.access.token_only): no login session is checked or extended
     response = check_session_limits()
     if response is not None:
         return response

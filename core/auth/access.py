@@ -112,6 +112,14 @@ def public(view: Callable) -> Callable:
     return view
 
 
+def token_only(view: Callable) -> Callable:
+    """A JSON API view that authenticates every request itself (personal API token), never by a login session: the
+    session gates in core.web skip it, so it neither redirects to the login page nor sets or extends a session."""
+    view.required_permission = PUBLIC
+    view.sessionless = True
+    return view
+
+
 def deny(code: str) -> None:
     user = current_user._get_current_object()
     db.session.rollback()

@@ -17,7 +17,7 @@ from core.testing.pages import alerts, events, field_errors, fresh
 from core.testing.plugin import ROLE_CODES, login, post_form
 
 UNCHECKED_ENDPOINTS = {"static", "bootstrap.static"}
-PUBLIC_ENDPOINTS = {"auth.login", "auth.login_totp"}
+PUBLIC_ENDPOINTS = {"auth.login", "auth.login_totp", "api.qualification", "api.openapi"}  # the API: token only
 
 
 
