@@ -77,6 +77,7 @@ def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
     from training import import_views
 
     app.register_blueprint(matrix_views.bp)
+    web.register_nav(app, "Training matrix", "training_matrix.matrix", "training.manage")
     app.register_blueprint(qualification_views.bp)
     app.register_blueprint(import_views.bp)
     app.register_blueprint(token_views.bp)
@@ -92,10 +93,16 @@ def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
 
     demo.register_loader(training_demo.load)  # people hold job functions before documents are approved
     demo.register_loader(document_demo.load)
+    from qms import training_demo as matrix_demo
+
+    demo.register_loader(matrix_demo.load)  # the matrix, completions and overdue training, after the documents
     from core.auth import services as auth_services
     from training import services as training_services
 
     auth_services.register_deactivation_hook(training_services.on_user_deactivated)
+    from core.auth import tokens
+
+    auth_services.register_deactivation_hook(tokens.on_user_deactivated)
     from training import cli as training_cli
 
     app.cli.add_command(training_cli.training_cli)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -152,6 +152,12 @@ def register_error_handlers(app) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(exc):
+        if request.path.startswith("/api/"):  # machines get JSON, never an HTML page
+            response = jsonify({"error": (exc.name or "error").lower().replace(" ", "_"),
+                                "message": exc.description or exc.name})
+            response.status_code = exc.code or 500
+            response.headers["Cache-Control"] = "no-store"
+            return response
         titles = {
             400: "Bad request", 401: "Not logged in", 403: "Permission missing", 404: "Not found",
             405: "Not allowed", 409: "Conflict", 413: "Too large", 422: "Invalid input", 429: "Too many attempts",

@@ -50,6 +50,7 @@ def _setting(name: str, default: str):
     return lambda: current_app.config.get(name) or default
 
 
+# configured by ATTEST_API_RATE_LIMIT / ATTEST_API_REFUSAL_RATE_LIMIT (core.config); the constants are the defaults
 limiter.shared_limit(_setting("ATTEST_API_RATE_LIMIT", API_RATE_LIMIT), scope="api")(bp)
 limiter.shared_limit(_setting("ATTEST_API_REFUSAL_RATE_LIMIT", REFUSAL_RATE_LIMIT), scope="api-refused",
                      deduct_when=lambda response: response.status_code == 401)(bp)

@@ -99,6 +99,17 @@ def revoke(token: ApiToken, *, actor: User) -> ApiToken:
     return token
 
 
+def on_user_deactivated(user: User) -> None:
+    """Deactivation hook: a person who leaves loses their tokens for good (reactivation does not bring them back)."""
+    for token in db.session.scalars(sa.select(ApiToken).where(ApiToken.user_id == user.id,
+                                                              ApiToken.revoked_at.is_(None))):
+        token.revoked_at = now_utc()
+        token.revoked_by_id = None
+        db.session.flush()
+        audit.record_event("api_token.revoked", subject=user, token=token.token_prefix, name=token.name,
+                           because="account deactivated")
+
+
 def tokens_of(user_id: int) -> list[ApiToken]:
     return list(db.session.scalars(sa.select(ApiToken).where(ApiToken.user_id == user_id)
                                    .order_by(ApiToken.created_at.desc(), ApiToken.id.desc())))

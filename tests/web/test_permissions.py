@@ -61,7 +61,7 @@ def _example_ids(app, users, viewer=None) -> dict[str, int]:
     are visible only to their assignee, so `assignment_id` is the viewer's own (the operator's by default)."""
     if "test_examples" not in app.extensions:
         from core.db import transaction
-        from core.org import Department, Site
+        from core.org import Department, JobFunction, Site
         from qms.documents.models import Document, Revision
         from training.models import TrainingAssignment
 
@@ -71,7 +71,8 @@ def _example_ids(app, users, viewer=None) -> dict[str, int]:
             dept = Department(site=site, code="EXD", name="Example department")
             doc = Document(number="SOP-EX-001", title="Example procedure", doc_type="SOP", department=dept,
                            owner_id=author.id)
-            db.session.add_all([site, dept, doc])
+            function = JobFunction(code="EX-OPR", name="Example operator", department=dept)
+            db.session.add_all([site, dept, doc, function])
             db.session.flush()
             first = Revision(document_id=doc.id, major=1, minor=0, status="effective", content_format="markdown",
                              content_markdown="# Example", change_summary="First issue", reason="New",
@@ -88,7 +89,8 @@ def _example_ids(app, users, viewer=None) -> dict[str, int]:
             db.session.add_all(assignments.values())
             db.session.flush()
             app.extensions["test_examples"] = {"user_id": users["operator"].id, "document_id": doc.id,
-                                               "revision_id": draft.id}
+                                               "revision_id": draft.id, "job_function_id": function.id,
+                                               "username": users["operator"].username}
             app.extensions["test_example_assignments"] = {uid: a.id for uid, a in assignments.items()}
     own = app.extensions["test_example_assignments"]
     viewer_id = (viewer or users["operator"]).id

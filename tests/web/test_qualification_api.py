@@ -223,7 +223,19 @@ def test_a_deactivated_owners_token_stops_working(app, client, p, sop, make_user
         auth_services.deactivate(p.reviewer, actor=admin)
     response = ask(client, secret, user="otto.operator", document="SOP-QA-001")
     assert response.status_code == 401
-    assert "deactivated" in response.json["message"]
+    assert "revoked" in response.json["message"]  # deactivation revokes every token of the person
+    db.session.expire_all()
+    assert [t.state for t in tokens.tokens_of(p.reviewer.id)] == ["Revoked"]
+    with transaction(reason="Rehired"):
+        auth_services.reactivate(db.session.get(type(p.reviewer), p.reviewer.id))
+    assert ask(client, secret, user="otto.operator", document="SOP-QA-001").status_code == 401
+
+
+def test_the_api_answers_json_for_unknown_paths_and_methods(app, client):
+    for response, status in ((client.get("/api/v1/no-such-thing"), 404), (client.post(URL), 405)):
+        assert response.status_code == status
+        assert response.is_json and response.json["message"]
+        assert response.headers["Cache-Control"] == "no-store"
 
 
 # --- who may ask -----------------------------------------------------------------------------------------------------
