@@ -70,3 +70,49 @@ def end(username, code, valid_to):
     except AttestError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"{user.username} no longer holds {function.code}")
+
+
+@training_cli.command("import-users")
+@click.argument("file", type=click.File("rb"))
+@click.option("--apply", "apply_", is_flag=True, help="Apply the import (default: a dry run that changes nothing).")
+@click.option("--as", "as_user", metavar="USERNAME",
+              help="The training coordinator the import is recorded under (default: the system, with the OS user).")
+@click.option("--reason", help="Reason for change recorded in the audit trail (required with --apply).")
+def import_users(file, apply_, as_user, reason):
+    """Import people from the HR system's CSV FILE: accounts, organisation, supervisor and job functions.
+
+    Columns: username,name,email,site,department,job_functions,supervisor,active. A dry run by default: it lists the
+    accounts to create, update and deactivate, and every error by row and column. With --apply the whole file is
+    imported in one transaction, or nothing is when it has any error. Exits non-zero when the file has errors."""
+    import contextlib
+    import sys
+
+    from core import audit
+    from training import hris
+
+    if apply_ and not (reason or "").strip():
+        raise click.UsageError("--reason is required with --apply (it is recorded in the audit trail)")
+    actor = None
+    if as_user:
+        actor = auth.get_by_username(as_user)
+        if actor is None or not actor.active:
+            raise click.ClickException(f"no active user named {as_user!r}")
+    data = file.read(hris.MAX_BYTES + 1)
+    result = hris.plan(data, actor=actor)
+    if apply_ and not result.errors:
+        bar = click.progressbar(length=result.changes, label="Importing people", file=sys.stderr)
+        try:
+            with audit.acting_as(actor) if actor else contextlib.nullcontext(), bar, transaction(reason=reason):
+                result = hris.apply(data, actor=actor, progress=bar.update)
+        except AttestError as exc:
+            raise click.ClickException(exc.message) from None
+    for line in result.lines():
+        click.echo(line)
+    if result.errors:
+        click.echo("nothing was imported: correct the errors and run it again" if apply_ else
+                   "the file has errors: nothing can be imported until they are corrected")
+    elif not apply_:
+        click.echo("dry run: nothing was changed (add --apply --reason TEXT to import)")
+    click.echo(result.summary())
+    if result.errors:
+        raise SystemExit(1)
