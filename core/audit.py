@@ -101,6 +101,7 @@ EVENT_LABELS = {
     "audit.exported": "Audit trail exported",
     "signature.failure": "Signature authentication failed",
     "document.printed": "Controlled copy printed",
+    "training_record.printed": "Training record printed",
     "user.deactivated": "Account deactivated",
     "user.reactivated": "Account reactivated",
     "roles.changed": "Roles changed",

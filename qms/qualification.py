@@ -161,6 +161,7 @@ class Cell:
     state: str
     revision: str | None
     detail: str
+    due_on: date | None = None  # of the training open at that moment (in training, overdue)
 
     @property
     def label(self) -> str:
@@ -193,8 +194,12 @@ def team_matrix(members: list[User], at: datetime | None = None) -> tuple[list[D
     required = {(uid, doc_id) for uid, doc_id in held}
     documents = list(db.session.scalars(sa.select(Document).where(
         Document.id.in_({d for _u, d in required})).order_by(Document.number)))
+    # training open at `at`: assigned by then and not completed by then (a past moment sees its own state, not today's)
     open_rows = {(a.user_id, a.document_id): a for a in db.session.scalars(sa.select(TrainingAssignment).where(
-        TrainingAssignment.user_id.in_(ids), TrainingAssignment.status == OPEN))}
+        TrainingAssignment.user_id.in_(ids), TrainingAssignment.assigned_at <= at,
+        sa.or_(TrainingAssignment.status == OPEN,
+               sa.and_(TrainingAssignment.status == COMPLETED, TrainingAssignment.completed_at > at)))
+        .order_by(TrainingAssignment.assigned_at, TrainingAssignment.id))}
     by_id = {m.id: m for m in members}
     docs = {d.id: d for d in documents}
     cells: dict[tuple[int, int], Cell] = {}
@@ -204,10 +209,11 @@ def team_matrix(members: list[User], at: datetime | None = None) -> tuple[list[D
         if q.qualified:
             cells[(uid, doc_id)] = Cell(QUALIFIED, q.trained.label if q.trained else None, q.reason)
         elif pending is not None and pending.due_on is not None and pending.due_on < today:
-            cells[(uid, doc_id)] = Cell(OVERDUE, None, f"Due on {pending.due_on.isoformat()}. {q.reason}")
+            cells[(uid, doc_id)] = Cell(OVERDUE, None, f"Due on {pending.due_on.isoformat()}. {q.reason}",
+                                        pending.due_on)
         elif pending is not None:
             due = f"due on {pending.due_on.isoformat()}" if pending.due_on else "no due date"
-            cells[(uid, doc_id)] = Cell(IN_TRAINING, None, f"Assigned, {due}. {q.reason}")
+            cells[(uid, doc_id)] = Cell(IN_TRAINING, None, f"Assigned, {due}. {q.reason}", pending.due_on)
         else:
             cells[(uid, doc_id)] = Cell(NOT_QUALIFIED, None, q.reason)
     return documents, cells
