@@ -10,6 +10,7 @@ import contextvars
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +18,8 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData, event
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy_continuum import make_versioned, versioning_manager
+from sqlalchemy_continuum import unit_of_work as continuum_uow
+from sqlalchemy_continuum import utils as continuum_utils
 from sqlalchemy_continuum.plugins.base import Plugin
 
 NAMING_CONVENTION = {
@@ -77,6 +80,17 @@ class _AuditPlugin(Plugin):
 
 
 make_versioned(user_cls=None, plugins=[_AuditPlugin()], options={"strategy": "subquery"})
+
+
+def _is_session_modified(session: sa.orm.Session) -> bool:
+    """Continuum asks before every flush whether a versioned object changed, and its own answer walks every object
+    held by the session: a unit of work that loads or writes thousands of records (an HR import, the demo) becomes
+    quadratic. Only new, dirty and deleted objects can have changed, so only those are asked (the same answer)."""
+    return any(continuum_utils.is_modified_or_deleted(obj)
+               for obj in chain(session.new, session.dirty, session.deleted))
+
+
+continuum_uow.is_session_modified = _is_session_modified
 
 
 class Versioned:
