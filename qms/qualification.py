@@ -69,24 +69,28 @@ class Qualification:
         }
 
 
+def _governs(revisions: list[Revision], at: datetime) -> Revision | None:
+    """Of one document's revisions: the one in force at `at`; before the first is effective, the newest approved."""
+    newest_first = sorted(revisions, key=lambda r: (r.major, r.minor), reverse=True)
+    for r in newest_first:
+        if r.effective_at is not None and r.effective_at <= at and (r.superseded_at is None or r.superseded_at > at) \
+                and (r.obsoleted_at is None or r.obsoleted_at > at):
+            return r
+    if any(r.effective_at is not None and r.effective_at <= at for r in revisions):
+        return None  # superseded without successor or made obsolete: nothing governs any more
+    return next((r for r in newest_first if r.approved_at is not None and r.approved_at <= at), None)
+
+
+def _revisions_of(document_ids: list[int]) -> dict[int, list[Revision]]:
+    by_document: dict[int, list[Revision]] = {d: [] for d in document_ids}
+    for revision in db.session.scalars(sa.select(Revision).where(Revision.document_id.in_(document_ids))):
+        by_document[revision.document_id].append(revision)
+    return by_document
+
+
 def governing_revision(document_id: int, at: datetime) -> Revision | None:
     """The revision in force at `at`; before the first one is effective, the newest approved one."""
-    in_force = db.session.scalar(
-        sa.select(Revision).where(
-            Revision.document_id == document_id, Revision.effective_at.is_not(None), Revision.effective_at <= at,
-            sa.or_(Revision.superseded_at.is_(None), Revision.superseded_at > at),
-            sa.or_(Revision.obsoleted_at.is_(None), Revision.obsoleted_at > at))
-        .order_by(Revision.major.desc(), Revision.minor.desc()).limit(1))
-    if in_force is not None:
-        return in_force
-    ever_effective = db.session.scalar(sa.select(sa.func.count()).select_from(Revision).where(
-        Revision.document_id == document_id, Revision.effective_at.is_not(None), Revision.effective_at <= at))
-    if ever_effective:
-        return None  # superseded without successor or made obsolete: nothing governs any more
-    return db.session.scalar(
-        sa.select(Revision).where(Revision.document_id == document_id, Revision.approved_at.is_not(None),
-                                  Revision.approved_at <= at)
-        .order_by(Revision.major.desc(), Revision.minor.desc()).limit(1))
+    return _governs(_revisions_of([document_id])[document_id], at)
 
 
 def _held_job_functions(user_id: int, on: date) -> list[int]:
@@ -117,16 +121,9 @@ def _end_of(day: date) -> datetime:
     return datetime.combine(day, time.max, tzinfo=UTC)
 
 
-def qualification(user: User, document: Document, at: datetime | None = None) -> Qualification:
-    """Was `user` qualified on `document` at `at` (default now)?"""
-    at = at or now_utc()
-    required = governing_revision(document.id, at)
-    completions = db.session.execute(
-        sa.select(TrainingAssignment.completed_at, Revision)
-        .join(Revision, Revision.id == TrainingAssignment.revision_id)
-        .where(TrainingAssignment.user_id == user.id, TrainingAssignment.document_id == document.id,
-               TrainingAssignment.status == COMPLETED, TrainingAssignment.completed_at <= at)
-        .order_by(TrainingAssignment.completed_at.desc())).all()
+def _evaluate(user: User, document: Document, at: datetime, required: Revision | None,
+              requirements: list[DocumentAudience], completions: list[tuple[datetime, Revision]]) -> Qualification:
+    """The rule (module docstring), on facts already loaded; `completions` newest first, none after `at`."""
     newest = completions[0] if completions else None
 
     def result(ok: bool, trained: Revision | None, when: datetime | None, reason: str) -> Qualification:
@@ -135,7 +132,7 @@ def qualification(user: User, document: Document, at: datetime | None = None) ->
     if required is None:
         return result(False, newest[1] if newest else None, newest[0] if newest else None,
                       f"{document.number} had no approved or effective revision at that time.")
-    major_only, months = _policy(requirements_for(user.id, document.id, at.date()))
+    major_only, months = _policy(requirements)
     counting = [(when, rev) for when, rev in completions
                 if rev.id == required.id
                 or (major_only and rev.major == required.major and rev.minor <= required.minor)]
@@ -151,6 +148,60 @@ def qualification(user: User, document: Document, at: datetime | None = None) ->
             return result(False, rev, when, f"Periodic retraining (every {months} months) was due on "
                                             f"{add_months(when.date(), months).isoformat()}.")
     return result(True, rev, when, f"Trained on revision {rev.label}.")
+
+
+def _completions(user_ids: list[int], document_ids: list[int], at: datetime
+                 ) -> dict[tuple[int, int], list[tuple[datetime, Revision]]]:
+    found: dict[tuple[int, int], list[tuple[datetime, Revision]]] = {}
+    for uid, when, revision in db.session.execute(
+            sa.select(TrainingAssignment.user_id, TrainingAssignment.completed_at, Revision)
+            .join(Revision, Revision.id == TrainingAssignment.revision_id)
+            .where(TrainingAssignment.user_id.in_(user_ids), TrainingAssignment.document_id.in_(document_ids),
+                   TrainingAssignment.status == COMPLETED, TrainingAssignment.completed_at <= at)
+            .order_by(TrainingAssignment.completed_at.desc(), TrainingAssignment.id.desc())):
+        found.setdefault((uid, revision.document_id), []).append((when, revision))
+    return found
+
+
+def qualification(user: User, document: Document, at: datetime | None = None) -> Qualification:
+    """Was `user` qualified on `document` at `at` (default now)? The reference for `qualify_many`."""
+    at = at or now_utc()
+    return _evaluate(user, document, at, governing_revision(document.id, at),
+                     requirements_for(user.id, document.id, at.date()),
+                     _completions([user.id], [document.id], at).get((user.id, document.id), []))
+
+
+def qualify_many(pairs: list[tuple[User, Document]], at: datetime | None = None
+                 ) -> dict[tuple[int, int], Qualification]:
+    """`qualification()` for many (person, document) pairs at once, in a handful of queries whatever their number
+    (a department's matrix is thousands of cells). Same rule, same answers: (user id, document id) -> answer."""
+    at = at or now_utc()
+    if not pairs:
+        return {}
+    user_ids = sorted({u.id for u, _d in pairs})
+    document_ids = sorted({d.id for _u, d in pairs})
+    governing = {doc_id: _governs(revisions, at) for doc_id, revisions in _revisions_of(document_ids).items()}
+    on = at.date()
+    held: dict[int, set[int]] = {}
+    for start in range(0, len(user_ids), 5000):
+        for uid, jf in db.session.execute(sa.select(UserJobFunction.user_id, UserJobFunction.job_function_id).where(
+                UserJobFunction.user_id.in_(user_ids[start:start + 5000]), UserJobFunction.valid_from <= on,
+                sa.or_(UserJobFunction.valid_to.is_(None), UserJobFunction.valid_to > on))):
+            held.setdefault(uid, set()).add(jf)
+    requirements: dict[int, list[DocumentAudience]] = {}
+    for row in db.session.scalars(sa.select(DocumentAudience).where(DocumentAudience.document_id.in_(document_ids))):
+        requirements.setdefault(row.document_id, []).append(row)
+    completions: dict[tuple[int, int], list[tuple[datetime, Revision]]] = {}
+    for start in range(0, len(user_ids), 1000):
+        completions.update(_completions(user_ids[start:start + 1000], document_ids, at))
+    answers = {}
+    for user, document in pairs:
+        mine = held.get(user.id, set())
+        answers[(user.id, document.id)] = _evaluate(
+            user, document, at, governing[document.id],
+            [r for r in requirements.get(document.id, []) if r.job_function_id in mine],
+            completions.get((user.id, document.id), []))
+    return answers
 
 
 # --- the team matrix --------------------------------------------------------------------------------------------------
@@ -203,8 +254,9 @@ def team_matrix(members: list[User], at: datetime | None = None) -> tuple[list[D
     by_id = {m.id: m for m in members}
     docs = {d.id: d for d in documents}
     cells: dict[tuple[int, int], Cell] = {}
+    answers = qualify_many([(by_id[uid], docs[doc_id]) for uid, doc_id in sorted(required)], at)
     for uid, doc_id in sorted(required):
-        q = qualification(by_id[uid], docs[doc_id], at)
+        q = answers[(uid, doc_id)]
         pending = open_rows.get((uid, doc_id))
         if q.qualified:
             cells[(uid, doc_id)] = Cell(QUALIFIED, q.trained.label if q.trained else None, q.reason)

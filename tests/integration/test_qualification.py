@@ -134,3 +134,40 @@ def test_days_allowed_of_a_requirement_sets_the_due_date_of_a_new_holder(app, p,
         training_services.grant_job_function(newcomer, p.job_function_id, actor=coordinator)
     row = db.session.scalar(sa.select(TrainingAssignment).where(TrainingAssignment.user_id == newcomer.id))
     assert row.revision_id == revision.id and row.due_on == clock.now_utc().date() + timedelta(days=3)
+
+
+def test_the_batch_answer_for_a_matrix_equals_the_one_by_one_answer(app, p, make_user):
+    """qualify_many (used by the team matrix) must give exactly the reference answers of qualification()."""
+    from qms.qualification import qualify_many
+
+    others = [make_user(f"op{i}", roles={"operator"}) for i in range(3)]
+    hold(others, p.job_function_id)
+    people = [p.operator, *others]
+    first_doc, second_doc, third_doc = (new_document(p), new_document(p, number="SOP-QA-002"),
+                                        new_document(p, number="SOP-QA-003"))
+    moments = []
+    rev = effective_revision(p, first_doc)
+    train(p.operator, rev)
+    train(others[0], rev)
+    moments.append(_later(hours=1))
+    _set_requirement(first_doc, retrain=RETRAIN_MAJOR, recurrence_months=12)
+    effective_revision(p, first_doc, major=False)
+    second = approved_revision(p, second_doc, effective_on=clock.now_utc().date() + timedelta(days=3))
+    train(others[1], second)
+    moments.append(_later(days=5))
+    from qms.documents import services
+
+    run(services.release_due, clock.now_utc().date())
+    moments.append(_later(days=400))
+    for at in moments:
+        pairs = [(u, d) for u in people for d in (first_doc, second_doc, third_doc)]
+        batch = qualify_many(pairs, at)
+        for user, document in pairs:
+            one = qualification(user, document, at)
+            got = batch[(user.id, document.id)]
+            assert (got.qualified, got.required, got.trained, got.completed_at, got.reason) == (
+                one.qualified, one.required, one.trained, one.completed_at, one.reason), (user.username,
+                                                                                          document.number, at)
+    # 400 days on: the 12-monthly SOP-QA-001 lapsed for everyone; SOP-QA-002 (no interval) still counts for op1
+    assert [u.username for u in people if batch[(u.id, first_doc.id)].qualified] == []
+    assert [u.username for u in people if batch[(u.id, second_doc.id)].qualified] == ["op1"]
