@@ -70,8 +70,11 @@ def complete(assignment: TrainingAssignment, *, user: User, proof: signing.Signe
         raise InvalidTransition(f"This document asks for at least {min_read_seconds} seconds of reading; you opened "
                                 f"it {int(read_for)} seconds ago. Read on and sign in {wait} seconds.")
     default_reason("Read and understood")
+    # retraining on the same revision (a later cycle) is a new signing round: only signatures since it was assigned
+    # count as "already signed"
     signature = signing.sign(record, signer=user, proof=proof, meaning=sig.READ_AND_UNDERSTOOD,
-                             expected_version=expected_version, allowed=(sig.READ_AND_UNDERSTOOD,))
+                             expected_version=expected_version, allowed=(sig.READ_AND_UNDERSTOOD,),
+                             since=assignment.assigned_at)
     assignment.status = COMPLETED
     assignment.completed_at = signature.signed_at
     assignment.signature_id = signature.id

@@ -93,4 +93,17 @@ def test_demo_load_is_idempotent_and_prints_the_demo_logins(app):
     statuses = set(db.session.scalars(sa.select(Revision.status).distinct()))
     assert statuses == set(STATUS_LABELS), f"demo documents miss states: {set(STATUS_LABELS) - statuses}"
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Signature)) > 40
+    from core.clock import now_utc
+    from core.org import JobFunction
+    from qms.documents.models import DocumentAudience
+    from training.models import TrainingAssignment
+
+    statuses = dict(db.session.execute(sa.select(TrainingAssignment.status, sa.func.count())
+                                       .group_by(TrainingAssignment.status)).all())
+    assert statuses.get("completed", 0) > 0 and statuses.get("open", 0) > 0
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(TrainingAssignment).where(
+        TrainingAssignment.status == "open", TrainingAssignment.due_on < now_utc().date())) > 0  # some overdue
+    without = db.session.scalar(sa.select(sa.func.count()).select_from(JobFunction).where(
+        ~JobFunction.id.in_(sa.select(DocumentAudience.job_function_id))))
+    assert without == 0  # the matrix covers every job function
     assert _cli(app, "audit", "verify").exit_code == 0

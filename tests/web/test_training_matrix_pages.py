@@ -152,9 +152,16 @@ def test_a_completed_person_assigned_again_trains_in_a_new_cycle(app, p, coordin
             "usernames": "otto.operator", "due_on": clock.now_utc().date().isoformat(), "reason": "First"}
     post_form(client, "/training/assign", form)
     train(p.operator, revision)
-    post_form(client, "/training/assign", {**form, "reason": "Retrain after audit finding"})
+    clock.freeze(clock.now_utc() + timedelta(days=30))
+    client = client_for(app, coordinator)  # a month later: a new session
+    post_form(client, "/training/assign", {**form, "due_on": clock.now_utc().date().isoformat(),
+                                           "reason": "Retrain after audit finding"})
     rows = _assignments(user_id=p.operator.id)
     assert [(a.cycle, a.status) for a in rows] == [(0, "completed"), (1, OPEN)]
+    train(p.operator, revision)  # the retraining is a second "Read and understood" signature on the same revision
+    rows = _assignments(user_id=p.operator.id)
+    assert [(a.cycle, a.status) for a in rows] == [(0, "completed"), (1, "completed")]
+    assert rows[0].signature_id != rows[1].signature_id
 
 
 def test_gap_analysis_lists_the_four_kinds_of_gap(app, p, coordinator, make_user):
