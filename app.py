@@ -84,6 +84,13 @@ def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(token_views.bp)
     web.register_nav(app, "API tokens", "api_tokens.index", "dashboard.view")
     app.register_blueprint(api.bp)
+    from core import org_views
+    from training import people_views
+
+    app.register_blueprint(org_views.bp)
+    web.register_nav(app, "Organisation", "org.index", "org.view")
+    app.register_blueprint(people_views.bp)
+    web.register_nav(app, "People & job functions", "people.index", "training.manage")
     web.register_error_handlers(app)
 
     cli.register(app)

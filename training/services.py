@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
+
+import sqlalchemy as sa
 
 from core.auth.models import User
 from core.clock import now_utc
@@ -13,15 +16,26 @@ from training import engine
 from training.models import UserJobFunction
 
 
+@dataclass(frozen=True)
+class JobFunctionChange:
+    """What granting or ending a job function did: the held row, and the training assignments the reconciliation
+    created and cancelled in the same transaction (0 and 0 for a day that has not come yet)."""
+
+    held: UserJobFunction
+    created: int = 0
+    cancelled: int = 0
+
+
 def _require(actor: User | None, action: str) -> None:
     if actor is not None and not actor.can("training.manage"):
         raise NotPermitted(f"{action} needs the permission 'training.manage'.")
 
 
 def grant_job_function(user: User, job_function_id: int, *, valid_from: date | None = None,
-                       actor: User | None) -> UserJobFunction:
+                       actor: User | None) -> JobFunctionChange:
     """A new hire or a transfer: the person holds the job function from `valid_from` (default today) and is assigned
-    the current revision of every document it requires, in the same transaction."""
+    the current revision of every document it requires, in the same transaction. Refused when the new period would
+    overlap one already recorded for the same job function (a back-dated grant included)."""
     _require(actor, "Assigning a job function")
     function = db.session.get(JobFunction, job_function_id)
     if function is None or not function.active:
@@ -30,18 +44,28 @@ def grant_job_function(user: User, job_function_id: int, *, valid_from: date | N
         raise ValidationError("user_id", f"{user.username} is deactivated.")
     today = now_utc().date()
     valid_from = valid_from or today
-    if job_function_id in engine.held_job_functions(user.id, valid_from):
-        raise ValidationError("job_function_id", f"{user.username} already holds {function.code}.")
+    overlapping = db.session.scalars(sa.select(UserJobFunction).where(
+        UserJobFunction.user_id == user.id, UserJobFunction.job_function_id == job_function_id,
+        sa.or_(UserJobFunction.valid_to.is_(None), sa.and_(UserJobFunction.valid_to > valid_from,
+                                                           UserJobFunction.valid_to > UserJobFunction.valid_from)))
+        .order_by(UserJobFunction.valid_from)).first()
+    if overlapping is not None:
+        until = f" until {overlapping.valid_to.isoformat()}" if overlapping.valid_to else ""
+        raise ValidationError("job_function_id", f"{user.username} already holds {function.code} (from "
+                                                 f"{overlapping.valid_from.isoformat()}{until}).")
     held = UserJobFunction(user_id=user.id, job_function_id=job_function_id, valid_from=valid_from)
     db.session.add(held)
     db.session.flush()
     default_reason(f"{function.code} assigned to {user.username}")
-    if valid_from <= today:
-        engine.reconcile_user(user.id, reason=f"No longer required after job function change ({function.code})")
-    return held
+    if valid_from > today:
+        return JobFunctionChange(held)
+    created, cancelled = engine.reconcile_user(
+        user.id, reason=f"No longer required after job function change ({function.code})")
+    return JobFunctionChange(held, created, cancelled)
 
 
-def end_job_function(held: UserJobFunction, *, valid_to: date | None = None, actor: User | None) -> None:
+def end_job_function(held: UserJobFunction, *, valid_to: date | None = None,
+                     actor: User | None) -> JobFunctionChange:
     """The person stops holding the job function (from `valid_to`, default today): open training no other job
     function of theirs requires is cancelled with the reason."""
     _require(actor, "Ending a job function")
@@ -52,8 +76,11 @@ def end_job_function(held: UserJobFunction, *, valid_to: date | None = None, act
     default_reason(f"Job function {code} ended")
     held.valid_to = valid_to
     db.session.flush()
-    if valid_to <= now_utc().date():
-        engine.reconcile_user(held.user_id, reason=f"Job function {code} ended on {valid_to.isoformat()}")
+    if valid_to > now_utc().date():
+        return JobFunctionChange(held)
+    created, cancelled = engine.reconcile_user(held.user_id,
+                                               reason=f"Job function {code} ended on {valid_to.isoformat()}")
+    return JobFunctionChange(held, created, cancelled)
 
 
 def on_user_deactivated(user: User) -> None:
