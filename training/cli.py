@@ -116,3 +116,16 @@ def import_users(file, apply_, as_user, reason):
     click.echo(result.summary())
     if result.errors:
         raise SystemExit(1)
+
+
+@training_cli.command("reconcile-due")
+@click.option("--days", default=7, show_default=True, type=click.IntRange(1, 366),
+              help="Look back this many days for job functions that started or ended.")
+def reconcile_due(days: int) -> None:
+    """Assign and cancel training for job functions granted or ended with a date that has now come. Run daily."""
+    try:
+        with transaction():
+            people, created, cancelled = services.reconcile_due(days=days)
+    except AttestError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"reconciled {people} people: {created} assignments created, {cancelled} cancelled")

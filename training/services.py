@@ -86,3 +86,24 @@ def end_job_function(held: UserJobFunction, *, valid_to: date | None = None,
 def on_user_deactivated(user: User) -> None:
     """Deactivation hook (core.auth): open training of a person who left is cancelled, its history kept."""
     engine.cancel_all_open(user.id, reason="Account deactivated")
+
+
+def reconcile_due(today: date | None = None, *, days: int = 7) -> tuple[int, int, int]:
+    """Apply job function changes dated ahead: everyone whose job function started or ended in the last `days` days
+    (today included) has their training reconciled with what they hold today. Idempotent, so a daily run that
+    misses a day or two catches up. Returns (people, created, cancelled)."""
+    from datetime import timedelta
+
+    today = today or now_utc().date()
+    since = today - timedelta(days=days - 1)
+    changed = sorted(set(db.session.scalars(sa.select(UserJobFunction.user_id).join(
+        User, User.id == UserJobFunction.user_id).where(
+        User.active.is_(True),
+        sa.or_(UserJobFunction.valid_from.between(since, today), UserJobFunction.valid_to.between(since, today))))))
+    default_reason("Job function changes dated ahead took effect")
+    created = cancelled = 0
+    for user_id in changed:
+        made, closed = engine.reconcile_user(user_id, reason="Job function ended (dated change took effect)")
+        created += made
+        cancelled += closed
+    return len(changed), created, cancelled

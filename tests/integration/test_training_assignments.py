@@ -264,3 +264,31 @@ def test_job_functions_are_granted_and_ended_from_the_command_line(app, p, make_
     assert result.exit_code == 0, result.output
     db.session.expire_all()
     assert _assignments()[0].status == "cancelled"
+
+
+def test_job_function_changes_dated_ahead_take_effect_with_the_daily_reconciliation(app, p, make_user):
+    from training import services as training_services
+
+    document = new_document(p)
+    today = clock.now_utc().date()
+    revision = approved_revision(p, document, effective_on=today)
+    _release(today)
+    coordinator = make_user("coord", roles={"training_coordinator"})
+    mover = make_user("mover", roles={"operator"})
+    with transaction():
+        change = training_services.grant_job_function(mover, p.job_function_id, valid_from=today + timedelta(days=3),
+                                                      actor=coordinator)
+    assert change.created == 0 and _assignments(revision.id) == []
+    cli = app.test_cli_runner()
+    clock.freeze(clock.now_utc() + timedelta(days=3))
+    result = cli.invoke(args=["training", "reconcile-due"])
+    assert result.exit_code == 0 and result.output.strip() == "reconciled 1 people: 1 assignments created, 0 cancelled"
+    assert [(a.user_id, a.status) for a in _assignments(revision.id)] == [(mover.id, OPEN)]
+    assert cli.invoke(args=["training", "reconcile-due"]).output.strip().endswith("0 assignments created, 0 cancelled")
+    held = db.session.scalars(sa.select(UserJobFunction).where(UserJobFunction.user_id == mover.id)).one()
+    with transaction():
+        training_services.end_job_function(held, valid_to=clock.now_utc().date() + timedelta(days=2), actor=None)
+    clock.freeze(clock.now_utc() + timedelta(days=2))
+    result = cli.invoke(args=["training", "reconcile-due"])
+    assert result.output.strip() == "reconciled 1 people: 0 assignments created, 1 cancelled"
+    assert _assignments(revision.id)[0].status == "cancelled"
