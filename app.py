@@ -81,6 +81,7 @@ def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(qualification_views.bp)
     web.register_nav(app, "Team training", "qualification.team", "training.view_team")
     app.register_blueprint(import_views.bp)
+    web.register_nav(app, "HR import", "training_import.index", "training.manage")
     app.register_blueprint(token_views.bp)
     web.register_nav(app, "API tokens", "api_tokens.index", "dashboard.view")
     app.register_blueprint(api.bp)
