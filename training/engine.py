@@ -31,17 +31,22 @@ from training.models import (
 )
 
 
-def holders(job_function_ids: Iterable[int], on: date | None = None) -> list[int]:
-    """Ids of active users holding any of the job functions on day `on` (default today), in id order."""
+def holders(job_function_ids: Iterable[int], on: date | None = None, *,
+            as_select: bool = False) -> list[int] | sa.Select:
+    """Ids of active users holding any of the job functions on day `on` (default today), in id order.
+
+    With `as_select`, the query instead (one column, `user_id`), for set-based writes such as assign_for_revision. It
+    reads the tables, not the ORM entities: ten thousand ids need no ORM loading."""
     ids = list(set(job_function_ids))
-    if not ids:
-        return []
     on = on or now_utc().date()
-    held = sa.select(UserJobFunction.user_id).where(
-        UserJobFunction.job_function_id.in_(ids), UserJobFunction.valid_from <= on,
-        sa.or_(UserJobFunction.valid_to.is_(None), UserJobFunction.valid_to > on))
-    return list(db.session.scalars(
-        sa.select(User.id).where(User.active.is_(True), User.id.in_(held)).order_by(User.id)))
+    user, held = User.__table__.c, UserJobFunction.__table__.c
+    holding = sa.select(held.user_id).where(held.job_function_id.in_(ids), held.valid_from <= on,
+                                            sa.or_(held.valid_to.is_(None), held.valid_to > on))
+    query = (sa.select(user.id.label("user_id")).where(user.active.is_(True), user.id.in_(holding))
+             .order_by(user.id))
+    if as_select:
+        return query
+    return list(db.session.scalars(query)) if ids else []
 
 
 def assign_for_revision(*, revision_id: int, document_id: int, job_function_ids: Iterable[int],
@@ -50,18 +55,19 @@ def assign_for_revision(*, revision_id: int, document_id: int, job_function_ids:
     """Assign the revision to every active holder of the audience job functions who does not have it yet.
 
     Returns how many assignments were created (0 when run again: idempotent). A concurrent duplicate is impossible:
-    (user, revision) is unique in the database, so a racing transaction fails and rolls back whole."""
-    users = holders(job_function_ids)
-    if not users:
-        return 0
-    existing = set(db.session.scalars(
-        sa.select(TrainingAssignment.user_id).where(TrainingAssignment.revision_id == revision_id)))
-    now = now_utc()
-    rows = [{"user_id": uid, "document_id": document_id, "revision_id": revision_id, "status": OPEN,
-             "source_type": source_type, "source_id": source_id if source_id is not None else revision_id,
-             "due_on": due_on, "assigned_at": now} for uid in users if uid not in existing]
-    bulk.bulk_insert(TrainingAssignment, rows)
-    return len(rows)
+    (user, revision) is unique in the database, so a racing transaction fails and rolls back whole.
+
+    The rows are selected and written by the database in one INSERT ... SELECT (with their version rows): the
+    audience is never loaded into Python, however large."""
+    assignment = TrainingAssignment.__table__.c
+    values = {"document_id": document_id, "revision_id": revision_id, "status": OPEN, "source_type": source_type,
+              "source_id": source_id if source_id is not None else revision_id, "due_on": due_on,
+              "assigned_at": now_utc()}
+    assigned = sa.select(assignment.user_id).where(assignment.revision_id == revision_id)
+    rows = (holders(job_function_ids, as_select=True)
+            .add_columns(*[sa.literal(v, assignment[k].type).label(k) for k, v in values.items()])
+            .where(User.__table__.c.id.not_in(assigned)))
+    return len(bulk.bulk_insert(TrainingAssignment, rows))
 
 
 def supersede_open_assignments(*, revision_ids: Iterable[int], reason: str, policy: str = "supersede",
