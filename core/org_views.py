@@ -14,7 +14,7 @@ from core import org_services as services
 from core.audit import ReasonRequired
 from core.audit_views import record_history
 from core.auth.access import permission_required
-from core.auth.forms import ReasonForm, ReasonMixin, choices
+from core.auth.forms import ReasonForm, ReasonMixin, choices, show_error
 from core.db import db, transaction
 from core.errors import AttestError, ValidationError
 from core.org import Department, JobFunction, Site
@@ -89,13 +89,6 @@ def _department_choices(form) -> None:
                                          [(d.id, f"{site} / {d.code} — {d.name}") for d, site in rows])
 
 
-def _field_error(form, exc: ValidationError) -> None:
-    target = getattr(form, exc.field, None)
-    if target is None:
-        flash(exc.message, "danger")
-    else:
-        target.errors = [*target.errors, exc.message]
-
 
 def save_form(form, action, *, reason: str | None = None, duplicate_field: str | None = None):
     """Run the service call `action` in one transaction (with the reason for change) and return its result; or, when
@@ -105,13 +98,13 @@ def save_form(form, action, *, reason: str | None = None, duplicate_field: str |
         with transaction(reason=reason):
             return action()
     except ValidationError as exc:
-        _field_error(form, exc)
+        show_error(form, exc)
     except ReasonRequired as exc:  # the audit guard: an existing record changed without a reason for change
-        _field_error(form, ValidationError("reason", str(exc)))
+        show_error(form, ValidationError("reason", str(exc)))
     except sa.exc.IntegrityError:
         if duplicate_field is None:
             raise
-        _field_error(form, ValidationError(duplicate_field, "This code was taken meanwhile; choose another."))
+        show_error(form, ValidationError(duplicate_field, "This code was taken meanwhile; choose another."))
     except AttestError as exc:
         flash(exc.message, "danger")
     return None

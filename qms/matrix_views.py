@@ -10,7 +10,7 @@ from wtforms import BooleanField, DateField, IntegerField, SelectField, StringFi
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from core.auth.access import permission_required
-from core.auth.forms import choices
+from core.auth.forms import choices, show_error
 from core.db import db, transaction
 from core.errors import AttestError, ValidationError
 from core.org import Department, JobFunction, Site
@@ -22,13 +22,6 @@ bp = Blueprint("training_matrix", __name__, url_prefix="/training", template_fol
 
 MANAGE = "training.manage"
 
-
-def _field_error(form, exc: ValidationError) -> None:
-    target = getattr(form, exc.field, None)
-    if target is not None:
-        target.errors = [*target.errors, exc.message]
-    else:
-        flash(exc.message, "danger")
 
 
 class RequirementForm(FlaskForm):
@@ -99,7 +92,7 @@ def requirement(document_id: int, job_function_id: int):
                 else:
                     raise ValidationError("required", "Nothing to save: tick the box to add the requirement.")
         except ValidationError as exc:
-            _field_error(form, exc)
+            show_error(form, exc)
         except AttestError as exc:
             flash(exc.message, "danger")
         else:
@@ -141,7 +134,7 @@ def assign():
                 result = admin.assign_manually(document, selection, due_on=form.due_on.data,
                                                reason=form.reason.data, actor=current_user)
         except ValidationError as exc:
-            _field_error(form, exc)
+            show_error(form, exc)
         except AttestError as exc:
             flash(exc.message, "danger")
         else:

@@ -1,1 +1,18 @@
+import pytest
+
 pytest_plugins = ["core.testing.plugin"]
+
+
+@pytest.fixture
+def p(make_user):
+    """The document-control organisation and one person per part (tests/integration/documents_helpers.py); a module
+    may define its own `p` on top of it."""
+    from tests.integration.documents_helpers import setup_people
+
+    return setup_people(make_user)
+
+
+@pytest.fixture
+def coordinator(make_user):
+    """A training coordinator (training.manage)."""
+    return make_user("cora.coord", roles={"training_coordinator"}, full_name="Cora Coordinator")

@@ -82,3 +82,15 @@ class ProfileForm(FlaskForm):
 
 class ConfirmForm(FlaskForm):
     confirm = BooleanField("I confirm", validators=[DataRequired(message="Tick the box to confirm.")])
+
+
+def show_error(form, exc) -> None:
+    """Show a service's ValidationError under the form field it names (or as a flash message when the form has no
+    such field)."""
+    from flask import flash
+
+    target = getattr(form, exc.field, None)
+    if target is not None:
+        target.errors = [*target.errors, exc.message]
+    else:
+        flash(exc.message, "danger")

@@ -11,7 +11,7 @@ from flask_login import current_user
 from core import audit
 from core.audit_views import record_history
 from core.auth.access import permission_required
-from core.auth.forms import choices
+from core.auth.forms import choices, show_error
 from core.auth.models import User, UserRole
 from core.auth.permissions import ROLES
 from core.clock import now_utc
@@ -86,13 +86,6 @@ def _users_with(permission: str) -> list[User]:
         .order_by(User.full_name)))
 
 
-def _field_error(form, exc: ValidationError) -> None:
-    field = getattr(form, exc.field, None)
-    if field is not None:
-        field.errors = [*field.errors, exc.message]
-    else:
-        flash(exc.message, "danger")
-
 
 def _doc_choices(form) -> None:
     departments = db.session.scalars(sa.select(Department).order_by(Department.site_id, Department.code))
@@ -165,7 +158,7 @@ def create():
                     training_window_days=form.training_window_days.data,
                     audience_job_function_ids=form.audience.data or [], actor=current_user)
         except ValidationError as exc:
-            _field_error(form, exc)
+            show_error(form, exc)
         except AttestError as exc:
             flash(exc.message, "danger")
         else:
@@ -206,7 +199,7 @@ def settings(document_id: int):
                     audience_job_function_ids=form.audience.data or [], actor=current_user,
                     min_read_seconds=form.min_read_seconds.data or 0, release_policy=form.release_policy.data)
         except ValidationError as exc:
-            _field_error(form, exc)
+            show_error(form, exc)
         except AttestError as exc:
             flash(exc.message, "danger")
         else:
@@ -245,7 +238,7 @@ def new_revision(document_id: int):
                     content_markdown=None if pdf_bytes else form.content_markdown.data, pdf_bytes=pdf_bytes,
                     pdf_filename=pdf_name)
         except ValidationError as exc:
-            _field_error(form, exc)
+            show_error(form, exc)
         except AttestError as exc:
             flash(exc.message, "danger")
         else:
@@ -274,7 +267,7 @@ def edit_revision(document_id: int, revision_id: int):
                     content_markdown=None if pdf_bytes else form.content_markdown.data, pdf_bytes=pdf_bytes,
                     pdf_filename=pdf_name)
         except ValidationError as exc:
-            _field_error(form, exc)
+            show_error(form, exc)
         except AttestError as exc:
             flash(exc.message, "danger")
             return render_template("qms/documents/revision_form.html", form=form, document=doc,

@@ -39,11 +39,6 @@ def p(make_user):
     return people
 
 
-@pytest.fixture
-def coordinator(make_user):
-    return make_user("cora.coord", roles={"training_coordinator"}, full_name="Cora Coordinator")
-
-
 def function_id(code: str) -> int:
     return db.session.scalar(sa.select(JobFunction.id).where(JobFunction.code == code))
 

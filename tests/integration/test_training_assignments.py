@@ -19,16 +19,10 @@ from tests.integration.documents_helpers import (
     new_revision,
     review_as,
     route,
-    setup_people,
     submit,
 )
 from training import engine
 from training.models import OPEN, TrainingAssignment, UserJobFunction
-
-
-@pytest.fixture
-def p(make_user):
-    return setup_people(make_user)
 
 
 def _hold(users, job_function_id, *, days_ago=30, until=None):

@@ -21,22 +21,11 @@ from tests.integration.documents_helpers import (
     new_document,
     prove,
     run,
-    setup_people,
     signatures_of,
     train,
     version,
 )
 from training.models import CANCELLED, COMPLETED, OPEN, TrainingAssignment
-
-
-@pytest.fixture
-def p(make_user):
-    return setup_people(make_user)
-
-
-@pytest.fixture
-def coordinator(make_user):
-    return make_user("cora.coordinator", roles={"training_coordinator"}, full_name="Cora Coordinator")
 
 
 def _second_function(p):

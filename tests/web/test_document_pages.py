@@ -19,7 +19,7 @@ from core.testing.pages import alerts, count, events, field_errors
 from core.testing.plugin import PASSWORD, csrf_token, login, post_form, totp_code
 from qms.documents.models import Document, Revision
 from signatures.models import Signature
-from tests.integration.documents_helpers import setup_people, tiny_pdf
+from tests.integration.documents_helpers import tiny_pdf
 
 EXPECTED_RE = re.compile(r'<input[^>]*name="expected_version"[^>]*value="(\d*)"')
 TAG_RE = re.compile(r"<[^>]+>")
@@ -103,11 +103,6 @@ def sign(client, user, doc_id: int, rev_id: int, action: str, *, password: str =
             "comment": "", "expected_version": shown.group(1) if expected_version is None else expected_version,
             "csrf_token": token, **extra}
     return client.post(url, data=data)
-
-
-@pytest.fixture
-def p(make_user):
-    return setup_people(make_user)
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from core.auth.models import User
 from core.db import db
 from core.testing.pages import alerts, count, field_errors
 from core.testing.plugin import csrf_token, login, post_form
-from tests.integration.documents_helpers import setup_people
 from training.models import UserJobFunction
 
 HEADER = "username,name,email,site,department,job_functions,supervisor,active"
@@ -37,16 +36,6 @@ def text_of(response) -> str:
 def fresh_user(username: str) -> User | None:
     db.session.expire_all()
     return accounts.get_by_username(username)
-
-
-@pytest.fixture
-def p(make_user):
-    return setup_people(make_user)
-
-
-@pytest.fixture
-def coordinator(make_user):
-    return make_user("cora.coord", roles={"training_coordinator"}, full_name="Cora Coordinator")
 
 
 @pytest.fixture

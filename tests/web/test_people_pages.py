@@ -14,19 +14,9 @@ from core.db import db, transaction
 from core.org import JobFunction
 from core.testing.pages import alerts, count, events, field_errors
 from core.testing.plugin import post_form
-from tests.integration.documents_helpers import TODAY, effective_revision, hold, new_document, setup_people
+from tests.integration.documents_helpers import TODAY, effective_revision, hold, new_document
 from tests.web.test_read_and_sign import client_for, text_of
 from training.models import CANCELLED, OPEN, TrainingAssignment, UserJobFunction
-
-
-@pytest.fixture
-def p(make_user):
-    return setup_people(make_user)
-
-
-@pytest.fixture
-def coordinator(make_user):
-    return make_user("cora.coordinator", roles={"training_coordinator"}, full_name="Cora Coordinator")
 
 
 @pytest.fixture
@@ -89,7 +79,7 @@ def test_granting_a_job_function_assigns_the_effective_documents_it_requires(p, 
     assert f"Job functions held today (1) OP-MIX — Mixing operator · from {TODAY}" in text
     assert "Open training 2" in text
     trail = record_history(UserJobFunction, held_id(newcomer, p.job_function_id))
-    assert [(e.tx.username, e.tx.reason) for e in trail] == [("cora.coordinator", "HR ticket 4711")]
+    assert [(e.tx.username, e.tx.reason) for e in trail] == [("cora.coord", "HR ticket 4711")]
 
 
 def test_a_back_dated_grant_is_recorded_from_that_day(p, coord_c, newcomer):
@@ -150,7 +140,7 @@ def test_ending_a_job_function_cancels_the_open_training_it_required(p, coord_c)
     assert f"Earlier job functions (1) Job function From No longer held from OP-MIX — Mixing operator " \
            f"{TODAY - timedelta(days=30)} {TODAY}" in text
     trail = record_history(UserJobFunction, held_id(p.operator, p.job_function_id))
-    assert (trail[-1].tx.username, trail[-1].tx.reason) == ("cora.coordinator", "Moved to packaging")
+    assert (trail[-1].tx.username, trail[-1].tx.reason) == ("cora.coord", "Moved to packaging")
     assert trail[-1].changes[0].fields == [("Held until (exclusive)", "—", str(TODAY))]
 
 

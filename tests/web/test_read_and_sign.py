@@ -32,11 +32,6 @@ def fresh_assignment(assignment_id: int) -> TrainingAssignment:
 
 
 @pytest.fixture
-def p(make_user):
-    return setup_people(make_user)
-
-
-@pytest.fixture
 def assigned(app, p):
     """The operator holds the audience job function; approving a revision assigns it to them."""
     with transaction():
@@ -171,7 +166,7 @@ def test_the_approver_sees_the_training_impact_before_the_final_signature(app, m
     from core import clock
     from core.db import db, transaction
     from core.testing.plugin import login
-    from tests.integration.documents_helpers import new_document, new_revision, review_as, route, setup_people, submit
+    from tests.integration.documents_helpers import new_document, new_revision, review_as, route, submit
     from training.models import UserJobFunction
 
     p = setup_people(make_user)

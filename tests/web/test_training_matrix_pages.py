@@ -7,7 +7,6 @@ import html
 import re
 from datetime import timedelta
 
-import pytest
 import sqlalchemy as sa
 
 from core import clock
@@ -22,7 +21,6 @@ from tests.integration.documents_helpers import (
     hold,
     new_document,
     run,
-    setup_people,
 )
 from training.models import OPEN, TrainingAssignment
 
@@ -31,16 +29,6 @@ TAG_RE = re.compile(r"<[^>]+>")
 
 def text_of(response) -> str:
     return " ".join(html.unescape(TAG_RE.sub(" ", response.get_data(as_text=True))).split())
-
-
-@pytest.fixture
-def p(make_user):
-    return setup_people(make_user)
-
-
-@pytest.fixture
-def coordinator(make_user):
-    return make_user("cora.coordinator", roles={"training_coordinator"}, full_name="Cora Coordinator")
 
 
 def client_for(app, user):
