@@ -30,7 +30,7 @@ from core.db import db
 from core.errors import AttestError, NotPermitted, ValidationError
 from core.org import Department, JobFunction, Site
 from training import services
-from training.models import OPEN, TrainingAssignment, UserJobFunction
+from training.models import OPEN, SOURCE_IMPORT, TrainingAssignment, UserJobFunction
 
 COLUMNS = ("username", "name", "email", "site", "department", "job_functions", "supervisor", "active")
 MAX_BYTES = 5 * 1024 * 1024
@@ -488,7 +488,7 @@ def apply(data: str | bytes, *, actor: User | None, expected_fingerprint: str | 
             must_change_password=True, actor=None)  # no access until an administrator acts: see the docstring
         created[p.username] = p.user
         for function in p.functions:
-            services.grant_job_function(p.user, function.id, actor=actor)
+            services.grant_job_function(p.user, function.id, actor=actor, source_type=SOURCE_IMPORT)
         step(1)
     for p in later:
         _set_profile(p, created)
@@ -497,7 +497,7 @@ def apply(data: str | bytes, *, actor: User | None, expected_fingerprint: str | 
         if update.changes:
             _set_profile(p, created)
         for function_id in update.grant_ids:  # before ending: training the new function also requires stays open
-            services.grant_job_function(p.user, function_id, actor=actor)
+            services.grant_job_function(p.user, function_id, actor=actor, source_type=SOURCE_IMPORT)
         for held in update.end_rows:
             services.end_job_function(held, actor=actor)
         step(1)

@@ -13,7 +13,7 @@ from core.db import db, default_reason
 from core.errors import NotPermitted, ValidationError
 from core.org import JobFunction
 from training import engine
-from training.models import UserJobFunction
+from training.models import SOURCE_JOB_FUNCTION, UserJobFunction
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ def _require(actor: User | None, action: str) -> None:
 
 
 def grant_job_function(user: User, job_function_id: int, *, valid_from: date | None = None,
-                       actor: User | None) -> JobFunctionChange:
+                       actor: User | None, source_type: str = SOURCE_JOB_FUNCTION) -> JobFunctionChange:
     """A new hire or a transfer: the person holds the job function from `valid_from` (default today) and is assigned
     the current revision of every document it requires, in the same transaction. Refused when the new period would
     overlap one already recorded for the same job function (a back-dated grant included)."""
@@ -60,7 +60,7 @@ def grant_job_function(user: User, job_function_id: int, *, valid_from: date | N
     if valid_from > today:
         return JobFunctionChange(held)
     created, cancelled = engine.reconcile_user(
-        user.id, reason=f"No longer required after job function change ({function.code})")
+        user.id, reason=f"No longer required after job function change ({function.code})", source_type=source_type)
     return JobFunctionChange(held, created, cancelled)
 
 

@@ -221,7 +221,8 @@ def test_applying_creates_people_who_get_the_training_their_job_functions_requir
     assert nina.supervisor_id == zed.id and zed.supervisor_id == p.reviewer.id
     assert nina.role_codes == {"operator"} and zed.role_codes == {"operator"}
     assert held_codes("nina.new") == ["OP-MIX"] and held_codes("zed.lead") == ["OP-PKG"]
-    assert [(a.revision_id, a.status) for a in assignments("nina.new")] == [(revision.id, OPEN)]
+    assert [(a.revision_id, a.status, a.source_type) for a in assignments("nina.new")] == [
+        (revision.id, OPEN, "hris_import")]
     assert assignments("zed.lead") == []  # OP-PKG requires no document
     [version] = db.session.scalars(sa.select(version_class(User)).where(version_class(User).id == nina.id))
     assert db.session.get(AuditTransaction, version.transaction_id).reason == "New hires of March"
