@@ -202,9 +202,17 @@ def record_event(event_type: str, *, subject: Any = None, subject_username: str 
     session.flush()
 
 
-def note_bulk_write(table_name: str) -> None:
-    """Tell the sealer that a bulk path wrote version rows of `table_name` itself in this unit of work."""
+def note_bulk_write(table_name: str, parent_table: str | None = None, ids: Iterable[Any] = ()) -> None:
+    """Tell the sealer that a bulk path wrote version rows of `table_name` itself in this unit of work (for the
+    records `ids` of `parent_table`, which the ORM must then not change in the same unit of work)."""
     db.session.info.setdefault("audit_tables", set()).add(table_name)
+    if parent_table is not None:
+        db.session.info.setdefault("audit_bulk_ids", {}).setdefault(parent_table, set()).update(ids)
+
+
+class ChangedAfterBulkWrite(RuntimeError):
+    """The ORM was about to change a record that a bulk statement wrote in the same unit of work: its version row
+    would be written twice. Change it in the next unit of work (as two requests would)."""
 
 
 # --- reason for change and no hard deletes ------------------------------------------------------------------------
@@ -232,7 +240,12 @@ def _guard_changes(session: Session, flush_context: Any, instances: Any) -> None
             raise DeleteRefused(f"{obj.audit_title()} cannot be deleted: GxP records are retired, never deleted")
     needs_reason = [obj for obj in session.deleted if isinstance(obj, Versioned)]
     created = session.info.get("audit_created", ())
+    bulk_ids = session.info.get("audit_bulk_ids", {})
     for obj in session.dirty:
+        if bulk_ids and isinstance(obj, Versioned) and _changed_fields(obj) and \
+                sa.inspect(obj).identity[0] in bulk_ids.get(obj.__table__.name, ()):
+            raise ChangedAfterBulkWrite(f"{obj.audit_title()} was written in bulk in this unit of work; change it in "
+                                        f"the next one")
         if sa.inspect(obj).identity_key in created:
             continue  # created earlier in this same transaction: not an edit of a recorded record
         if isinstance(obj, Versioned) and obj.__immutable__ and _changed_fields(obj):
@@ -423,7 +436,7 @@ def _seal(session: Session) -> None:
         session.expire(loaded)
 
 
-_TX_KEYS = ("audit_tx_id", "audit_tables", "audit_sealed", "audit_actor", "audit_created")
+_TX_KEYS = ("audit_tx_id", "audit_tables", "audit_sealed", "audit_actor", "audit_created", "audit_bulk_ids")
 
 
 @event.listens_for(Session, "before_commit")

@@ -80,7 +80,7 @@ def _write_versions(model: type, ids: Sequence[Any], operation: int, tx_id: int)
             select = sa.select(*[table.c[c] for c in cols], sa.literal(tx_id, sa.BigInteger),
                                sa.literal(op, sa.SmallInteger)).where(where)
             session.execute(sa.insert(vtable).from_select([*cols, "transaction_id", "operation_type"], select))
-    audit.note_bulk_write(vtable.name)
+    audit.note_bulk_write(vtable.name, table.name, ids)
 
 
 def bulk_insert(model: type, rows: Iterable[dict[str, Any]] | sa.Select) -> list[Any]:

@@ -174,3 +174,17 @@ def test_canonical_lines_are_unchanged_json_of_the_non_null_columns_byte_for_byt
     for _ in range(3000):
         row = [rng.choice(values) for _ in range(rng.randint(0, 6))]
         assert encode(row) == audit._canonical_line("some_table", columns, row)
+
+
+def test_the_orm_may_not_change_a_record_written_in_bulk_in_the_same_unit_of_work(app):
+    """Its version row would be written twice: refused with a clear error, and the whole unit of work rolls back."""
+    with pytest.raises(audit.ChangedAfterBulkWrite, match="written in bulk in this unit of work"), transaction():
+        [job_id] = bulk.bulk_insert(JobFunction, [{"code": "BULK-1", "name": "Written in bulk", "active": True}])
+        db.session.get(JobFunction, job_id).name = "Changed by the ORM"
+        db.session.flush()
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(JobFunction)) == 0
+    with transaction():  # the next unit of work may change it
+        [job_id] = bulk.bulk_insert(JobFunction, [{"code": "BULK-2", "name": "Written in bulk", "active": True}])
+    with transaction(reason="Renamed"):
+        db.session.get(JobFunction, job_id).name = "Changed by the ORM"
+    _verify_ok(app)
