@@ -20,6 +20,7 @@ import core.auth.models  # noqa: E402,F401
 import core.auth.tokens  # noqa: E402,F401
 import core.org  # noqa: E402,F401
 import qms.documents.models  # noqa: E402,F401
+import qms.numbering  # noqa: E402,F401
 import signatures.models  # noqa: E402,F401
 import training.models  # noqa: E402,F401
 
@@ -109,6 +110,7 @@ def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
     from training import services as training_services
 
     auth_services.register_deactivation_hook(training_services.on_user_deactivated)
+    auth_services.register_reactivation_hook(training_services.on_user_reactivated)
     from core.auth import tokens
 
     auth_services.register_deactivation_hook(tokens.on_user_deactivated)

@@ -19,6 +19,7 @@ from core.clock import now_utc
 from core.db import db
 from training.models import (
     CANCELLED,
+    COMPLETED,
     OPEN,
     SOURCE_IMPORT,
     SOURCE_JOB_FUNCTION,
@@ -114,28 +115,32 @@ def latest_cycles(user_ids: Iterable[int], revision_id: int) -> dict[int, tuple[
 
 # --- people joining and leaving job functions -------------------------------------------------------------------------
 
-# A target is (document_id, revision_id, due_on): what a holder of some job functions must be trained on now.
-TargetSource = Callable[[list[int], date], list[tuple[int, int, date | None]]]
+# A target is (document_id, revision_id, due_on, counting): what a holder of some job functions must be trained on
+# now; `counting` are other revision ids whose completed training already satisfies it (e.g. 1.0 for 1.1 under
+# "major revisions only").
+Target = tuple[int, int, date | None, tuple[int, ...]]
+TargetSource = Callable[[list[int], date], list[Target]]
 _SOURCES: list[TargetSource] = []
 
 
 def register_source(source: TargetSource) -> TargetSource:
     """Higher packages (qms) tell the engine what their records require of a job function's holders: given job
-    function ids and today, the (document, revision, due date) each holder must be trained on."""
+    function ids and today, the (document, revision, due date, counting revisions) each holder must be trained on."""
     if source not in _SOURCES:
         _SOURCES.append(source)
     return source
 
 
-def targets_for(job_function_ids: Iterable[int], on: date | None = None) -> dict[int, tuple[int, date | None]]:
-    """document id -> (revision id, due date) required of a holder of these job functions."""
+def targets_for(job_function_ids: Iterable[int], on: date | None = None
+                ) -> dict[int, tuple[int, date | None, tuple[int, ...]]]:
+    """document id -> (revision id, due date, counting revision ids) required of a holder of these job functions."""
     ids = sorted(set(job_function_ids))
     on = on or now_utc().date()
-    result: dict[int, tuple[int, date | None]] = {}
+    result: dict[int, tuple[int, date | None, tuple[int, ...]]] = {}
     if ids:
         for source in _SOURCES:
-            for document_id, revision_id, due_on in source(ids, on):
-                result[document_id] = (revision_id, due_on)
+            for document_id, revision_id, due_on, counting in source(ids, on):
+                result[document_id] = (revision_id, due_on, tuple(counting))
     return result
 
 
@@ -155,15 +160,24 @@ def reconcile_user(user_id: int, *, reason: str, source_type: str = "job_functio
     cancel open matrix-derived training on documents no longer required (with `reason`); training assigned by hand
     or by a quality event stays. Idempotent. Returns (created, cancelled)."""
     required = targets_for(held_job_functions(user_id))
-    existing = {(a.document_id, a.revision_id): a for a in db.session.scalars(
-        sa.select(TrainingAssignment).where(TrainingAssignment.user_id == user_id))}
+    mine = list(db.session.scalars(sa.select(TrainingAssignment).where(TrainingAssignment.user_id == user_id)))
     now = now_utc()
-    rows = [{"user_id": user_id, "document_id": doc_id, "revision_id": rev_id, "status": OPEN,
-             "source_type": source_type, "source_id": None, "due_on": due_on, "assigned_at": now}
-            for doc_id, (rev_id, due_on) in required.items() if (doc_id, rev_id) not in existing]
+    rows = []
+    for doc_id, (rev_id, due_on, counting) in required.items():
+        on_revision = [a for a in mine if a.revision_id == rev_id]
+        if any(a.status in (OPEN, COMPLETED) for a in on_revision):
+            continue  # assigned already, or trained
+        if any(a.status == COMPLETED and a.revision_id in counting for a in mine):
+            continue  # earlier training still counts (e.g. "major revisions only")
+        # training cancelled or superseded before (the person left the job function, or the account was
+        # deactivated) is assigned again, as the next cycle
+        cycle = max((a.cycle for a in on_revision), default=-1) + 1
+        rows.append({"user_id": user_id, "document_id": doc_id, "revision_id": rev_id, "status": OPEN,
+                     "cycle": cycle, "source_type": source_type, "source_id": None, "due_on": due_on,
+                     "assigned_at": now})
     bulk.bulk_insert(TrainingAssignment, rows)
-    stale = [a.id for (doc_id, _rev), a in existing.items()
-             if a.status == OPEN and doc_id not in required and a.source_type in REQUIREMENT_SOURCES]
+    stale = [a.id for a in mine
+             if a.status == OPEN and a.document_id not in required and a.source_type in REQUIREMENT_SOURCES]
     cancelled = 0
     if stale:
         cancelled = bulk.bulk_update(TrainingAssignment, TrainingAssignment.id.in_(stale),

@@ -83,6 +83,11 @@ def end_job_function(held: UserJobFunction, *, valid_to: date | None = None,
     return JobFunctionChange(held, created, cancelled)
 
 
+def on_user_reactivated(user: User) -> None:
+    """Reactivation hook (core.auth): the person is assigned again what the job functions they hold require."""
+    engine.reconcile_user(user.id, reason="Account reactivated")
+
+
 def on_user_deactivated(user: User) -> None:
     """Deactivation hook (core.auth): open training of a person who left is cancelled, its history kept."""
     engine.cancel_all_open(user.id, reason="Account deactivated")

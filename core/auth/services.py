@@ -189,6 +189,15 @@ def deactivate(user: User, *, actor: User | None) -> None:
         hook(user)
 
 
+_reactivation_hooks: list = []
+
+
+def register_reactivation_hook(hook) -> None:
+    """Higher packages act on a reactivation in the same transaction (e.g. training assigns what is required)."""
+    if hook not in _reactivation_hooks:
+        _reactivation_hooks.append(hook)
+
+
 def reactivate(user: User) -> None:
     if user.active:
         raise ValidationError("active", f"{user.username} is already active.")
@@ -196,6 +205,8 @@ def reactivate(user: User) -> None:
     user.deactivated_at = None
     db.session.flush()
     audit.record_event("user.reactivated", subject=user)
+    for hook in _reactivation_hooks:
+        hook(user)
 
 
 # --- passwords ------------------------------------------------------------------------------------------------------

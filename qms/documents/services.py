@@ -396,7 +396,8 @@ def set_requirement(document: Document, job_function_id: int, *, retrain: str = 
             raise ValidationError("reason", "A reason for change is required to change a training requirement.")
         row.retrain, row.recurrence_months, row.days_allowed = retrain, recurrence_months, days_allowed
         db.session.flush()
-        return row, 0
+        # a stricter requirement (e.g. "every revision" instead of "major only") may need training at once
+        return row, requirement_added(document, row)
     row = DocumentAudience(job_function_id=job_function_id, retrain=retrain, recurrence_months=recurrence_months,
                            days_allowed=days_allowed)
     document.audience.append(row)
@@ -428,6 +429,15 @@ def requirement_added(document: Document, requirement: DocumentAudience) -> int:
     users = training.holders([requirement.job_function_id])
     have = set(db.session.scalars(sa.select(TrainingAssignment.user_id).where(
         TrainingAssignment.revision_id == target.id, TrainingAssignment.status.in_([OPEN_TRAINING, COMPLETED]))))
+    if requirement.retrain == RETRAIN_MAJOR and target.minor > 0:
+        # training on an earlier minor revision of the same major revision still counts (unless another of the
+        # person's job functions requires every revision)
+        every = {a.job_function_id for a in document.audience if a.retrain != RETRAIN_MAJOR}
+        strict = set(training.holders(every)) if every else set()
+        earlier = sa.select(Revision.id).where(Revision.document_id == document.id, Revision.major == target.major,
+                                               Revision.minor < target.minor)
+        have |= set(db.session.scalars(sa.select(TrainingAssignment.user_id).where(
+            TrainingAssignment.revision_id.in_(earlier), TrainingAssignment.status == COMPLETED))) - strict
     cycles = training.latest_cycles(users, target.id)
     days = requirement.days_allowed if requirement.days_allowed is not None else document.training_window_days
     due = _today() + timedelta(days=days)
@@ -902,29 +912,44 @@ def _major_only_holders(document: Document) -> list[int]:
 
 
 @training.register_source
-def _audience_requirements(job_function_ids: list[int], on: date) -> list[tuple[int, int, date | None]]:
+def _audience_requirements(job_function_ids: list[int], on: date) -> list[tuple[int, int, date | None, tuple]]:
     """What a holder of these job functions must be trained on: for each document whose training requirements
     include one of them, its newest approved-or-effective revision, due by its effective date or the days allowed
-    from today (the requirement's, else the document's training window), whichever is later."""
+    from today (the requirement's, else the document's training window), whichever is later; and, when every one
+    of those requirements says "major revisions only", the earlier revisions of the same major revision whose
+    completed training still counts."""
     requirements: dict[int, int | None] = {}
-    for document_id, days in db.session.execute(
-            sa.select(DocumentAudience.document_id, DocumentAudience.days_allowed)
+    every: set[int] = set()
+    for document_id, days, retrain in db.session.execute(
+            sa.select(DocumentAudience.document_id, DocumentAudience.days_allowed, DocumentAudience.retrain)
             .where(DocumentAudience.job_function_id.in_(job_function_ids))):
         # several job functions requiring one document: the shortest window given applies
         if document_id not in requirements or (days is not None and (requirements[document_id] is None
                                                                      or days < requirements[document_id])):
             requirements[document_id] = days
+        if retrain != RETRAIN_MAJOR:
+            every.add(document_id)
     rows = db.session.execute(
-        sa.select(Revision.document_id, Revision.id, Revision.effective_on, Document.training_window_days)
+        sa.select(Revision.document_id, Revision.id, Revision.effective_on, Document.training_window_days,
+                  Revision.major, Revision.minor, Revision.status)
         .join(Document, Document.id == Revision.document_id)
-        .where(Revision.document_id.in_(list(requirements)), Revision.status.in_([APPROVED, EFFECTIVE]))
+        .where(Revision.document_id.in_(list(requirements)),
+               Revision.status.in_([APPROVED, EFFECTIVE, SUPERSEDED]))
         .order_by(Revision.document_id, Revision.major, Revision.minor)).all()
-    newest: dict[int, tuple[int, date | None]] = {}
-    for document_id, revision_id, effective_on, window in rows:
+    newest: dict[int, tuple[int, date | None, int, int]] = {}
+    for document_id, revision_id, effective_on, window, major, minor, status in rows:
+        if status == SUPERSEDED:
+            continue
         days = requirements[document_id]
         due = on + timedelta(days=window if days is None else days)
         if effective_on is not None and effective_on > due:
             due = effective_on
-        newest[document_id] = (revision_id, due)
-    return [(doc, rev, due) for doc, (rev, due) in newest.items()]
+        newest[document_id] = (revision_id, due, major, minor)
+    targets = []
+    for doc, (rev, due, major, minor) in newest.items():
+        counting = () if doc in every else tuple(
+            r_id for d, r_id, _e, _w, r_major, r_minor, _s in rows
+            if d == doc and r_id != rev and r_major == major and r_minor < minor)
+        targets.append((doc, rev, due, counting))
+    return targets
 

@@ -286,3 +286,63 @@ def test_job_function_changes_dated_ahead_take_effect_with_the_daily_reconciliat
     result = cli.invoke(args=["training", "reconcile-due"])
     assert result.output.strip() == "reconciled 1 people: 0 assignments created, 1 cancelled"
     assert _assignments(revision.id)[0].status == "cancelled"
+
+
+def test_a_person_who_regains_a_job_function_or_is_reactivated_is_assigned_again(app, p, make_user, coordinator):
+    from core.auth import services as auth_services
+    from training import services as training_services
+
+    document = new_document(p)
+    today = clock.now_utc().date()
+    revision = approved_revision(p, document, effective_on=today)
+    _release(today)
+    person = make_user("back.again", roles={"operator"})
+    with transaction():
+        change = training_services.grant_job_function(person, p.job_function_id, actor=coordinator)
+    assert change.created == 1
+    held = db.session.get(UserJobFunction, change.held.id)
+    with transaction(reason="Moved to packaging for a month"):
+        training_services.end_job_function(held, actor=coordinator)
+    clock.freeze(clock.now_utc() + timedelta(days=30))
+    with transaction():
+        change = training_services.grant_job_function(person, p.job_function_id, actor=coordinator)
+    assert change.created == 1
+    rows = _assignments(revision.id)
+    assert [(a.cycle, a.status) for a in rows] == [(0, "cancelled"), (1, OPEN)]
+
+    admin = make_user("ada.admin", roles={"system_admin"})
+    with transaction(reason="Left"):
+        auth_services.deactivate(person, actor=admin)
+    with transaction(reason="Rehired"):
+        auth_services.reactivate(person)
+    rows = _assignments(revision.id)
+    assert [(a.cycle, a.status) for a in rows] == [(0, "cancelled"), (1, "cancelled"), (2, OPEN)]
+
+
+def test_major_only_training_that_still_counts_is_not_assigned_again(app, p, make_user, coordinator):
+    from qms.documents import services as doc_services
+    from qms.documents.models import RETRAIN_MAJOR
+    from tests.integration.documents_helpers import effective_revision, train
+    from training import services as training_services
+
+    document = new_document(p)
+    operator = make_user("major.op", roles={"operator"})
+    _hold([operator], p.job_function_id)
+    first = effective_revision(p, document)
+    train(operator, first)
+    with transaction(reason="Minor changes need no retraining"):
+        doc_services.set_requirement(document, p.job_function_id, retrain=RETRAIN_MAJOR, actor=coordinator)
+    minor = effective_revision(p, document, major=False)
+    with transaction():  # an unrelated change for the person: reconciling must not assign 1.1
+        from core.org import JobFunction
+
+        other = JobFunction(code="OP-OTHER", name="Other", department_id=p.department_id)
+        db.session.add(other)
+    with transaction():
+        assert training_services.grant_job_function(operator, other.id, actor=coordinator).created == 0
+    assert _assignments(minor.id) == []
+    # tightening the requirement to every revision assigns 1.1 at once
+    with transaction(reason="Every change now matters"):
+        _row, assigned = doc_services.set_requirement(document, p.job_function_id, retrain="every",
+                                                      actor=coordinator)
+    assert assigned == 1 and [a.user_id for a in _assignments(minor.id)] == [operator.id]
