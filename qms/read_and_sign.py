@@ -14,7 +14,7 @@ from core.auth.access import permission_required
 from core.auth.forms import choices
 from core.clock import now_utc
 from core.db import db, transaction
-from qms.documents.models import Revision
+from qms.documents.models import OBSOLETE, Revision
 from qms.documents.rendering import render_markdown
 from signatures import ceremony
 from signatures import models as sig
@@ -85,7 +85,8 @@ def sign(assignment_id: int):
         def act(user, proof):
             service.complete(assignment, user=user, proof=proof, record=revision,
                              expected_version=(form.expected_version.data or "").strip() or None,
-                             min_read_seconds=revision.document.min_read_seconds)
+                             min_read_seconds=revision.document.min_read_seconds,
+                             retired=revision.status == OBSOLETE)
 
         outcome = ceremony.perform(form, act)
         if outcome.response is not None:

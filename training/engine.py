@@ -185,6 +185,13 @@ def reconcile_user(user_id: int, *, reason: str, source_type: str = "job_functio
     return len(rows), cancelled
 
 
+def cancel_open_on_document(document_id: int, *, reason: str) -> int:
+    """A document is retired: every open assignment on any of its revisions is cancelled with the reason."""
+    return bulk.bulk_update(TrainingAssignment,
+                            sa.and_(TrainingAssignment.document_id == document_id, TrainingAssignment.status == OPEN),
+                            {"status": CANCELLED, "closed_reason": reason})
+
+
 def cancel_all_open(user_id: int, *, reason: str) -> int:
     """A person leaves (deactivation): every open assignment is cancelled with the reason; history is kept."""
     return bulk.bulk_update(TrainingAssignment,

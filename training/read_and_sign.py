@@ -54,14 +54,17 @@ def mark_opened(assignment: TrainingAssignment, user: User) -> bool:
 
 
 def complete(assignment: TrainingAssignment, *, user: User, proof: signing.SignerProof, record: signing.Signable,
-             expected_version: str | None, min_read_seconds: int = 0) -> sig.Signature:
+             expected_version: str | None, min_read_seconds: int = 0, retired: bool = False) -> sig.Signature:
     """Sign `record` (the assignment's exact revision) as "Read and understood" and complete the assignment, no
-    sooner than `min_read_seconds` after the person first opened it (the document's minimum reading time)."""
+    sooner than `min_read_seconds` after the person first opened it (the document's minimum reading time), and never
+    on a `retired` (obsolete) revision."""
     _check_assignee(assignment, user)
     if assignment.status != OPEN:
         raise InvalidTransition("This training is not open (it is completed, cancelled or superseded).")
     if record.id != assignment.revision_id:
         raise InvalidTransition("Training counts only for the exact revision it was assigned on.")
+    if retired:
+        raise InvalidTransition("This document is obsolete: there is nothing to train on any more.")
     if assignment.opened_at is None:
         raise InvalidTransition("Open the document first: read it before you sign.")
     read_for = (now_utc() - assignment.opened_at).total_seconds()

@@ -13,6 +13,7 @@ several approvers signing at the same moment still moves the revision to Approve
 from __future__ import annotations
 
 import calendar
+import hashlib
 import re
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
@@ -860,8 +861,13 @@ def override_release(revision: Revision, *, actor: User, proof: SignerProof,
         raise InvalidTransition(f"Everyone assigned {revision.audit_title()} has trained: nothing to override.")
     names = "; ".join(f"{u.full_name} ({u.username})" for u in outstanding)
     note = f"{justification} — not yet trained ({len(outstanding)}): {names}"
+    # the signature comment is short (signatures allow 2,000 characters) and binds the full list by its SHA-256; the
+    # list itself is the revision's audited override note, never cut
+    listed = hashlib.sha256(names.encode("utf-8")).hexdigest()
+    comment = f"{justification[:1500]} — {len(outstanding)} not yet trained, named in the override note " \
+              f"(SHA-256 of the list {listed})"
     default_reason(f"Release approved with open training: {justification}")
-    signing.sign(revision, signer=actor, proof=proof, meaning=sig.APPROVED_DESPITE_TRAINING, comment=note[:4000],
+    signing.sign(revision, signer=actor, proof=proof, meaning=sig.APPROVED_DESPITE_TRAINING, comment=comment,
                  expected_version=expected_row_version, allowed=(sig.APPROVED_DESPITE_TRAINING,))
     today = _today()
     with db.session.no_autoflush:
@@ -892,6 +898,9 @@ def make_obsolete(revision: Revision, *, actor: User, proof: SignerProof, expect
     revision.obsolete_reason = reason
     revision.obsoleted_at = now_utc()
     db.session.flush()
+    # nothing is left to train on: open training on the document is cancelled, with the reason
+    training.cancel_open_on_document(revision.document_id,
+                                     reason=f"{revision.document.number} made obsolete: {reason}")
     return revision
 
 
