@@ -25,6 +25,7 @@ from core.clock import now_utc
 from core.db import db
 from core.org import Department, JobFunction
 from qms.documents.models import (
+    RETRAIN_EVERY,
     RETRAIN_MAJOR,
     Document,
     DocumentAudience,
@@ -99,16 +100,54 @@ def _held_job_functions(user_id: int, on: date) -> list[int]:
         sa.or_(UserJobFunction.valid_to.is_(None), UserJobFunction.valid_to > on))))
 
 
-def requirements_for(user_id: int, document_id: int, on: date) -> list[DocumentAudience]:
-    """The training matrix cells that require this document of the person (through job functions held on `on`)."""
-    held = _held_job_functions(user_id, on)
+@dataclass(frozen=True)
+class RequirementThen:
+    """A training requirement as it stood at a moment (from its audited history)."""
+
+    document_id: int
+    job_function_id: int
+    retrain: str
+    recurrence_months: int | None
+
+
+def requirements_at(document_ids: list[int], at: datetime) -> dict[int, list[RequirementThen]]:
+    """document id -> the training matrix requirements on it as they stood at `at`, read from the audit trail
+    (version rows), so that changing the matrix today never changes an answer about the past."""
+    from sqlalchemy_continuum import version_class
+
+    from core.audit import AuditTransaction
+
+    if not document_ids:
+        return {}
+    v = version_class(DocumentAudience)
+    latest = (sa.select(v.id, sa.func.max(v.transaction_id).label("tx"))
+              .join(AuditTransaction, AuditTransaction.id == v.transaction_id)
+              .where(AuditTransaction.issued_at <= at, v.document_id.in_(document_ids))
+              .group_by(v.id).subquery())
+    found: dict[int, list[RequirementThen]] = {}
+    for row in db.session.execute(sa.select(v.document_id, v.job_function_id, v.retrain, v.recurrence_months,
+                                            v.operation_type)
+                                  .join(latest, sa.and_(latest.c.id == v.id, latest.c.tx == v.transaction_id))):
+        if row.operation_type == 2:  # removed from the matrix by then
+            continue
+        found.setdefault(row.document_id, []).append(RequirementThen(
+            row.document_id, row.job_function_id, row.retrain or RETRAIN_EVERY, row.recurrence_months))
+    return found
+
+
+def requirements_for(user_id: int, document_id: int, on: date | datetime) -> list[RequirementThen]:
+    """The training matrix cells that required this document of the person then (through job functions held that
+    day, with the matrix as it stood)."""
+    from datetime import UTC
+
+    at = on if isinstance(on, datetime) else _end_of(on)
+    held = set(_held_job_functions(user_id, at.astimezone(UTC).date()))
     if not held:
         return []
-    return list(db.session.scalars(sa.select(DocumentAudience).where(
-        DocumentAudience.document_id == document_id, DocumentAudience.job_function_id.in_(held))))
+    return [r for r in requirements_at([document_id], at).get(document_id, []) if r.job_function_id in held]
 
 
-def _policy(requirements: list[DocumentAudience]) -> tuple[bool, int | None]:
+def _policy(requirements: list[RequirementThen]) -> tuple[bool, int | None]:
     """(major revisions only?, strictest retraining interval in months)."""
     major_only = bool(requirements) and all(r.retrain == RETRAIN_MAJOR for r in requirements)
     intervals = [r.recurrence_months for r in requirements if r.recurrence_months]
@@ -122,7 +161,7 @@ def _end_of(day: date) -> datetime:
 
 
 def _evaluate(user: User, document: Document, at: datetime, required: Revision | None,
-              requirements: list[DocumentAudience], completions: list[tuple[datetime, Revision]]) -> Qualification:
+              requirements: list[RequirementThen], completions: list[tuple[datetime, Revision]]) -> Qualification:
     """The rule (module docstring), on facts already loaded; `completions` newest first, none after `at`."""
     newest = completions[0] if completions else None
 
@@ -167,7 +206,7 @@ def qualification(user: User, document: Document, at: datetime | None = None) ->
     """Was `user` qualified on `document` at `at` (default now)? The reference for `qualify_many`."""
     at = at or now_utc()
     return _evaluate(user, document, at, governing_revision(document.id, at),
-                     requirements_for(user.id, document.id, at.date()),
+                     requirements_for(user.id, document.id, at),
                      _completions([user.id], [document.id], at).get((user.id, document.id), []))
 
 
@@ -188,9 +227,7 @@ def qualify_many(pairs: list[tuple[User, Document]], at: datetime | None = None
                 UserJobFunction.user_id.in_(user_ids[start:start + 5000]), UserJobFunction.valid_from <= on,
                 sa.or_(UserJobFunction.valid_to.is_(None), UserJobFunction.valid_to > on))):
             held.setdefault(uid, set()).add(jf)
-    requirements: dict[int, list[DocumentAudience]] = {}
-    for row in db.session.scalars(sa.select(DocumentAudience).where(DocumentAudience.document_id.in_(document_ids))):
-        requirements.setdefault(row.document_id, []).append(row)
+    requirements = requirements_at(document_ids, at)
     completions: dict[tuple[int, int], list[tuple[datetime, Revision]]] = {}
     for start in range(0, len(user_ids), 1000):
         completions.update(_completions(user_ids[start:start + 1000], document_ids, at))

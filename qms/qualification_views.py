@@ -171,7 +171,7 @@ def lookup():
     if request.args:
         if form.validate():
             answer = service.qualification(form.user, form.doc, form.at.moment)
-            required_then = bool(service.requirements_for(form.user.id, form.doc.id, answer.at.date()))
+            required_then = bool(service.requirements_for(form.user.id, form.doc.id, answer.at))
         else:
             status = 422
     return render_template("qms/qualification/lookup.html", form=form, answer=answer,

@@ -171,3 +171,20 @@ def test_the_batch_answer_for_a_matrix_equals_the_one_by_one_answer(app, p, make
     # 400 days on: the 12-monthly SOP-QA-001 lapsed for everyone; SOP-QA-002 (no interval) still counts for op1
     assert [u.username for u in people if batch[(u.id, first_doc.id)].qualified] == []
     assert [u.username for u in people if batch[(u.id, second_doc.id)].qualified] == ["op1"]
+
+
+def test_changing_the_matrix_today_does_not_change_an_answer_about_the_past(app, p, coordinator):
+    from qms.documents.services import set_requirement
+
+    document = new_document(p)
+    first = effective_revision(p, document)
+    train(p.operator, first)
+    _set_requirement(document, retrain=RETRAIN_MAJOR)
+    effective_revision(p, document, major=False)
+    then = _later(hours=1)
+    assert qualification(p.operator, document, then).qualified  # 1.0 counts for 1.1 under "major only"
+    _later(days=2)
+    run(set_requirement, document, p.job_function_id, retrain="every", actor=coordinator,
+        audit_reason="Every change now needs training")
+    assert qualification(p.operator, document, then).qualified  # the matrix as it stood then
+    assert not qualification(p.operator, document).qualified  # now 1.1 itself is required
