@@ -7,7 +7,8 @@ SOP-QA-001 on 3 March at 10:00, and on which revision?" has one answer, the same
 The rule:
 - The revision that governs at time T is the one in force (effective at or before T, not yet superseded or obsolete).
   Before a document's first revision becomes effective, its approved revision governs (people train ahead of it).
-- A person is qualified when they completed (signed "Read and understood" at or before T) the governing revision.
+- A person is qualified when they completed (signed "Read and understood" at or before T) the governing revision,
+  or trained ahead on its approved successor (before that becomes effective).
   When every training requirement of their job functions on the document says "major revisions only", training on
   an earlier minor revision of the same major revision counts too (2.0 counts for 2.1, never for 3.0).
 - When a requirement sets a retraining interval, the qualifying completion must be more recent than that interval.
@@ -174,7 +175,10 @@ def _evaluate(user: User, document: Document, at: datetime, required: Revision |
     major_only, months = _policy(requirements)
     counting = [(when, rev) for when, rev in completions
                 if rev.id == required.id
-                or (major_only and rev.major == required.major and rev.minor <= required.minor)]
+                or (major_only and rev.major == required.major and rev.minor <= required.minor)
+                # trained ahead on the approved successor, before its effective date
+                or ((rev.major, rev.minor) > (required.major, required.minor) and rev.approved_at is not None
+                    and rev.approved_at <= at and (rev.obsoleted_at is None or rev.obsoleted_at > at))]
     if not counting:
         if newest:
             return result(False, newest[1], newest[0],

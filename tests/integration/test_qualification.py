@@ -188,3 +188,17 @@ def test_changing_the_matrix_today_does_not_change_an_answer_about_the_past(app,
         audit_reason="Every change now needs training")
     assert qualification(p.operator, document, then).qualified  # the matrix as it stood then
     assert not qualification(p.operator, document).qualified  # now 1.1 itself is required
+
+
+def test_training_ahead_on_the_approved_successor_qualifies_before_it_is_effective(app, p, coordinator, make_user):
+    from training import services as training_services
+
+    document = new_document(p)
+    effective_revision(p, document)
+    second = approved_revision(p, document, effective_on=clock.now_utc().date() + timedelta(days=14))
+    newcomer = make_user("new.hire", roles={"operator"})
+    with transaction():
+        training_services.grant_job_function(newcomer, p.job_function_id, actor=coordinator)
+    train(newcomer, second)  # the engine assigned the approved 2.0 only
+    q = qualification(newcomer, document)
+    assert q.qualified and q.required.label == "1.0" and q.trained.id == second.id
