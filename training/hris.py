@@ -429,6 +429,8 @@ def plan(data: str | bytes, *, actor: User | None = None) -> ImportPlan:
                 result.unchanged += 1  # never had an account here, or already deactivated
             elif actor is not None and actor.id == user.id:
                 result.errors.append(RowError(person.row, "active", "You cannot deactivate your own account."))
+            elif _privileged(user, actor):
+                result.errors.append(RowError(person.row, "active", _privileged(user, actor)))
             else:
                 result.deactivations.append(Deactivation(person.row, user.username, user.full_name,
                                                          open_training.get(user.id, 0), user=user))
@@ -444,10 +446,28 @@ def plan(data: str | bytes, *, actor: User | None = None) -> ImportPlan:
         update = _update(person, held.get(user.id, []), org, usernames)
         if update is None:
             result.unchanged += 1
+        elif _privileged(user, actor):
+            result.errors.append(RowError(person.row, "username", _privileged(user, actor)))
         else:
             result.updates.append(update)
     result.errors.sort(key=lambda e: (e.row or 0, COLUMNS.index(e.column) if e.column in COLUMNS else -1))
     return result
+
+
+# roles whose accounts HR data may change; any other role (QA approver, administrator, author...) is changed only by
+# an administrator on the Users page, so that a training coordinator cannot lock out or rename those who sign
+HR_MANAGED_ROLES = frozenset({"operator", "supervisor"})
+
+
+def _privileged(user: User, actor: User | None) -> str | None:
+    """Why `actor` may not change `user` through an import (None: they may)."""
+    if actor is None or actor.can("users.manage"):
+        return None
+    other = sorted(user.role_codes - HR_MANAGED_ROLES)
+    if not other:
+        return None
+    return (f"{user.username} holds the role(s) {', '.join(other)}: only an administrator changes this account "
+            f"(Users page); leave the row out or ask an administrator.")
 
 
 # --- applying ---------------------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ def p(make_user):
         db.session.add_all([Department(site_id=qa.site_id, code="PRD", name="Production"),
                             JobFunction(code="OP-PKG", name="Packaging operator"),
                             JobFunction(code="OP-OLD", name="Retired function", active=False)])
+    make_user("lea.leaver", roles={"operator"}, full_name="Lea Leaver")
     return people
 
 
@@ -91,12 +92,12 @@ def otto_row(**changes: str) -> str:
 
 
 def test_the_dry_run_lists_creations_updates_and_deactivations_and_writes_nothing(app, p, coordinator):
-    hold(p.reviewer2, "OP-MIX")
+    hold(user("lea.leaver"), "OP-MIX")
     text = csv_text(
         "Nina.New,Nina New,nina@example.com,MAIN,QA,OP-MIX;OP-PKG,sam.supervisor,yes",
         otto_row(name="Otto Operator-Smith", site="MAIN", department="PRD", job_functions="OP-MIX",
                  supervisor="nina.new"),
-        "rita.reviewer,Rita Reviewer,rita.reviewer@example.com,,,,,no",
+        "lea.leaver,Lea Leaver,lea@example.com,,,,,no",
         "sam.supervisor,Sam Supervisor,sam.supervisor@example.com,,,,,yes",
         "long.gone,Long Gone,gone@example.com,,,,,no",
     )
@@ -112,11 +113,11 @@ def test_the_dry_run_lists_creations_updates_and_deactivations_and_writes_nothin
     assert [(c.column, c.old, c.new) for c in update.changes] == [
         ("name", "Otto Operator", "Otto Operator-Smith"), ("site", "", "MAIN"), ("department", "", "PRD"),
         ("supervisor", "", "nina.new")]
-    assert [(d.row, d.username, d.open_training) for d in plan.deactivations] == [(4, "rita.reviewer", 0)]
+    assert [(d.row, d.username, d.open_training) for d in plan.deactivations] == [(4, "lea.leaver", 0)]
     assert plan.unchanged == 2  # sam.supervisor as he is, and a leaver who never had an account
     assert plan.summary() == "created=1 updated=1 deactivated=1 unchanged=2 errors=0"
     assert audit_rows() == before
-    assert user("nina.new") is None and user("rita.reviewer").active
+    assert user("nina.new") is None and user("lea.leaver").active
 
 
 def test_every_row_error_is_reported_with_its_row_column_and_rule_and_nothing_can_be_applied(app, p, coordinator,
@@ -272,7 +273,7 @@ def test_importing_the_same_file_again_changes_nothing(app, p, coordinator):
     text = csv_text("nina.new,Nina New,nina@example.com,MAIN,QA,OP-MIX;OP-PKG,zed.lead,yes",
                     "zed.lead,Zed Lead,zed@example.com,MAIN,PRD,,,yes",
                     otto_row(site="MAIN", job_functions="OP-MIX", supervisor="zed.lead"),
-                    "rita.reviewer,,,,,,,no")
+                    "lea.leaver,,,,,,,no")
     run_import(text, coordinator)
     before = audit_rows()
 
@@ -355,3 +356,13 @@ def test_the_command_prints_every_error_and_exits_non_zero(app, p, tmp_path):
         assert any(line.startswith("row 3, column username: Username must be") for line in lines)
         assert lines[-1] == "created=0 updated=0 deactivated=0 unchanged=0 errors=2"
     assert user("nina.new") is None
+
+
+def test_a_coordinator_cannot_change_or_deactivate_accounts_of_people_who_hold_other_roles(app, p, coordinator):
+    text = csv_text("rita.reviewer,Rita Renamed,rita.reviewer@example.com,,,,,yes",
+                    "quinn.qa,Quinn QA,quinn.qa@example.com,,,,,no")
+    plan = hris.plan(text, actor=coordinator)
+    assert [(e.row, e.column) for e in plan.errors] == [(2, "username"), (3, "active")]
+    assert "rita.reviewer holds the role(s) document_author: only an administrator changes this account" in \
+        plan.errors[0].rule
+    assert "quinn.qa holds the role(s) qa_approver" in plan.errors[1].rule

@@ -39,7 +39,8 @@ def fresh_user(username: str) -> User | None:
 
 
 @pytest.fixture
-def browser(app, p, coordinator):
+def browser(app, p, coordinator, make_user):
+    make_user("lea.leaver", roles={"operator"}, full_name="Lea Leaver")
     client = app.test_client()
     assert login(client, coordinator).status_code == 302
     return client
@@ -80,7 +81,7 @@ def test_checking_a_file_shows_what_would_change_and_writes_nothing(app, browser
     before = count(User), count(AuditTransaction)
     text = csv_text("nina.new,Nina New,nina@example.com,MAIN,QA,OP-MIX,sam.supervisor,yes",
                     "otto.operator,Otto Operator-Smith,otto.operator@example.com,MAIN,QA,,,yes",
-                    "rita.reviewer,Rita Reviewer,rita.reviewer@example.com,,,,,no")
+                    "lea.leaver,Lea Leaver,lea@example.com,,,,,no")
 
     page = check(browser, text)
 
@@ -90,7 +91,7 @@ def test_checking_a_file_shows_what_would_change_and_writes_nothing(app, browser
     assert "2 nina.new Nina New nina@example.com MAIN QA sam.supervisor OP-MIX" in shown
     assert "3 otto.operator name Otto Operator Otto Operator-Smith" in shown
     assert "3 otto.operator site — MAIN" in shown
-    assert "4 rita.reviewer Rita Reviewer 0" in shown
+    assert "4 lea.leaver Lea Leaver 0" in shown
     assert "Apply import" in shown
     assert (count(User), count(AuditTransaction)) == before
 
@@ -113,7 +114,7 @@ def test_a_file_with_errors_lists_each_with_row_column_and_rule_and_cannot_be_ap
 def test_applying_the_checked_file_creates_the_people_in_one_audited_transaction(app, browser, p):
     page = check(browser, csv_text("nina.new,Nina New,nina@example.com,MAIN,QA,OP-MIX,zed.lead,yes",
                                    "zed.lead,Zed Lead,zed@example.com,MAIN,QA,,,yes",
-                                   "rita.reviewer,Rita Reviewer,rita.reviewer@example.com,,,,,no"))
+                                   "lea.leaver,Lea Leaver,lea@example.com,,,,,no"))
 
     done = apply_checked(browser, page, reason="HR import of March")
 
@@ -124,7 +125,7 @@ def test_applying_the_checked_file_creates_the_people_in_one_audited_transaction
     assert nina.role_codes == {"operator"} and nina.supervisor_id == zed.id
     assert db.session.scalar(sa.select(UserJobFunction.job_function_id)
                              .where(UserJobFunction.user_id == nina.id)) == p.job_function_id
-    assert not fresh_user("rita.reviewer").active
+    assert not fresh_user("lea.leaver").active
     txs = db.session.scalars(sa.select(AuditTransaction).where(AuditTransaction.reason == "HR import of March")).all()
     assert [(tx.username, tx.channel) for tx in txs] == [("cora.coord", "web")]  # one transaction for it all
 
