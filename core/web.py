@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
 from core import config as config_module
@@ -145,6 +147,18 @@ def register_error_handlers(app) -> None:
     def _csrf(exc):
         return _error_page(400, "Form expired or not sent from Attest",
                            f"{exc.description} Go back, reload the page and submit the form again.")
+
+    @app.errorhandler(sa_exc.IntegrityError)
+    def _conflict(exc):
+        # a unique constraint refused a write made at the same moment by someone else (the transaction rolled back)
+        logging.getLogger("attest").info("write refused by a constraint: %s", exc.orig)
+        message = ("Someone else saved the same change at the same moment, so nothing of yours was saved. Reload "
+                   "the page to see the current state and try again if still needed.")
+        if request.path.startswith("/api/"):
+            response = jsonify({"error": "conflict", "message": message})
+            response.status_code = 409
+            return response
+        return _error_page(409, "Saved by someone else meanwhile", message)
 
     @app.errorhandler(AttestError)
     def _attest(exc):

@@ -196,3 +196,20 @@ def test_qa_overrides_a_held_release_from_the_revision_page(app, p, make_user):
     assert "Walter Waiting (wait.op)" in revision.release_override_note
     assert "Released with open training" in text_of(client.get(page_url))
     assert _assignments(user_id=waiting.id)[0].status == OPEN
+
+
+def test_a_lost_race_on_the_same_assignment_is_a_clear_409_and_writes_nothing(app, p, coordinator, monkeypatch):
+    """Two coordinators assigning the same people at the same moment: the database refuses the second set of
+    duplicates; that coordinator sees a plain message, not an error page, and nothing of theirs is saved."""
+    from training import engine
+
+    revision = effective_revision(p, new_document(p, audience_job_function_ids=[]))
+    client = client_for(app, coordinator)
+    form = {"document": "SOP-QA-001", "site_id": "0", "department_id": "0", "job_function_id": "0",
+            "usernames": "otto.operator", "due_on": clock.now_utc().date().isoformat(), "reason": "Refresher"}
+    post_form(client, "/training/assign", form)
+    monkeypatch.setattr(engine, "latest_cycles", lambda *_a, **_k: {})  # as if the other request were not seen
+    response = post_form(client, "/training/assign", {**form, "reason": "Refresher again"})
+    assert response.status_code == 409
+    assert "Someone else saved the same change at the same moment" in text_of(response)
+    assert [a.assigned_reason for a in _assignments(revision_id=revision.id)] == ["Refresher"]
