@@ -22,7 +22,7 @@ from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from core import audit
-from core.auth.access import permission_required
+from core.auth.access import permission_required, require_person_visible, sees_everyone
 from core.auth.forms import choices
 from core.auth.models import User
 from core.clock import now_utc
@@ -38,12 +38,8 @@ bp = Blueprint("qualification", __name__, url_prefix="/training", template_folde
 
 VIEW_TEAM = "training.view_team"
 VIEW_OWN = "training.view_own"
-ORG_WIDE = ("training.manage", "audit.view")  # may look at any department, not only their direct reports
 STATES = (service.QUALIFIED, service.IN_TRAINING, service.OVERDUE, service.NOT_QUALIFIED)
 
-
-def sees_all_teams(user) -> bool:
-    return any(user.can(p) for p in ORG_WIDE)
 
 
 # --- "as of": a moment typed in the viewer's time zone --------------------------------------------------------------
@@ -136,7 +132,7 @@ def _refuse_other_teams(me: User) -> None:
 @permission_required(VIEW_TEAM)
 def team():
     me = current_user._get_current_object()
-    org_wide = sees_all_teams(me)
+    org_wide = sees_everyone(me)
     form = TeamFilterForm(formdata=request.args)
     form.department.choices = choices([("", "My direct reports")]
                                       + [(str(d.id), f"{d.code} — {d.name}") for d in service.departments()])
@@ -200,6 +196,7 @@ def _person(user_id: int) -> User:
     user = db.session.get(User, user_id)
     if user is None:
         abort(404, description=f"There is no user with id {user_id}.")
+    require_person_visible(user)
     return user
 
 

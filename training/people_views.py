@@ -19,7 +19,7 @@ from wtforms.validators import InputRequired, Length, Optional
 from wtforms.validators import ValidationError as FieldError
 
 from core.audit_views import record_history
-from core.auth.access import permission_required
+from core.auth.access import permission_required, require_person_visible, sees_everyone
 from core.auth.forms import ReasonMixin, choices
 from core.auth.models import User
 from core.clock import now_utc
@@ -97,6 +97,8 @@ def index():
     job_function_id = request.args.get("job_function", type=int)
     status = request.args.get("status", "active")
     stmt = sa.select(User).options(sa.orm.selectinload(User.department), sa.orm.selectinload(User.supervisor))
+    if not sees_everyone(current_user):
+        stmt = stmt.where(User.supervisor_id == current_user.id)  # a supervisor sees their direct reports
     if q:
         like = f"%{q.lower()}%"
         stmt = stmt.where(sa.or_(sa.func.lower(User.username).like(like), sa.func.lower(User.full_name).like(like)))
@@ -152,7 +154,9 @@ def _page(person: User, *, grant_form: GrantForm | None = None, end_form: EndFor
 @bp.route("/<username>")
 @permission_required(VIEW)
 def show(username: str):
-    return _page(_person(username))
+    person = _person(username)
+    require_person_visible(person)
+    return _page(person)
 
 
 def _training(change: services.JobFunctionChange, *, ending: bool = False) -> str:

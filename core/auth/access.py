@@ -129,3 +129,25 @@ def deny(code: str) -> None:
     g.missing_permission = code
     abort(403, description=f"This page needs the permission “{PERMISSIONS[code].label}” ({code}), which your "
                            f"roles do not grant.")
+
+
+# who may look at a person's training and job functions beyond their own: everyone with these permissions, and a
+# supervisor for their direct reports only
+ORG_WIDE_VIEW = ("training.manage", "audit.view")
+
+
+def sees_everyone(viewer) -> bool:
+    return any(viewer.can(code) for code in ORG_WIDE_VIEW)
+
+
+def require_person_visible(person) -> None:
+    """Refuse (403, recorded as a denial) a look at someone who is neither the viewer, nor one of their direct
+    reports, unless the viewer sees the whole organisation (coordinators, QA, auditors)."""
+    viewer = current_user._get_current_object()
+    if person.id == viewer.id or person.supervisor_id == viewer.id or sees_everyone(viewer):
+        return
+    db.session.rollback()
+    with transaction():
+        audit.record_event("permission.denied", subject=viewer, permission="training.view_team",
+                           scope="not a direct report", method=request.method, path=request.path)
+    abort(403, description="Supervisors see the training of their own direct reports only.")

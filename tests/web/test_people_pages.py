@@ -201,8 +201,11 @@ def test_the_person_page_shows_department_and_supervisor_and_is_linked_from_the_
 @pytest.mark.parametrize("role", ["operator", "supervisor"])
 def test_only_a_training_coordinator_grants_or_ends_job_functions(app, p, make_user, newcomer, role):
     hold([p.operator], p.job_function_id, days_ago=3)
-    client = client_for(app, make_user(f"someone.{role}", roles={role}))
-    if role == "supervisor":  # sees the person, without the forms
+    someone = make_user(f"someone.{role}", roles={role})
+    client = client_for(app, someone)
+    if role == "supervisor":  # sees their direct report, without the forms
+        with transaction(reason="New supervisor"):
+            db.session.get(type(p.operator), p.operator.id).supervisor_id = someone.id
         page = text_of(client.get(f"/training/people/{p.operator.username}"))
         assert "OP-MIX" in page and "Grant a job function" not in page and "End OP-MIX" not in page
     assert grant(client, newcomer, p.job_function_id, token_from="/account").status_code == 403
@@ -212,3 +215,18 @@ def test_only_a_training_coordinator_grants_or_ends_job_functions(app, p, make_u
     assert count(TrainingAssignment) == 0
     denied = [json.loads(e.detail) for e in events("permission.denied")]
     assert [(d["permission"], d["method"]) for d in denied] == [("training.manage", "POST")] * 2
+
+
+def test_a_supervisor_sees_only_their_direct_reports(app, p, make_user):
+    boss = make_user("bo.boss", roles={"supervisor"}, full_name="Bo Boss")
+    with transaction(reason="Reporting line"):
+        db.session.get(type(p.operator), p.operator.id).supervisor_id = boss.id
+    client = client_for(app, boss)
+    listing = text_of(client.get("/training/people/"))
+    assert "Otto Operator" in listing and "Ada Author" not in listing
+    assert client.get(f"/training/people/{p.operator.username}").status_code == 200
+    assert client.get(f"/training/people/{p.author.username}").status_code == 403
+    assert client.get(f"/training/records/{p.author.id}").status_code == 403
+    assert client.get(f"/training/records/{p.operator.id}.pdf").status_code == 200
+    denied = [json.loads(e.detail) for e in events("permission.denied")]
+    assert [d.get("scope") for d in denied] == ["not a direct report"] * 2

@@ -66,13 +66,15 @@ def _example_ids(app, users, viewer=None) -> dict[str, int]:
         from training.models import TrainingAssignment
 
         author = users["document_author"]
-        with transaction():
+        with transaction(reason="Example records for the permission sweep"):
             site = Site(code="EX", name="Example site")
             dept = Department(site=site, code="EXD", name="Example department")
             doc = Document(number="SOP-EX-001", title="Example procedure", doc_type="SOP", department=dept,
                            owner_id=author.id)
             function = JobFunction(code="EX-OPR", name="Example operator", department=dept)
             db.session.add_all([site, dept, doc, function])
+            # the example person reports to the supervisor: supervisors see their direct reports' training
+            users["operator"].supervisor_id = users["supervisor"].id
             db.session.flush()
             first = Revision(document_id=doc.id, major=1, minor=0, status="effective", content_format="markdown",
                              content_markdown="# Example", change_summary="First issue", reason="New",
