@@ -185,6 +185,19 @@ def reconcile_user(user_id: int, *, reason: str, source_type: str = "job_functio
     return len(rows), cancelled
 
 
+def cancel_open_matrix_training(document_id: int, user_ids: list[int], *, reason: str) -> int:
+    """These people no longer need the document: their open matrix-derived training on it is cancelled (training
+    assigned by hand or by a quality event stays)."""
+    cancelled = 0
+    for start in range(0, len(user_ids), 5000):
+        cancelled += bulk.bulk_update(TrainingAssignment, sa.and_(
+            TrainingAssignment.document_id == document_id, TrainingAssignment.status == OPEN,
+            TrainingAssignment.source_type.in_(REQUIREMENT_SOURCES),
+            TrainingAssignment.user_id.in_(user_ids[start:start + 5000])),
+            {"status": CANCELLED, "closed_reason": reason})
+    return cancelled
+
+
 def cancel_open_on_document(document_id: int, *, reason: str) -> int:
     """A document is retired: every open assignment on any of its revisions is cancelled with the reason."""
     return bulk.bulk_update(TrainingAssignment,

@@ -454,12 +454,13 @@ def requirement_added(document: Document, requirement: DocumentAudience) -> int:
 
 
 def _requirement_removed(document: Document, job_function_ids: list[int]) -> int:
+    """Cancel the open matrix training on this document of the holders of the removed job functions, except those
+    another of their job functions still requires it to (set-based: one statement per chunk of people)."""
     codes = ", ".join(db.session.scalars(sa.select(JobFunction.code).where(JobFunction.id.in_(job_function_ids))))
-    cancelled = 0
-    for uid in training.holders(job_function_ids):
-        cancelled += training.reconcile_user(
-            uid, reason=f"{document.number} no longer required for {codes} (training matrix changed)")[1]
-    return cancelled
+    still = set(training.holders([a.job_function_id for a in document.audience]))
+    affected = [uid for uid in training.holders(job_function_ids) if uid not in still]
+    return training.cancel_open_matrix_training(
+        document.id, affected, reason=f"{document.number} no longer required for {codes} (training matrix changed)")
 
 
 # --- revisions: drafting ---------------------------------------------------------------------------------------------
