@@ -19,6 +19,9 @@ import core.audit  # noqa: E402,F401
 import core.auth.models  # noqa: E402,F401
 import core.auth.tokens  # noqa: E402,F401
 import core.org  # noqa: E402,F401
+import qms.capa.models  # noqa: E402,F401
+import qms.change_control.models  # noqa: E402,F401
+import qms.deviations.models  # noqa: E402,F401
 import qms.documents.models  # noqa: E402,F401
 import qms.numbering  # noqa: E402,F401
 import signatures.models  # noqa: E402,F401
