@@ -22,9 +22,12 @@ SOURCE_MATRIX = "matrix"
 SOURCE_RECURRENCE = "recurrence"
 SOURCE_MANUAL = "manual"
 SOURCE_IMPORT = "hris_import"
+SOURCE_CAPA_ACTION = "capa_action"
+SOURCE_CHANGE_CONTROL = "change_control"
 SOURCE_LABELS = {SOURCE_REVISION_APPROVAL: "Revision approved", SOURCE_JOB_FUNCTION: "Job function granted",
                  SOURCE_MATRIX: "Training matrix requirement", SOURCE_RECURRENCE: "Periodic retraining",
-                 SOURCE_MANUAL: "Assigned by a coordinator", SOURCE_IMPORT: "HR import"}
+                 SOURCE_MANUAL: "Assigned by a coordinator", SOURCE_IMPORT: "HR import",
+                 SOURCE_CAPA_ACTION: "CAPA retraining action", SOURCE_CHANGE_CONTROL: "Change control"}
 
 
 class UserJobFunction(Versioned, db.Model):
