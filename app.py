@@ -89,6 +89,16 @@ def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(token_views.bp)
     web.register_nav(app, "API tokens", "api_tokens.index", "dashboard.view")
     app.register_blueprint(api.bp)
+    from qms.capa import views as capa_views
+    from qms.change_control import views as change_views
+    from qms.deviations import views as deviation_views
+
+    app.register_blueprint(change_views.bp)
+    web.register_nav(app, "Change control", "change_control.register", "quality.view")
+    app.register_blueprint(deviation_views.bp)
+    web.register_nav(app, "Deviations", "deviations.register", "quality.view")
+    app.register_blueprint(capa_views.bp)
+    web.register_nav(app, "CAPA", "capa.register", "quality.view")
     from core import org_views
     from training import people_views
 

@@ -33,6 +33,7 @@ PERMISSIONS: dict[str, Permission] = {
         Permission("documents.author", "Author document revisions", signing=True, edits_records=True),
         Permission("documents.review", "Review document revisions", signing=True),
         Permission("documents.approve", "Approve document revisions (QA)", signing=True),
+        Permission("quality.view", "See change controls, deviations and CAPAs"),
         Permission("quality.manage", "Raise and edit change controls, deviations and CAPAs", edits_records=True),
         Permission("quality.approve", "Approve and close change controls, deviations and CAPAs (QA)", signing=True),
         Permission("training.view_own", "See and complete own training (read and sign)", signing=True),
@@ -56,7 +57,7 @@ class Role:
         return any(PERMISSIONS[p].signing for p in self.permissions)
 
 
-_READ = {"dashboard.view", "documents.view", "org.view"}
+_READ = {"dashboard.view", "documents.view", "org.view", "quality.view"}
 
 ROLES: dict[str, Role] = {
     r.code: r

@@ -68,3 +68,19 @@ def test_a_signature_binds_the_record_content_so_an_edit_changes_what_is_signed(
         capa.problem_statement = "Problem as finally written."
     assert capa.canonical_content() != before
     assert capa.signable_version == "draft v2"
+
+
+def test_the_registers_list_and_filter_records_for_everyone_who_may_see_them(app, p):
+    from core.testing.plugin import login
+
+    with transaction():
+        for title in ("Mixer cleaning", "Label printer"):
+            db.session.add(Capa(number=next_number("CAPA"), title=title, source_type="other", owner_id=p.qa.id,
+                                problem_statement="Problem."))
+    client = app.test_client()
+    assert login(client, p.operator).status_code == 302
+    page = client.get("/capa/?q=mixer").get_data(as_text=True)
+    assert "Mixer cleaning" in page and "Label printer" not in page
+    assert "Label printer" in client.get("/capa/?status=draft").get_data(as_text=True)
+    assert "No records match." in client.get("/change-control/").get_data(as_text=True)
+    assert client.get("/deviations/").status_code == 200

@@ -1,0 +1,28 @@
+"""Deviations pages: the register (search, filters), the record and its lifecycle."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import Blueprint, render_template, request
+
+from core.auth.access import permission_required
+from core.db import db
+from qms.deviations.models import STATUS_LABELS, Deviation
+
+bp = Blueprint("deviations", __name__, url_prefix="/deviations", template_folder="../templates")
+
+
+@bp.route("/")
+@permission_required("quality.view")
+def register():
+    status = request.args.get("status") or None
+    query = (request.args.get("q") or "").strip()[:100]
+    stmt = sa.select(Deviation).order_by(Deviation.id.desc())
+    if status in STATUS_LABELS:
+        stmt = stmt.where(Deviation.status == status)
+    if query:
+        like = f"%{query}%"
+        stmt = stmt.where(sa.or_(Deviation.number.ilike(like), Deviation.title.ilike(like)))
+    records = list(db.session.scalars(stmt.limit(500)))
+    return render_template("qms/deviations/register.html", records=records, status=status, query=query,
+                           STATUS_LABELS=STATUS_LABELS, title="Deviations")
