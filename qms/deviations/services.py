@@ -1,0 +1,419 @@
+"""Deviation use cases: report, edit, classify, investigate, link a CAPA, and the signed lifecycle
+Open -> Under investigation -> Pending QA approval -> Closed (or Cancelled with a reason).
+
+Every function flushes and never commits: views and tests wrap the call in `core.db.transaction()`, so any refusal
+(ValidationError, InvalidTransition, NotPermitted, a refused signature) rolls back everything the call wrote. All
+input is checked before the first write. The training adequacy panel is computed from the history
+(`qms.qualification`), never stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from core.auth.models import User
+from core.clock import now_utc
+from core.db import db, default_reason, set_reason
+from core.errors import InvalidTransition, NotPermitted, ValidationError
+from core.org import Department, Site
+from qms.capa.models import Capa
+from qms.deviations.models import (
+    CANCELLED,
+    CLASSIFICATIONS,
+    CLOSED,
+    INVESTIGATION,
+    OPEN,
+    PENDING_APPROVAL,
+    ROOT_CAUSE_CATEGORIES,
+    STATUS_LABELS,
+    Deviation,
+    DeviationDocument,
+    DeviationPerson,
+)
+from qms.documents.models import Document
+from qms.documents.services import _require, _text
+from qms.numbering import next_number
+from qms.qualification import Qualification, qualify_many
+from signatures import models as sig
+from signatures import services as signing
+from signatures.services import SignerProof
+
+EDITABLE = (OPEN, INVESTIGATION)
+ACTIVE = (OPEN, INVESTIGATION, PENDING_APPROVAL)
+MAX_LONG_TEXT = 20_000
+
+
+# --- helpers ----------------------------------------------------------------------------------------------------------
+
+
+def _optional(field: str, value: str | None, label: str, *, limit: int) -> str | None:
+    value = (value or "").strip()
+    if len(value) > limit:
+        raise ValidationError(field, f"{label} must be at most {limit:,} characters.")
+    return value or None
+
+
+def _moment(field: str, value: datetime | None, label: str) -> datetime:
+    if not isinstance(value, datetime):
+        raise ValidationError(field, f"{label} is required (date and time).")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _lock(deviation: Deviation) -> None:
+    """Reload under a row lock so the checks below see the committed state, not a page's copy."""
+    db.session.refresh(deviation, with_for_update=True)
+
+
+def _check_fresh(deviation: Deviation, expected_row_version: int | str | None) -> None:
+    if expected_row_version is not None and str(expected_row_version) != str(deviation.row_version):
+        raise InvalidTransition(f"{deviation.audit_title()} changed since the page was loaded; reload it and check "
+                                f"it again.")
+
+
+def _check_status(deviation: Deviation, allowed: tuple[str, ...], action: str) -> None:
+    if deviation.status not in allowed:
+        states = " or ".join(STATUS_LABELS[s] for s in allowed)
+        raise InvalidTransition(f"Cannot {action} {deviation.audit_title()}: it is {deviation.status_label}; only a "
+                                f"deviation {states} can be.")
+
+
+def _edit_reason(deviation: Deviation, reason: str | None, what: str) -> None:
+    """While Open, edits are part of writing the report; once the investigation started, a reason is required."""
+    reason = (reason or "").strip()
+    if len(reason) > 2000:
+        raise ValidationError("reason", "Reason for change must be at most 2,000 characters.")
+    if reason:
+        set_reason(reason)
+    elif deviation.status == OPEN:
+        default_reason(f"{what} while the deviation is open")
+    else:
+        raise ValidationError("reason", "A reason for change is required once the investigation has started.")
+
+
+def _site_and_department(site_id: object, department_id: object) -> tuple[int, int]:
+    site = db.session.get(Site, site_id) if isinstance(site_id, int) else None
+    if site is None:
+        raise ValidationError("site_id", "Site is required and must exist.")
+    department = db.session.get(Department, department_id) if isinstance(department_id, int) else None
+    if department is None:
+        raise ValidationError("department_id", "Department is required and must exist.")
+    if department.site_id != site.id:
+        raise ValidationError("department_id", f"Department {department.name} is not part of site {site.code}.")
+    return site.id, department.id
+
+
+def _users(ids: Iterable[int]) -> list[User]:
+    ids = sorted({int(i) for i in ids})
+    found = list(db.session.scalars(sa.select(User).where(User.id.in_(ids)))) if ids else []
+    if len(found) != len(ids):
+        missing = sorted(set(ids) - {u.id for u in found})
+        raise ValidationError("person_ids", f"Unknown person id(s): {', '.join(map(str, missing))}.")
+    return found
+
+
+def _documents(ids: Iterable[int]) -> list[Document]:
+    ids = sorted({int(i) for i in ids})
+    found = list(db.session.scalars(sa.select(Document).where(Document.id.in_(ids)))) if ids else []
+    if len(found) != len(ids):
+        missing = sorted(set(ids) - {d.id for d in found})
+        raise ValidationError("document_ids", f"Unknown document id(s): {', '.join(map(str, missing))}.")
+    return found
+
+
+def _report_fields(*, title: str, occurred_at: datetime | None, discovered_at: datetime | None, site_id: object,
+                   department_id: object, area: str | None, description: str,
+                   immediate_actions: str | None) -> dict:
+    fields = {
+        "title": _text("title", title, "Title", limit=300),
+        "occurred_at": _moment("occurred_at", occurred_at, "Occurred at"),
+        "discovered_at": _moment("discovered_at", discovered_at, "Discovered at"),
+    }
+    if fields["occurred_at"] > fields["discovered_at"]:
+        raise ValidationError("discovered_at", "Discovered at cannot be before the deviation occurred.")
+    if fields["discovered_at"] > now_utc():
+        raise ValidationError("discovered_at", "Discovered at cannot be in the future.")
+    fields["site_id"], fields["department_id"] = _site_and_department(site_id, department_id)
+    fields["area"] = _optional("area", area, "Area / equipment", limit=200)
+    fields["description"] = _text("description", description, "Description", limit=MAX_LONG_TEXT)
+    fields["immediate_actions"] = _optional("immediate_actions", immediate_actions, "Immediate actions",
+                                            limit=MAX_LONG_TEXT)
+    return fields
+
+
+# --- queries ----------------------------------------------------------------------------------------------------------
+
+
+def get_by_number(number: str) -> Deviation | None:
+    return db.session.scalar(sa.select(Deviation).where(Deviation.number == (number or "").strip()))
+
+
+def involved(deviation: Deviation) -> list[User]:
+    ids = [p.user_id for p in deviation.people]
+    return list(db.session.scalars(sa.select(User).where(User.id.in_(ids)).order_by(User.full_name))) if ids else []
+
+
+def linked_documents(deviation: Deviation) -> list[Document]:
+    ids = [d.document_id for d in deviation.documents]
+    return list(db.session.scalars(sa.select(Document).where(Document.id.in_(ids)).order_by(Document.number))) \
+        if ids else []
+
+
+def is_overdue(deviation: Deviation, days: int = 30, now: datetime | None = None) -> bool:
+    """Still active more than `days` days after discovery (the usual expectation for closing a deviation)."""
+    from datetime import timedelta
+
+    return deviation.status in ACTIVE and deviation.discovered_at < (now or now_utc()) - timedelta(days=days)
+
+
+@dataclass(frozen=True)
+class AdequacyLine:
+    """One person x one procedure: qualified when the deviation occurred (`then`) and today (`now`)."""
+
+    user: User
+    document: Document
+    then: Qualification
+    now: Qualification
+
+
+def training_adequacy(deviation: Deviation, at_now: datetime | None = None) -> list[AdequacyLine]:
+    """For each involved person and each linked SOP: the revision that governed when the deviation occurred, whether
+    and when the person had completed it by then, and today's answer for contrast. Computed from the history by the
+    qualification rule (`qualify_many` gives the same answers as `qualification()` per pair)."""
+    pairs = [(u, d) for u in involved(deviation) for d in linked_documents(deviation)]
+    then = qualify_many(pairs, deviation.occurred_at)
+    now = qualify_many(pairs, at_now or now_utc())
+    return [AdequacyLine(u, d, then[(u.id, d.id)], now[(u.id, d.id)]) for u, d in pairs]
+
+
+def signature_lines(deviation: Deviation) -> list[tuple[sig.Signature, str]]:
+    return [(s, signing.manifestation(s)) for s in signing.signatures_for(deviation)]
+
+
+# --- reporting and editing --------------------------------------------------------------------------------------------
+
+
+def report_deviation(*, actor: User, title: str, occurred_at: datetime | None, discovered_at: datetime | None,
+                     site_id: object, department_id: object, description: str, area: str | None = None,
+                     immediate_actions: str | None = None, owner_id: int | None = None,
+                     person_ids: Iterable[int] = (), document_ids: Iterable[int] = ()) -> Deviation:
+    """Record a new deviation (Open), numbered DEV-YYYY-NNNN. The owner (default: the reporter) must be able to
+    manage quality records: they carry the investigation and sign its submission."""
+    _require(actor, "quality.manage", "Reporting a deviation")
+    fields = _report_fields(title=title, occurred_at=occurred_at, discovered_at=discovered_at, site_id=site_id,
+                            department_id=department_id, area=area, description=description,
+                            immediate_actions=immediate_actions)
+    owner = actor if owner_id in (None, "", actor.id) else db.session.get(User, owner_id)
+    if owner is None or not owner.active or not owner.can("quality.manage"):
+        raise ValidationError("owner_id", "Owner must be an active person who can manage quality records.")
+    people = _users(person_ids)
+    documents = _documents(document_ids)
+    default_reason("Deviation reported")
+    deviation = Deviation(**fields, owner_id=owner.id, status=OPEN, number=next_number("DEV"))
+    deviation.people = [DeviationPerson(user_id=u.id) for u in people]
+    deviation.documents = [DeviationDocument(document_id=d.id) for d in documents]
+    db.session.add(deviation)
+    db.session.flush()
+    return deviation
+
+
+def update_deviation(deviation: Deviation, *, actor: User, expected_row_version: int | str | None,
+                     reason: str | None = None, title: str, occurred_at: datetime | None,
+                     discovered_at: datetime | None, site_id: object, department_id: object, description: str,
+                     area: str | None = None, immediate_actions: str | None = None) -> Deviation:
+    _require(actor, "quality.manage", "Editing a deviation")
+    _lock(deviation)
+    _check_status(deviation, EDITABLE, "edit")
+    _check_fresh(deviation, expected_row_version)
+    fields = _report_fields(title=title, occurred_at=occurred_at, discovered_at=discovered_at, site_id=site_id,
+                            department_id=department_id, area=area, description=description,
+                            immediate_actions=immediate_actions)
+    _edit_reason(deviation, reason, "Deviation details edited")
+    for name, value in fields.items():
+        setattr(deviation, name, value)
+    db.session.flush()
+    return deviation
+
+
+def set_people(deviation: Deviation, *, actor: User, user_ids: Iterable[int], reason: str | None = None,
+               expected_row_version: int | str | None = None) -> Deviation:
+    """The people involved (the adequacy panel reads their training at the time of the deviation)."""
+    _require(actor, "quality.manage", "Changing the people involved")
+    _lock(deviation)
+    _check_status(deviation, EDITABLE, "change the people involved in")
+    _check_fresh(deviation, expected_row_version)
+    wanted = {u.id for u in _users(user_ids)}
+    _edit_reason(deviation, reason, "People involved changed")
+    deviation.people = [p for p in deviation.people if p.user_id in wanted] + [
+        DeviationPerson(user_id=uid) for uid in sorted(wanted - {p.user_id for p in deviation.people})]
+    db.session.flush()
+    return deviation
+
+
+def set_documents(deviation: Deviation, *, actor: User, document_ids: Iterable[int], reason: str | None = None,
+                  expected_row_version: int | str | None = None) -> Deviation:
+    """The procedures (SOPs) the deviation concerns."""
+    _require(actor, "quality.manage", "Changing the procedures concerned")
+    _lock(deviation)
+    _check_status(deviation, EDITABLE, "change the procedures of")
+    _check_fresh(deviation, expected_row_version)
+    wanted = {d.id for d in _documents(document_ids)}
+    _edit_reason(deviation, reason, "Procedures concerned changed")
+    deviation.documents = [d for d in deviation.documents if d.document_id in wanted] + [
+        DeviationDocument(document_id=did) for did in sorted(wanted - {d.document_id for d in deviation.documents})]
+    db.session.flush()
+    return deviation
+
+
+def classify(deviation: Deviation, *, actor: User, classification: str, justification: str,
+             reason: str | None = None, expected_row_version: int | str | None = None) -> Deviation:
+    _require(actor, "quality.manage", "Classifying a deviation")
+    _lock(deviation)
+    _check_status(deviation, EDITABLE, "classify")
+    _check_fresh(deviation, expected_row_version)
+    if classification not in CLASSIFICATIONS:
+        raise ValidationError("classification", f"Classification must be one of: "
+                                                f"{', '.join(CLASSIFICATIONS.values())}.")
+    justification = _text("classification_justification", justification, "Classification justification",
+                          limit=MAX_LONG_TEXT)
+    _edit_reason(deviation, reason, "Deviation classified")
+    deviation.classification = classification
+    deviation.classification_justification = justification
+    db.session.flush()
+    return deviation
+
+
+def record_investigation(deviation: Deviation, *, actor: User, investigation: str, root_cause: str | None,
+                         root_cause_category: str | None, reason: str | None = None,
+                         expected_row_version: int | str | None = None) -> Deviation:
+    """The investigation, its root cause and category (all three are needed to submit; the root cause may be left
+    empty while the investigation is still running)."""
+    _require(actor, "quality.manage", "Recording the investigation")
+    _lock(deviation)
+    _check_status(deviation, (INVESTIGATION,), "record the investigation of")
+    _check_fresh(deviation, expected_row_version)
+    investigation = _text("investigation", investigation, "Investigation", limit=MAX_LONG_TEXT)
+    root_cause = _optional("root_cause", root_cause, "Root cause", limit=MAX_LONG_TEXT)
+    root_cause_category = (root_cause_category or "").strip() or None
+    if root_cause_category is not None and root_cause_category not in ROOT_CAUSE_CATEGORIES:
+        raise ValidationError("root_cause_category", f"Root cause category must be one of: "
+                                                     f"{', '.join(ROOT_CAUSE_CATEGORIES.values())}.")
+    if root_cause_category and not root_cause:
+        raise ValidationError("root_cause", "Root cause is required when a category is chosen.")
+    _edit_reason(deviation, reason, "Investigation recorded")
+    deviation.investigation = investigation
+    deviation.root_cause = root_cause
+    deviation.root_cause_category = root_cause_category
+    db.session.flush()
+    return deviation
+
+
+def link_capa(deviation: Deviation, *, actor: User, capa_number: str | None, reason: str | None = None,
+              expected_row_version: int | str | None = None) -> Deviation:
+    """Link an existing CAPA by its number (one raised from this deviation or any other); an empty number unlinks."""
+    _require(actor, "quality.manage", "Linking a CAPA")
+    _lock(deviation)
+    _check_status(deviation, EDITABLE, "link a CAPA to")
+    _check_fresh(deviation, expected_row_version)
+    number = (capa_number or "").strip()
+    capa = None
+    if number:
+        capa = db.session.scalar(sa.select(Capa).where(sa.func.upper(Capa.number) == number.upper()))
+        if capa is None:
+            raise ValidationError("capa_number", f"There is no CAPA numbered {number}.")
+    _edit_reason(deviation, reason, f"CAPA {capa.number} linked" if capa else "CAPA unlinked")
+    deviation.capa_id = capa.id if capa else None
+    db.session.flush()
+    return deviation
+
+
+# --- lifecycle --------------------------------------------------------------------------------------------------------
+
+
+def start_investigation(deviation: Deviation, *, actor: User,
+                        expected_row_version: int | str | None = None) -> Deviation:
+    _require(actor, "quality.manage", "Starting the investigation")
+    _lock(deviation)
+    _check_status(deviation, (OPEN,), "start the investigation of")
+    _check_fresh(deviation, expected_row_version)
+    default_reason("Investigation started")
+    deviation.status = INVESTIGATION
+    db.session.flush()
+    return deviation
+
+
+def submit_for_approval(deviation: Deviation, *, actor: User, proof: SignerProof,
+                        expected_row_version: int | str | None, comment: str | None = None) -> Deviation:
+    """The owner signs "Authored" on the completed investigation; QA then approves closure."""
+    _require(actor, "quality.manage", "Submitting a deviation")
+    if actor.id != deviation.owner_id:
+        raise NotPermitted(f"Only the owner of {deviation.audit_title()} ({deviation.owner.full_name}) can submit it "
+                           f"for QA approval.")
+    _lock(deviation)
+    _check_status(deviation, (INVESTIGATION,), "submit")
+    _check_fresh(deviation, expected_row_version)
+    missing = [label for label, value in (("classification", deviation.classification),
+                                          ("root cause", deviation.root_cause),
+                                          ("root cause category", deviation.root_cause_category)) if not value]
+    if missing:
+        raise InvalidTransition(f"Cannot submit {deviation.audit_title()}: record its {', '.join(missing)} first.")
+    default_reason("Submitted for QA approval")
+    deviation.status = PENDING_APPROVAL
+    db.session.flush()
+    signing.sign(deviation, signer=actor, proof=proof, meaning=sig.AUTHORED, comment=comment,
+                 allowed=(sig.AUTHORED,), since=now_utc())
+    return deviation
+
+
+def _qa_decision(deviation: Deviation, actor: User, expected_row_version: int | str | None, verb: str) -> None:
+    _require(actor, "quality.approve", f"{verb} a deviation")
+    _lock(deviation)
+    _check_status(deviation, (PENDING_APPROVAL,), verb.lower())
+    _check_fresh(deviation, expected_row_version)
+    if actor.id == deviation.owner_id:
+        raise NotPermitted(f"The owner of {deviation.audit_title()} cannot also approve or reject it.")
+
+
+def approve_closure(deviation: Deviation, *, actor: User, proof: SignerProof,
+                    expected_row_version: int | str | None, comment: str | None = None) -> Deviation:
+    """QA signs "Approved" on the submitted content, and the deviation closes."""
+    _qa_decision(deviation, actor, expected_row_version, "Approve")
+    default_reason("Closure approved by QA")
+    signing.sign(deviation, signer=actor, proof=proof, meaning=sig.APPROVED, comment=comment,
+                 expected_version=str(deviation.row_version), allowed=(sig.APPROVED,))
+    deviation.status = CLOSED
+    deviation.closed_at = now_utc()
+    db.session.flush()
+    return deviation
+
+
+def reject(deviation: Deviation, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
+           comment: str) -> Deviation:
+    """QA signs "Rejected" with a comment; the deviation returns to investigation."""
+    _qa_decision(deviation, actor, expected_row_version, "Reject")
+    comment = _text("comment", comment, "A comment saying what must change", limit=2000)
+    default_reason(f"Rejected by QA: {comment}")
+    signing.sign(deviation, signer=actor, proof=proof, meaning=sig.REJECTED, comment=comment,
+                 expected_version=str(deviation.row_version), allowed=(sig.REJECTED,))
+    deviation.status = INVESTIGATION
+    db.session.flush()
+    return deviation
+
+
+def cancel(deviation: Deviation, *, actor: User, reason: str,
+           expected_row_version: int | str | None = None) -> Deviation:
+    """A deviation raised in error (e.g. a duplicate) is cancelled with a reason, never deleted."""
+    _require(actor, "quality.manage", "Cancelling a deviation")
+    _lock(deviation)
+    _check_status(deviation, ACTIVE, "cancel")
+    _check_fresh(deviation, expected_row_version)
+    reason = _text("reason", reason, "Reason for cancelling", limit=2000)
+    set_reason(f"Cancelled: {reason}")
+    deviation.status = CANCELLED
+    deviation.cancelled_reason = reason
+    db.session.flush()
+    return deviation
+
