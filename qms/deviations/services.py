@@ -81,6 +81,15 @@ def _check_status(deviation: Deviation, allowed: tuple[str, ...], action: str) -
                                 f"deviation {states} can be.")
 
 
+def _begin(deviation: Deviation, actor: User, expected_row_version: int | str | None, action: str,
+           allowed: tuple[str, ...], verb: str, permission: str = "quality.manage") -> None:
+    """Permission, then the committed state under a row lock, then the state and version the page showed."""
+    _require(actor, permission, action)
+    _lock(deviation)
+    _check_status(deviation, allowed, verb)
+    _check_fresh(deviation, expected_row_version)
+
+
 def _edit_reason(deviation: Deviation, reason: str | None, what: str) -> None:
     """While Open, edits are part of writing the report; once the investigation started, a reason is required."""
     reason = (reason or "").strip()
@@ -224,10 +233,7 @@ def update_deviation(deviation: Deviation, *, actor: User, expected_row_version:
                      reason: str | None = None, title: str, occurred_at: datetime | None,
                      discovered_at: datetime | None, site_id: object, department_id: object, description: str,
                      area: str | None = None, immediate_actions: str | None = None) -> Deviation:
-    _require(actor, "quality.manage", "Editing a deviation")
-    _lock(deviation)
-    _check_status(deviation, EDITABLE, "edit")
-    _check_fresh(deviation, expected_row_version)
+    _begin(deviation, actor, expected_row_version, "Editing a deviation", EDITABLE, "edit")
     fields = _report_fields(title=title, occurred_at=occurred_at, discovered_at=discovered_at, site_id=site_id,
                             department_id=department_id, area=area, description=description,
                             immediate_actions=immediate_actions)
@@ -238,42 +244,39 @@ def update_deviation(deviation: Deviation, *, actor: User, expected_row_version:
     return deviation
 
 
+def _set_links(deviation: Deviation, actor: User, expected_row_version: int | str | None, reason: str | None,
+               attribute: str, key: str, wanted: set[int], factory, what: str) -> Deviation:
+    _begin(deviation, actor, expected_row_version, f"Changing the {what}", EDITABLE, f"change the {what} of")
+    _edit_reason(deviation, reason, f"{what.capitalize()} changed")
+    rows = getattr(deviation, attribute)
+    have = {getattr(row, key) for row in rows}
+    setattr(deviation, attribute, [row for row in rows if getattr(row, key) in wanted]
+            + [factory(**{key: i}) for i in sorted(wanted - have)])
+    db.session.flush()
+    return deviation
+
+
 def set_people(deviation: Deviation, *, actor: User, user_ids: Iterable[int], reason: str | None = None,
                expected_row_version: int | str | None = None) -> Deviation:
     """The people involved (the adequacy panel reads their training at the time of the deviation)."""
     _require(actor, "quality.manage", "Changing the people involved")
-    _lock(deviation)
-    _check_status(deviation, EDITABLE, "change the people involved in")
-    _check_fresh(deviation, expected_row_version)
     wanted = {u.id for u in _users(user_ids)}
-    _edit_reason(deviation, reason, "People involved changed")
-    deviation.people = [p for p in deviation.people if p.user_id in wanted] + [
-        DeviationPerson(user_id=uid) for uid in sorted(wanted - {p.user_id for p in deviation.people})]
-    db.session.flush()
-    return deviation
+    return _set_links(deviation, actor, expected_row_version, reason, "people", "user_id", wanted, DeviationPerson,
+                      "people involved")
 
 
 def set_documents(deviation: Deviation, *, actor: User, document_ids: Iterable[int], reason: str | None = None,
                   expected_row_version: int | str | None = None) -> Deviation:
     """The procedures (SOPs) the deviation concerns."""
     _require(actor, "quality.manage", "Changing the procedures concerned")
-    _lock(deviation)
-    _check_status(deviation, EDITABLE, "change the procedures of")
-    _check_fresh(deviation, expected_row_version)
     wanted = {d.id for d in _documents(document_ids)}
-    _edit_reason(deviation, reason, "Procedures concerned changed")
-    deviation.documents = [d for d in deviation.documents if d.document_id in wanted] + [
-        DeviationDocument(document_id=did) for did in sorted(wanted - {d.document_id for d in deviation.documents})]
-    db.session.flush()
-    return deviation
+    return _set_links(deviation, actor, expected_row_version, reason, "documents", "document_id", wanted,
+                      DeviationDocument, "procedures concerned")
 
 
 def classify(deviation: Deviation, *, actor: User, classification: str, justification: str,
              reason: str | None = None, expected_row_version: int | str | None = None) -> Deviation:
-    _require(actor, "quality.manage", "Classifying a deviation")
-    _lock(deviation)
-    _check_status(deviation, EDITABLE, "classify")
-    _check_fresh(deviation, expected_row_version)
+    _begin(deviation, actor, expected_row_version, "Classifying a deviation", EDITABLE, "classify")
     if classification not in CLASSIFICATIONS:
         raise ValidationError("classification", f"Classification must be one of: "
                                                 f"{', '.join(CLASSIFICATIONS.values())}.")
@@ -291,10 +294,8 @@ def record_investigation(deviation: Deviation, *, actor: User, investigation: st
                          expected_row_version: int | str | None = None) -> Deviation:
     """The investigation, its root cause and category (all three are needed to submit; the root cause may be left
     empty while the investigation is still running)."""
-    _require(actor, "quality.manage", "Recording the investigation")
-    _lock(deviation)
-    _check_status(deviation, (INVESTIGATION,), "record the investigation of")
-    _check_fresh(deviation, expected_row_version)
+    _begin(deviation, actor, expected_row_version, "Recording the investigation", (INVESTIGATION,),
+           "record the investigation of")
     investigation = _text("investigation", investigation, "Investigation", limit=MAX_LONG_TEXT)
     root_cause = _optional("root_cause", root_cause, "Root cause", limit=MAX_LONG_TEXT)
     root_cause_category = (root_cause_category or "").strip() or None
@@ -314,10 +315,7 @@ def record_investigation(deviation: Deviation, *, actor: User, investigation: st
 def link_capa(deviation: Deviation, *, actor: User, capa_number: str | None, reason: str | None = None,
               expected_row_version: int | str | None = None) -> Deviation:
     """Link an existing CAPA by its number (one raised from this deviation or any other); an empty number unlinks."""
-    _require(actor, "quality.manage", "Linking a CAPA")
-    _lock(deviation)
-    _check_status(deviation, EDITABLE, "link a CAPA to")
-    _check_fresh(deviation, expected_row_version)
+    _begin(deviation, actor, expected_row_version, "Linking a CAPA", EDITABLE, "link a CAPA to")
     number = (capa_number or "").strip()
     capa = None
     if number:
@@ -335,10 +333,8 @@ def link_capa(deviation: Deviation, *, actor: User, capa_number: str | None, rea
 
 def start_investigation(deviation: Deviation, *, actor: User,
                         expected_row_version: int | str | None = None) -> Deviation:
-    _require(actor, "quality.manage", "Starting the investigation")
-    _lock(deviation)
-    _check_status(deviation, (OPEN,), "start the investigation of")
-    _check_fresh(deviation, expected_row_version)
+    _begin(deviation, actor, expected_row_version, "Starting the investigation", (OPEN,),
+           "start the investigation of")
     default_reason("Investigation started")
     deviation.status = INVESTIGATION
     db.session.flush()
@@ -369,10 +365,8 @@ def submit_for_approval(deviation: Deviation, *, actor: User, proof: SignerProof
 
 
 def _qa_decision(deviation: Deviation, actor: User, expected_row_version: int | str | None, verb: str) -> None:
-    _require(actor, "quality.approve", f"{verb} a deviation")
-    _lock(deviation)
-    _check_status(deviation, (PENDING_APPROVAL,), verb.lower())
-    _check_fresh(deviation, expected_row_version)
+    _begin(deviation, actor, expected_row_version, f"{verb} a deviation", (PENDING_APPROVAL,), verb.lower(),
+           "quality.approve")
     if actor.id == deviation.owner_id:
         raise NotPermitted(f"The owner of {deviation.audit_title()} cannot also approve or reject it.")
 
@@ -406,10 +400,7 @@ def reject(deviation: Deviation, *, actor: User, proof: SignerProof, expected_ro
 def cancel(deviation: Deviation, *, actor: User, reason: str,
            expected_row_version: int | str | None = None) -> Deviation:
     """A deviation raised in error (e.g. a duplicate) is cancelled with a reason, never deleted."""
-    _require(actor, "quality.manage", "Cancelling a deviation")
-    _lock(deviation)
-    _check_status(deviation, ACTIVE, "cancel")
-    _check_fresh(deviation, expected_row_version)
+    _begin(deviation, actor, expected_row_version, "Cancelling a deviation", ACTIVE, "cancel")
     reason = _text("reason", reason, "Reason for cancelling", limit=2000)
     set_reason(f"Cancelled: {reason}")
     deviation.status = CANCELLED
