@@ -1,0 +1,659 @@
+"""CAPA use cases: raise, plan (actions), approve the plan, approve retraining (which assigns training), carry out
+actions, check effectiveness, close or cancel.
+
+Every function flushes and never commits: views wrap the call in `core.db.transaction()`, so a refusal rolls back
+everything the call wrote, signatures and training assignments included. The CAPA row is locked before a transition
+is checked. Signatures are on the CAPA record (its canonical content at the row version the signer saw); a signature
+about one action names the action in its comment, and any change to the actions moves the CAPA's row version, so a
+page showing an older plan is refused as stale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+
+import sqlalchemy as sa
+from sqlalchemy.orm.attributes import flag_modified
+
+from core import bulk
+from core.auth.models import User
+from core.auth.permissions import PERMISSIONS
+from core.clock import now_utc
+from core.db import db, default_reason
+from core.errors import InvalidTransition, NotPermitted, ValidationError
+from core.org import JobFunction
+from qms.capa.models import (
+    ACTION_APPROVED,
+    ACTION_CANCELLED,
+    ACTION_DONE,
+    ACTION_KINDS,
+    ACTION_PLANNED,
+    CANCELLED,
+    CLOSED,
+    DRAFT,
+    EFFECTIVENESS,
+    OPEN,
+    SOURCE_TYPES,
+    STATUS_LABELS,
+    Capa,
+    CapaAction,
+    CapaActionDocument,
+    CapaActionJobFunction,
+    CapaActionPerson,
+)
+from qms.documents.models import Document, Revision
+from qms.numbering import next_number
+from qms.training_admin import current_revision
+from signatures import models as sig
+from signatures import services as signing
+from signatures.services import SignerProof
+from training import engine
+from training.models import CANCELLED as TRAINING_CANCELLED
+from training.models import COMPLETED, SOURCE_CAPA_ACTION, TrainingAssignment
+from training.models import OPEN as OPEN_TRAINING
+
+MAX_TEXT_CHARS = 4000
+LINKED_SOURCES = ("deviation", "change_control")  # sources that are records in Attest: named by id
+
+
+# --- small helpers ---------------------------------------------------------------------------------------------------
+
+
+def _require(actor: User | None, permission: str, action: str) -> None:
+    if actor is None or not actor.active or not actor.can(permission):
+        raise NotPermitted(f"{action} needs the permission “{PERMISSIONS[permission].label}” ({permission}), "
+                           f"which your roles do not grant.")
+
+
+def _text(field: str, value: str | None, label: str, *, limit: int = MAX_TEXT_CHARS) -> str:
+    value = (value or "").strip()
+    if not value:
+        raise ValidationError(field, f"{label} is required.")
+    if len(value) > limit:
+        raise ValidationError(field, f"{label} must be at most {limit:,} characters.")
+    return value
+
+
+def _optional_text(field: str, value: str | None, label: str, *, limit: int = MAX_TEXT_CHARS) -> str | None:
+    value = (value or "").strip()
+    return _text(field, value, label, limit=limit) if value else None
+
+
+def _today() -> date:
+    return now_utc().date()
+
+
+def _due(field: str, value: object, label: str) -> date:
+    if not isinstance(value, date):
+        raise ValidationError(field, f"{label} is required (a date).")
+    if value < _today():
+        raise ValidationError(field, f"{label} cannot be in the past (today is {_today().isoformat()}).")
+    return value
+
+
+def _active_user(field: str, user_id: object, label: str) -> User:
+    user = db.session.get(User, user_id) if isinstance(user_id, int) and not isinstance(user_id, bool) else None
+    if user is None:
+        raise ValidationError(field, f"{label} is required (an existing user).")
+    if not user.active:
+        raise ValidationError(field, f"{label} {user.full_name} has a deactivated account.")
+    return user
+
+
+def _lock(capa: Capa) -> None:
+    """Reload the CAPA under a row lock so every check below sees the committed state, not a page's copy."""
+    db.session.refresh(capa, with_for_update=True)
+
+
+def _check_fresh(capa: Capa, expected_row_version: int | str | None) -> None:
+    if expected_row_version is None or str(expected_row_version) != str(capa.row_version):
+        raise InvalidTransition(f"{capa.audit_title()} changed since the page was loaded; reload it and check it "
+                                f"again.")
+
+
+def _check_status(capa: Capa, allowed: Iterable[str], action: str) -> None:
+    allowed = tuple(allowed)
+    if capa.status not in allowed:
+        raise InvalidTransition(f"Cannot {action} {capa.audit_title()}: it is {capa.status_label}; only a CAPA in "
+                                f"{' or '.join(STATUS_LABELS[s] for s in allowed)} can be.")
+
+
+def _touch(capa: Capa) -> None:
+    """Move the CAPA's row version: its actions changed, so a signature seen on an older page must be refused."""
+    flag_modified(capa, "status")
+
+
+def _edit_reason(capa: Capa, what: str) -> None:
+    """A draft is edited freely (the audit trail records `what`); a CAPA that has left draft needs a reason."""
+    if capa.status == DRAFT:
+        default_reason(what)
+    elif not db.session.info.get("audit_reason"):
+        raise ValidationError("reason", f"A reason for change is required to change {capa.audit_title()}: it is "
+                                        f"{capa.status_label}.")
+
+
+def _source(source_type: str | None, source_id: object, source_reference: str | None) -> tuple[int | None, str | None]:
+    if source_type not in SOURCE_TYPES:
+        raise ValidationError("source_type", f"Source must be one of: {', '.join(SOURCE_TYPES.values())}.")
+    reference = _optional_text("source_reference", source_reference, "Source reference", limit=200)
+    if source_type in LINKED_SOURCES:
+        from qms.change_control.models import ChangeControl
+        from qms.deviations.models import Deviation
+
+        model = Deviation if source_type == "deviation" else ChangeControl
+        label = SOURCE_TYPES[source_type]
+        if source_id in (None, ""):
+            raise ValidationError("source_id", f"Name the {label.lower()} this CAPA comes from.")
+        if isinstance(source_id, str) and not source_id.strip().isdigit():
+            record = db.session.scalar(sa.select(model).where(model.number == source_id.strip().upper()))
+        else:
+            record = db.session.get(model, int(source_id))  # type: ignore[arg-type]
+        if record is None:
+            raise ValidationError("source_id", f"There is no {label.lower()} {source_id}.")
+        return record.id, reference
+    if reference is None:
+        raise ValidationError("source_reference", f"A reference to the {SOURCE_TYPES[source_type].lower()} is "
+                                                  f"required (e.g. the audit report and finding number).")
+    return None, reference
+
+
+def source_record(capa: Capa):
+    """The deviation or change control the CAPA comes from, if it is a record in Attest."""
+    if capa.source_id is None or capa.source_type not in LINKED_SOURCES:
+        return None
+    from qms.change_control.models import ChangeControl
+    from qms.deviations.models import Deviation
+
+    return db.session.get(Deviation if capa.source_type == "deviation" else ChangeControl, capa.source_id)
+
+
+# --- the CAPA record -------------------------------------------------------------------------------------------------
+
+
+def get_capa(number: str) -> Capa | None:
+    return db.session.scalar(sa.select(Capa).where(Capa.number == (number or "").strip().upper()))
+
+
+def create_capa(*, actor: User, title: str, source_type: str, problem_statement: str, owner_id: int,
+                source_id: int | str | None = None, source_reference: str | None = None,
+                root_cause: str | None = None) -> Capa:
+    """Raise a CAPA in Draft. Its number is taken last, just before the record is written (see qms.numbering)."""
+    _require(actor, "quality.manage", "Raising a CAPA")
+    title = _text("title", title, "Title", limit=300)
+    source_id, source_reference = _source(source_type, source_id, source_reference)
+    problem_statement = _text("problem_statement", problem_statement, "Problem statement")
+    root_cause = _optional_text("root_cause", root_cause, "Root cause")
+    owner = _active_user("owner_id", owner_id, "Owner")
+    capa = Capa(title=title, source_type=source_type, source_id=source_id, source_reference=source_reference,
+                problem_statement=problem_statement, root_cause=root_cause, owner_id=owner.id, status=DRAFT,
+                created_at=now_utc())
+    default_reason("CAPA raised")
+    capa.number = next_number("CAPA")
+    db.session.add(capa)
+    db.session.flush()
+    return capa
+
+
+def update_capa(capa: Capa, *, actor: User, expected_row_version: int | str | None, title: str | None = None,
+                problem_statement: str | None = None, root_cause: str | None = None, owner_id: int | None = None,
+                source_reference: str | None = None) -> Capa:
+    """Change the CAPA's description (None: unchanged). Free in Draft; with a reason for change once approved."""
+    _require(actor, "quality.manage", "Editing a CAPA")
+    _lock(capa)
+    _check_status(capa, (DRAFT, OPEN, EFFECTIVENESS), "edit")
+    _check_fresh(capa, expected_row_version)
+    changes: dict[str, object] = {}
+    if title is not None:
+        changes["title"] = _text("title", title, "Title", limit=300)
+    if problem_statement is not None:
+        changes["problem_statement"] = _text("problem_statement", problem_statement, "Problem statement")
+    if root_cause is not None:
+        changes["root_cause"] = _optional_text("root_cause", root_cause, "Root cause")
+        if capa.status != DRAFT and changes["root_cause"] is None:
+            raise ValidationError("root_cause", "Root cause is required once the plan is approved.")
+    if owner_id is not None:
+        changes["owner_id"] = _active_user("owner_id", owner_id, "Owner").id
+    if source_reference is not None:
+        changes["source_reference"] = _optional_text("source_reference", source_reference, "Source reference",
+                                                     limit=200)
+        if changes["source_reference"] is None and capa.source_type not in LINKED_SOURCES:
+            raise ValidationError("source_reference", "Source reference is required.")
+    changes = {k: v for k, v in changes.items() if getattr(capa, k) != v}
+    if not changes:
+        return capa
+    _edit_reason(capa, "Draft CAPA edited")
+    for name, value in changes.items():
+        setattr(capa, name, value)
+    db.session.flush()
+    return capa
+
+
+# --- actions ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ActionInput:
+    kind: str
+    description: str
+    owner_id: int | None
+    due_on: date | None
+    retraining: bool = False
+    document_ids: list[int] = field(default_factory=list)
+    user_ids: list[int] = field(default_factory=list)
+    job_function_ids: list[int] = field(default_factory=list)
+
+
+def _ids(values: Iterable[object]) -> list[int]:
+    out: list[int] = []
+    for v in values or ():
+        if isinstance(v, str) and v.strip().isdigit():
+            v = int(v)
+        if isinstance(v, int) and not isinstance(v, bool) and v not in out:
+            out.append(v)
+    return out
+
+
+def _check_action(data: ActionInput) -> ActionInput:
+    if data.kind not in ACTION_KINDS:
+        raise ValidationError("kind", f"Kind must be one of: {', '.join(ACTION_KINDS.values())}.")
+    description = _text("description", data.description, "Description")
+    owner = _active_user("owner_id", data.owner_id, "Action owner")
+    due_on = _due("due_on", data.due_on, "Due date")
+    documents, users, functions = _ids(data.document_ids), _ids(data.user_ids), _ids(data.job_function_ids)
+    if data.retraining:
+        if not documents:
+            raise ValidationError("document_ids", "A retraining action names at least one document to train on.")
+        if not users and not functions:
+            raise ValidationError("user_ids", "A retraining action names the people and/or job functions to "
+                                              "retrain.")
+        found = set(db.session.scalars(sa.select(Document.id).where(Document.id.in_(documents))))
+        if missing := [i for i in documents if i not in found]:
+            raise ValidationError("document_ids", f"Unknown document(s): {', '.join(map(str, missing))}.")
+        for uid in users:
+            _active_user("user_ids", uid, "Person to retrain")
+        found = set(db.session.scalars(sa.select(JobFunction.id).where(JobFunction.id.in_(functions),
+                                                                      JobFunction.active.is_(True))))
+        if missing := [i for i in functions if i not in found]:
+            raise ValidationError("job_function_ids", f"Unknown or inactive job function(s): "
+                                                      f"{', '.join(map(str, missing))}.")
+    elif documents or users or functions:
+        raise ValidationError("retraining", "Only a retraining action names documents, people or job functions; "
+                                            "tick “Retraining action” or remove them.")
+    return ActionInput(data.kind, description, owner.id, due_on, bool(data.retraining), documents, users, functions)
+
+
+def _apply_targets(action: CapaAction, data: ActionInput) -> None:
+    for relation, model, attr, wanted in ((action.documents, CapaActionDocument, "document_id", data.document_ids),
+                                          (action.people, CapaActionPerson, "user_id", data.user_ids),
+                                          (action.job_functions, CapaActionJobFunction, "job_function_id",
+                                           data.job_function_ids)):
+        for row in list(relation):
+            if getattr(row, attr) not in wanted:
+                relation.remove(row)
+        have = {getattr(row, attr) for row in relation}
+        for value in wanted:
+            if value not in have:
+                relation.append(model(**{attr: value}))
+
+
+def add_action(capa: Capa, data: ActionInput, *, actor: User, expected_row_version: int | str | None) -> CapaAction:
+    """Plan an action while the CAPA is in Draft."""
+    _require(actor, "quality.manage", "Planning a CAPA action")
+    _lock(capa)
+    _check_status(capa, (DRAFT,), "add an action to")
+    _check_fresh(capa, expected_row_version)
+    data = _check_action(data)
+    default_reason("CAPA action planned")
+    action = CapaAction(capa_id=capa.id, kind=data.kind, description=data.description, owner_id=data.owner_id,
+                        due_on=data.due_on, retraining=data.retraining, status=ACTION_PLANNED)
+    _apply_targets(action, data)
+    db.session.add(action)
+    _touch(capa)
+    db.session.flush()
+    return action
+
+
+def _planned_action(action: CapaAction, actor: User, verb: str) -> Capa:
+    _require(actor, "quality.manage", f"{verb.capitalize()} a CAPA action")
+    capa = action.capa
+    _lock(capa)
+    _check_status(capa, (DRAFT,), f"{verb} an action of")
+    if action.status != ACTION_PLANNED:
+        raise InvalidTransition(f"{action.audit_title()} is {action.status}; only a planned action can be changed.")
+    return capa
+
+
+def edit_action(action: CapaAction, data: ActionInput, *, actor: User,
+                expected_row_version: int | str | None) -> CapaAction:
+    capa = _planned_action(action, actor, "edit")
+    _check_fresh(capa, expected_row_version)
+    data = _check_action(data)
+    default_reason("CAPA action edited")
+    action.kind, action.description, action.owner_id = data.kind, data.description, data.owner_id
+    action.due_on, action.retraining = data.due_on, data.retraining
+    _apply_targets(action, data)
+    _touch(capa)
+    db.session.flush()
+    return action
+
+
+def remove_action(action: CapaAction, *, actor: User, expected_row_version: int | str | None) -> CapaAction:
+    """Withdraw a planned action from a draft (it stays on record as cancelled: GxP records are never deleted)."""
+    capa = _planned_action(action, actor, "remove")
+    _check_fresh(capa, expected_row_version)
+    default_reason("CAPA action removed from the draft plan")
+    action.status = ACTION_CANCELLED
+    _touch(capa)
+    db.session.flush()
+    return action
+
+
+def live_actions(capa: Capa) -> list[CapaAction]:
+    return [a for a in capa.actions if a.status != ACTION_CANCELLED]
+
+
+# --- signed steps ----------------------------------------------------------------------------------------------------
+
+
+def approve_plan(capa: Capa, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
+                 comment: str | None = None) -> Capa:
+    """QA signs "Approved": Draft -> Open. The plan needs a root cause and at least one action. Actions other than
+    retraining are approved with the plan; each retraining action is approved on its own (it assigns training)."""
+    _require(actor, "quality.approve", "Approving a CAPA plan")
+    _lock(capa)
+    _check_status(capa, (DRAFT,), "approve the plan of")
+    _check_fresh(capa, expected_row_version)
+    if not (capa.root_cause or "").strip():
+        raise ValidationError("root_cause", f"{capa.audit_title()} needs a root cause before its plan is approved.")
+    actions = live_actions(capa)
+    if not actions:
+        raise InvalidTransition(f"{capa.audit_title()} needs at least one corrective or preventive action before its "
+                                f"plan is approved.")
+    default_reason("CAPA plan approved")
+    signing.sign(capa, signer=actor, proof=proof, meaning=sig.APPROVED, comment=comment or "CAPA plan approved",
+                 expected_version=expected_row_version, allowed=(sig.APPROVED,))
+    now = now_utc()
+    capa.status = OPEN
+    capa.approved_at = now
+    for action in actions:
+        if not action.retraining:
+            action.status = ACTION_APPROVED
+            action.approved_at = now
+    db.session.flush()
+    return capa
+
+
+@dataclass(frozen=True)
+class RetrainingResult:
+    created: int
+    already_open: list[tuple[User, Revision]]  # left as they are: open training on that revision already
+
+
+def retraining_people(action: CapaAction) -> list[User]:
+    """The named people plus today's active holders of the named job functions."""
+    ids = {p.user_id for p in action.people}
+    functions = [j.job_function_id for j in action.job_functions]
+    if functions:
+        ids.update(engine.holders(functions))
+    if not ids:
+        return []
+    return list(db.session.scalars(sa.select(User).where(User.id.in_(ids), User.active.is_(True))
+                                   .order_by(User.full_name)))
+
+
+def approve_retraining_action(action: CapaAction, *, actor: User, proof: SignerProof,
+                              expected_row_version: int | str | None, comment: str | None = None) -> RetrainingResult:
+    """QA signs "Approved" on the CAPA for one retraining action; in the same transaction the training engine assigns
+    each document's current revision (the newest approved or effective one) to the named people and the holders of
+    the named job functions, due on the action's due date and linked to the action. People with open training on
+    that revision keep it; people who completed it train again (the next cycle). Everything or nothing."""
+    _require(actor, "quality.approve", "Approving a retraining action")
+    capa = action.capa
+    _lock(capa)
+    _check_status(capa, (OPEN,), "approve a retraining action of")
+    if not action.retraining:
+        raise InvalidTransition(f"{action.audit_title()} is not a retraining action; it was approved with the plan.")
+    if action.status != ACTION_PLANNED:
+        raise InvalidTransition(f"{action.audit_title()} is already {action.status}.")
+    _check_fresh(capa, expected_row_version)
+    targets: list[tuple[Document, Revision]] = []
+    for link in action.documents:
+        document = db.session.get(Document, link.document_id)
+        revision = current_revision(document)
+        if revision is None:
+            raise ValidationError("document_ids", f"{document.number} has no approved or effective revision to "
+                                                  f"train on.")
+        targets.append((document, revision))
+    people = retraining_people(action)
+    if not people:
+        raise ValidationError("user_ids", "Nobody to retrain: the named people are deactivated and nobody holds "
+                                          "the named job functions today.")
+    names = ", ".join(f"{d.number} {r.label}" for d, r in targets)
+    note = f"Retraining action {action.id} approved ({names}; {len(people)} person(s))"
+    if (comment or "").strip():
+        note = f"{note}: {comment.strip()}"
+    default_reason(note)
+    signing.sign(capa, signer=actor, proof=proof, meaning=sig.APPROVED, comment=note,
+                 expected_version=expected_row_version, allowed=(sig.APPROVED,))
+    action.status = ACTION_APPROVED
+    action.approved_at = now_utc()
+    _touch(capa)
+    db.session.flush()
+    created, already = 0, []
+    reason = f"{capa.number}: retraining action {action.id} — {action.description}"[:2000]
+    for document, revision in targets:
+        cycles = engine.latest_cycles([u.id for u in people], revision.id)
+        rows = []
+        for user in people:
+            last = cycles.get(user.id)
+            if last is not None and last[1] == OPEN_TRAINING:
+                already.append((user, revision))
+                continue
+            rows.append({"user_id": user.id, "document_id": document.id, "revision_id": revision.id,
+                         "cycle": last[0] + 1 if last is not None else 0, "source_type": SOURCE_CAPA_ACTION,
+                         "source_id": action.id, "due_on": action.due_on, "assigned_reason": reason})
+        created += engine.create_assignments(rows)
+    return RetrainingResult(created, already)
+
+
+# --- carrying out the actions ----------------------------------------------------------------------------------------
+
+
+def action_assignments(action_ids: Iterable[int]) -> list[TrainingAssignment]:
+    ids = list(action_ids)
+    if not ids:
+        return []
+    return list(db.session.scalars(sa.select(TrainingAssignment).where(
+        TrainingAssignment.source_type == SOURCE_CAPA_ACTION, TrainingAssignment.source_id.in_(ids))
+        .order_by(TrainingAssignment.source_id, TrainingAssignment.document_id, TrainingAssignment.user_id,
+                  TrainingAssignment.cycle)))
+
+
+def _outstanding_text(assignments: Iterable[TrainingAssignment]) -> str:
+    """'Otto Operator (otto.operator) on SOP-QA-001 rev 2.0; ...' for open assignments, in name order."""
+    rows = db.session.execute(
+        sa.select(User.full_name, User.username, Document.number, Revision.major, Revision.minor)
+        .select_from(TrainingAssignment)
+        .join(User, User.id == TrainingAssignment.user_id)
+        .join(Document, Document.id == TrainingAssignment.document_id)
+        .join(Revision, Revision.id == TrainingAssignment.revision_id)
+        .where(TrainingAssignment.id.in_([a.id for a in assignments]))
+        .order_by(User.full_name, Document.number)).all()
+    return "; ".join(f"{name} ({username}) on {number} rev {major}.{minor}"
+                     for name, username, number, major, minor in rows)
+
+
+def complete_action(action: CapaAction, *, actor: User, evidence: str) -> CapaAction:
+    """The action's owner (or a quality manager) records the evidence that it was done. A retraining action is done
+    only when every assignment it created is completed."""
+    capa = action.capa
+    if actor is None or not actor.active or not (actor.id == action.owner_id or actor.can("quality.manage")):
+        raise NotPermitted(f"Only the action owner or someone with the permission “"
+                           f"{PERMISSIONS['quality.manage'].label}” (quality.manage) can complete "
+                           f"{action.audit_title()}.")
+    _lock(capa)
+    _check_status(capa, (OPEN,), "complete an action of")
+    if action.status != ACTION_APPROVED:
+        raise InvalidTransition(f"{action.audit_title()} is {action.status}; only an approved action can be "
+                                f"completed.")
+    evidence = _text("evidence", evidence, "Evidence")
+    if action.retraining:
+        open_rows = [a for a in action_assignments([action.id]) if a.status == OPEN_TRAINING]
+        if open_rows:
+            raise InvalidTransition(f"{action.audit_title()} cannot be completed while its training is open: "
+                                    f"{_outstanding_text(open_rows)}.")
+    default_reason(f"CAPA action completed: {evidence}"[:2000])
+    action.status = ACTION_DONE
+    action.evidence = evidence
+    action.completed_at = now_utc()
+    _touch(capa)
+    db.session.flush()
+    return action
+
+
+def start_effectiveness_check(capa: Capa, *, actor: User, expected_row_version: int | str | None,
+                              due_on: date | None) -> Capa:
+    """Open -> Effectiveness check, once every action is done (or was withdrawn)."""
+    _require(actor, "quality.manage", "Starting the effectiveness check")
+    _lock(capa)
+    _check_status(capa, (OPEN,), "start the effectiveness check of")
+    _check_fresh(capa, expected_row_version)
+    pending = [a for a in capa.actions if a.status not in (ACTION_DONE, ACTION_CANCELLED)]
+    if pending:
+        raise InvalidTransition(f"{capa.audit_title()} still has actions to carry out: "
+                                f"{', '.join(f'action {a.id} ({a.status})' for a in pending)}.")
+    due_on = _due("effectiveness_due_on", due_on, "Effectiveness check due date")
+    default_reason("Effectiveness check started")
+    capa.status = EFFECTIVENESS
+    capa.effectiveness_due_on = due_on
+    db.session.flush()
+    return capa
+
+
+def record_effectiveness(capa: Capa, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
+                         result: str, effective: bool | None, comment: str | None = None) -> Capa:
+    """The verifier records the result and signs "Verified": the signature binds the result just written."""
+    _require(actor, "quality.manage", "Recording the effectiveness check")
+    _lock(capa)
+    _check_status(capa, (EFFECTIVENESS,), "record the effectiveness of")
+    _check_fresh(capa, expected_row_version)
+    result = _text("effectiveness_result", result, "Effectiveness result")
+    if not isinstance(effective, bool):
+        raise ValidationError("effective", "Say whether the actions were effective (yes or no).")
+    default_reason(f"Effectiveness verified: {'effective' if effective else 'not effective'}")
+    capa.effectiveness_result = result
+    capa.effective = effective
+    db.session.flush()  # the new row version: the signature binds the recorded result
+    db.session.refresh(capa)
+    signing.sign(capa, signer=actor, proof=proof, meaning=sig.VERIFIED,
+                 comment=comment or f"Effectiveness check: {'effective' if effective else 'not effective'}",
+                 allowed=(sig.VERIFIED,))
+    db.session.flush()
+    return capa
+
+
+def open_training(capa: Capa) -> list[TrainingAssignment]:
+    return [a for a in action_assignments([a.id for a in capa.actions]) if a.status == OPEN_TRAINING]
+
+
+def close(capa: Capa, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
+          comment: str | None = None) -> Capa:
+    """QA signs "Approved" to close, after the effectiveness check was recorded. Refused while any training the
+    CAPA's actions created is open: the refusal names who is outstanding on what."""
+    _require(actor, "quality.approve", "Closing a CAPA")
+    _lock(capa)
+    _check_status(capa, (EFFECTIVENESS,), "close")
+    _check_fresh(capa, expected_row_version)
+    if capa.effective is None or not capa.effectiveness_result:
+        raise InvalidTransition(f"{capa.audit_title()} cannot be closed before its effectiveness check is "
+                                f"recorded and signed.")
+    still_open = open_training(capa)
+    if still_open:
+        raise InvalidTransition(f"{capa.audit_title()} cannot be closed while training it assigned is open "
+                                f"({len(still_open)}): {_outstanding_text(still_open)}.")
+    default_reason("CAPA closed")
+    signing.sign(capa, signer=actor, proof=proof, meaning=sig.APPROVED, comment=comment or "CAPA closed",
+                 expected_version=expected_row_version, allowed=(sig.APPROVED,))
+    capa.status = CLOSED
+    capa.closed_at = now_utc()
+    db.session.flush()
+    return capa
+
+
+def cancel(capa: Capa, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
+           reason: str) -> Capa:
+    """QA signs the cancellation with its reason. Open actions are withdrawn and the open training they assigned is
+    cancelled (completed training stays on record)."""
+    _require(actor, "quality.approve", "Cancelling a CAPA")
+    _lock(capa)
+    _check_status(capa, (DRAFT, OPEN, EFFECTIVENESS), "cancel")
+    _check_fresh(capa, expected_row_version)
+    reason = _text("reason", reason, "Reason for cancelling", limit=2000)
+    default_reason(f"CAPA cancelled: {reason}")
+    signing.sign(capa, signer=actor, proof=proof, meaning=sig.APPROVED, comment=f"Cancellation approved: {reason}",
+                 expected_version=expected_row_version, allowed=(sig.APPROVED,))
+    capa.status = CANCELLED
+    capa.cancelled_reason = reason
+    ids = [a.id for a in capa.actions]
+    for action in capa.actions:
+        if action.status in (ACTION_PLANNED, ACTION_APPROVED):
+            action.status = ACTION_CANCELLED
+    db.session.flush()
+    if ids:
+        bulk.bulk_update(TrainingAssignment,
+                         sa.and_(TrainingAssignment.source_type == SOURCE_CAPA_ACTION,
+                                 TrainingAssignment.source_id.in_(ids), TrainingAssignment.status == OPEN_TRAINING),
+                         {"status": TRAINING_CANCELLED, "closed_reason": f"{capa.number} cancelled: {reason}"})
+    return capa
+
+
+# --- progress for the record page ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    assigned: int = 0
+    completed: int = 0
+    open: int = 0
+    overdue: int = 0
+    rows: list[tuple[TrainingAssignment, User, Document, Revision, sig.Signature | None]] = field(
+        default_factory=list)
+
+
+def progress(action_ids: Iterable[int], today: date | None = None) -> dict[int, Progress]:
+    """action id -> assigned / completed / open / overdue, and each assignment with its person, revision and
+    completion signature."""
+    today = today or _today()
+    ids = list(action_ids)
+    out = {i: Progress() for i in ids}
+    if not ids:
+        return out
+    rows = db.session.execute(
+        sa.select(TrainingAssignment, User, Document, Revision, sig.Signature)
+        .join(User, User.id == TrainingAssignment.user_id)
+        .join(Document, Document.id == TrainingAssignment.document_id)
+        .join(Revision, Revision.id == TrainingAssignment.revision_id)
+        .outerjoin(sig.Signature, sig.Signature.id == TrainingAssignment.signature_id)
+        .where(TrainingAssignment.source_type == SOURCE_CAPA_ACTION, TrainingAssignment.source_id.in_(ids))
+        .order_by(Document.number, User.full_name, TrainingAssignment.cycle)).all()
+    for assignment, user, document, revision, signature in rows:
+        p = out[assignment.source_id]
+        p.rows.append((assignment, user, document, revision, signature))
+        if assignment.status in (TRAINING_CANCELLED,):
+            continue
+        p.assigned += 1
+        if assignment.status == COMPLETED:
+            p.completed += 1
+        elif assignment.status == OPEN_TRAINING:
+            p.open += 1
+            if assignment.due_on is not None and assignment.due_on < today:
+                p.overdue += 1
+    return out
+
+
+def signatures_of(capa: Capa) -> list[sig.Signature]:
+    return list(db.session.scalars(sa.select(sig.Signature).where(sig.Signature.record_type == capa.signable_type,
+                                                                 sig.Signature.record_id == capa.id)
+                                   .order_by(sig.Signature.signed_at, sig.Signature.id)))
