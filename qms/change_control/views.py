@@ -1,15 +1,49 @@
-"""Change control pages: the register (search, filters), the record and its lifecycle."""
+"""Change control pages: the register (search, filters), the record with its chain change -> revisions ->
+assignments and live training progress, the forms, and the signing pages (the shared ceremony)."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import Blueprint, render_template, request
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
 
+from core.audit_views import record_history
 from core.auth.access import permission_required
-from core.db import db
-from qms.change_control.models import STATUS_LABELS, ChangeControl
+from core.auth.forms import choices, show_error
+from core.auth.models import User, UserRole
+from core.auth.permissions import ROLES
+from core.clock import now_utc
+from core.db import db, transaction
+from core.errors import AttestError, ValidationError
+from core.org import JobFunction
+from qms.change_control import services
+from qms.change_control.forms import ChangeForm, JustifiedSignForm, ScopeForm, StepForm, TaskForm, TaskStatusForm
+from qms.change_control.models import (
+    CHANGE_TYPES,
+    RISK_LEVELS,
+    STATUS_LABELS,
+    TASK_STATUS_LABELS,
+    ChangeControl,
+    ChangeTask,
+)
+from qms.documents.models import Document
+from signatures import ceremony
+from signatures import models as sig
+from signatures import services as signing
+from signatures.forms import SignForm
 
 bp = Blueprint("change_control", __name__, url_prefix="/change-control", template_folder="../templates")
+
+# action -> (permission, meaning, form class, button label)
+ACTIONS = {
+    "submit": ("quality.manage", sig.AUTHORED, SignForm, "Sign and submit for QA approval"),
+    "approve": ("quality.approve", sig.APPROVED, SignForm, "Sign and approve"),
+    "reject": ("quality.approve", sig.REJECTED, SignForm, "Sign and reject"),
+    "close": ("quality.approve", sig.VERIFIED, SignForm, "Sign as verified and close"),
+    "close-override": ("quality.approve", sig.APPROVED_DESPITE_TRAINING, JustifiedSignForm,
+                       "Sign and close with open training"),
+    "cancel": ("quality.approve", sig.REJECTED, JustifiedSignForm, "Sign and cancel the change"),
+}
 
 
 @bp.route("/")
@@ -26,3 +60,267 @@ def register():
     records = list(db.session.scalars(stmt.limit(500)))
     return render_template("qms/change_control/register.html", records=records, status=status, query=query,
                            STATUS_LABELS=STATUS_LABELS, title="Change control")
+
+
+def _change(change_id: int) -> ChangeControl:
+    change = db.session.get(ChangeControl, change_id)
+    if change is None:
+        abort(404, description=f"There is no change control with id {change_id}.")
+    return change
+
+
+def _users_with(permission: str | None) -> list[User]:
+    stmt = sa.select(User).where(User.active.is_(True)).order_by(User.full_name)
+    if permission:
+        roles = [code for code, role in ROLES.items() if permission in role.permissions]
+        stmt = stmt.where(User.id.in_(sa.select(UserRole.user_id).where(UserRole.role.in_(roles))))
+    return list(db.session.scalars(stmt))
+
+
+def _scope_choices(form) -> None:
+    form.documents.choices = choices((d.id, f"{d.number} — {d.title}")
+                                     for d in db.session.scalars(sa.select(Document).order_by(Document.number)))
+    form.job_functions.choices = choices(
+        (j.id, f"{j.code} — {j.name}")
+        for j in db.session.scalars(sa.select(JobFunction).where(JobFunction.active.is_(True))
+                                    .order_by(JobFunction.code)))
+
+
+def _values(form) -> dict:
+    return {"title": form.title.data, "description": form.description.data,
+            "justification": form.justification.data, "change_type": form.change_type.data,
+            "risk_level": form.risk_level.data, "risk_rationale": form.risk_rationale.data,
+            "owner_id": form.owner_id.data}
+
+
+def _form_page(form, change):
+    return render_template("qms/change_control/form.html", form=form, change=change), 422 if form.errors else 200
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@permission_required("quality.manage")
+def create():
+    form = ChangeForm()
+    form.owner_id.choices = choices((u.id, f"{u.full_name} ({u.username})") for u in _users_with("quality.manage"))
+    _scope_choices(form)
+    if request.method == "GET":
+        form.owner_id.data = current_user.id
+    if form.validate_on_submit():
+        try:
+            with transaction():
+                change = services.create_change(actor=current_user, document_ids=form.documents.data or [],
+                                                job_function_ids=form.job_functions.data or [], **_values(form))
+        except ValidationError as exc:
+            show_error(form, exc)
+        except AttestError as exc:
+            flash(exc.message, "danger")
+        else:
+            flash(f"{change.number} was raised in Draft.", "success")
+            return redirect(url_for("change_control.show", change_id=change.id))
+    return _form_page(form, None)
+
+
+@bp.route("/<int:change_id>/edit", methods=["GET", "POST"])
+@permission_required("quality.manage")
+def edit(change_id: int):
+    change = _change(change_id)
+    form = ChangeForm(obj=change)
+    del form.documents, form.job_functions
+    form.owner_id.choices = choices((u.id, f"{u.full_name} ({u.username})") for u in _users_with("quality.manage"))
+    if request.method == "GET":
+        form.expected_version.data = str(change.row_version)
+    if form.validate_on_submit():
+        try:
+            with transaction(reason=form.reason.data):
+                services.update_change(change, actor=current_user,
+                                       expected_row_version=(form.expected_version.data or "").strip(),
+                                       **_values(form))
+        except ValidationError as exc:
+            show_error(form, exc)
+        except AttestError as exc:
+            flash(exc.message, "danger")
+            return render_template("qms/change_control/form.html", form=form, change=change), exc.status
+        else:
+            flash(f"{change.number} saved.", "success")
+            return redirect(url_for("change_control.show", change_id=change.id))
+    return _form_page(form, change)
+
+
+@bp.route("/<int:change_id>/scope", methods=["GET", "POST"])
+@permission_required("quality.manage")
+def scope(change_id: int):
+    change = _change(change_id)
+    form = ScopeForm()
+    _scope_choices(form)
+    if request.method == "GET":
+        form.expected_version.data = str(change.row_version)
+        form.documents.data = [r.document_id for r in change.documents]
+        form.job_functions.data = [r.job_function_id for r in change.job_functions]
+    if form.validate_on_submit():
+        try:
+            with transaction():
+                services.set_scope(change, actor=current_user,
+                                   expected_row_version=(form.expected_version.data or "").strip(),
+                                   document_ids=form.documents.data or [],
+                                   job_function_ids=form.job_functions.data or [])
+        except ValidationError as exc:
+            show_error(form, exc)
+        except AttestError as exc:
+            flash(exc.message, "danger")
+            return render_template("qms/change_control/scope.html", form=form, change=change), exc.status
+        else:
+            flash("Affected documents and job functions saved.", "success")
+            return redirect(url_for("change_control.show", change_id=change.id))
+    return render_template("qms/change_control/scope.html", form=form, change=change), 422 if form.errors else 200
+
+
+def _task_form() -> TaskForm:
+    form = TaskForm()
+    form.task_owner_id.choices = choices((u.id, f"{u.full_name} ({u.username})") for u in _users_with(None))
+    return form
+
+
+@bp.route("/<int:change_id>")
+@permission_required("quality.view")
+def show(change_id: int, task_form: TaskForm | None = None):
+    change = _change(change_id)
+    functions = list(db.session.scalars(sa.select(JobFunction).where(
+        JobFunction.id.in_([r.job_function_id for r in change.job_functions])).order_by(JobFunction.code)))
+    signatures = [(s, signing.status(s, change), signing.manifestation(s)) for s in signing.signatures_for(change)]
+    return render_template(
+        "qms/change_control/record.html", change=change, progress=services.progress(change), functions=functions,
+        signatures=signatures, task_form=task_form or _task_form(), status_form=TaskStatusForm(), step=StepForm(),
+        history=record_history(ChangeControl, change.id) if current_user.can("audit.view") else None,
+        CHANGE_TYPES=CHANGE_TYPES, RISK_LEVELS=RISK_LEVELS, TASK_STATUS_LABELS=TASK_STATUS_LABELS,
+        today=now_utc().date()), 200
+
+
+@bp.route("/<int:change_id>/tasks", methods=["POST"])
+@permission_required("quality.manage")
+def add_task(change_id: int):
+    change = _change(change_id)
+    form = _task_form()
+    if form.validate_on_submit():
+        try:
+            with transaction():
+                services.add_task(change, actor=current_user, title=form.task_title.data,
+                                  owner_id=form.task_owner_id.data, due_on=form.due_on.data)
+        except ValidationError as exc:
+            show_error(form, exc)
+        except AttestError as exc:
+            flash(exc.message, "danger")
+            return redirect(url_for("change_control.show", change_id=change.id)), 303
+        else:
+            flash("Task added.", "success")
+            return redirect(url_for("change_control.show", change_id=change.id))
+    page, _status = show(change_id, task_form=form)
+    return page, 422
+
+
+@bp.route("/<int:change_id>/tasks/<int:task_id>", methods=["POST"])
+@permission_required("quality.view")
+def task_status(change_id: int, task_id: int):
+    task = db.session.get(ChangeTask, task_id)
+    if task is None or task.change_id != change_id:
+        abort(404, description=f"Change control {change_id} has no task {task_id}.")
+    form = TaskStatusForm()
+    if not form.validate_on_submit():
+        flash("; ".join(e for errors in form.errors.values() for e in errors), "danger")
+        return redirect(url_for("change_control.show", change_id=change_id)), 303
+    try:
+        with transaction():
+            services.set_task_status(task, actor=current_user, status=form.status.data, note=form.note.data)
+    except AttestError as exc:
+        flash(exc.message, "danger")
+        return redirect(url_for("change_control.show", change_id=change_id)), 303
+    flash(f"Task “{task.title}” is {TASK_STATUS_LABELS[task.status]}.", "success")
+    return redirect(url_for("change_control.show", change_id=change_id))
+
+
+def _step(change_id: int, action, done: str):
+    change = _change(change_id)
+    form = StepForm()
+    if not form.validate_on_submit():
+        abort(400, description="The form expired; reload the page.")
+    try:
+        with transaction():
+            action(change, actor=current_user, expected_row_version=(form.expected_version.data or "").strip())
+    except AttestError as exc:
+        flash(exc.message, "danger")
+        return redirect(url_for("change_control.show", change_id=change_id)), 303
+    flash(done.format(number=change.number), "success")
+    return redirect(url_for("change_control.show", change_id=change_id))
+
+
+@bp.route("/<int:change_id>/start", methods=["POST"])
+@permission_required("quality.manage")
+def start(change_id: int):
+    return _step(change_id, services.start_implementation,
+                 "Implementation of {number} started; the affected documents' draft revisions are open.")
+
+
+@bp.route("/<int:change_id>/verification", methods=["POST"])
+@permission_required("quality.manage")
+def verification(change_id: int):
+    return _step(change_id, services.to_verification, "{number} is in verification.")
+
+
+def _ceremony(change_id: int, action: str):
+    """The signing ceremony: what is signed, its meaning, the legal statement, password (+ TOTP)."""
+    _permission, meaning, form_class, button = ACTIONS[action]
+    change = _change(change_id)
+    form = form_class()
+    form.meaning.choices = choices([(meaning, meaning)])
+    if request.method == "GET":
+        form.expected_version.data = str(change.row_version)
+        form.meaning.data = meaning
+    status = 200
+    if form.validate_on_submit():
+        expected = (form.expected_version.data or "").strip()
+        comment = form.comment.data
+
+        def act(user, proof):
+            kwargs = {"actor": user, "proof": proof, "expected_row_version": expected}
+            if action == "submit":
+                services.submit(change, **kwargs)
+            elif action == "approve":
+                services.approve(change, comment=comment, **kwargs)
+            elif action == "reject":
+                services.reject(change, comment=comment, **kwargs)
+            elif action == "close":
+                services.close(change, comment=comment, **kwargs)
+            elif action == "close-override":
+                services.close_with_open_training(change, justification=form.reason.data, **kwargs)
+            else:
+                services.cancel(change, reason=form.reason.data, **kwargs)
+
+        outcome = ceremony.perform(form, act)
+        if outcome.response is not None:
+            return outcome.response
+        if outcome.ok:
+            flash(f"Signed: {meaning}. {change.audit_title()} is now {change.status_label}.", "success")
+            return redirect(url_for("change_control.show", change_id=change.id))
+        status = outcome.status
+    elif form.errors:
+        status = 422
+    outstanding = [(user, item) for item in services.progress(change) for user, _due, _late in item.outstanding] \
+        if action in ("close", "close-override") else []
+    return render_template("qms/change_control/sign.html", form=form, change=change, meaning=meaning, button=button,
+                           action=action, declaration=signing.DECLARATION, content_hash=signing.content_hash(change),
+                           outstanding=outstanding, totp=current_user.security.totp_enrolled), status
+
+
+def _sign_view(action: str):
+    permission = ACTIONS[action][0]
+
+    def view(change_id: int):
+        return _ceremony(change_id, action)
+
+    view.__name__ = f"sign_{action.replace('-', '_')}"
+    view.__doc__ = f"Signing ceremony: {action}."
+    return permission_required(permission)(view)
+
+
+for _action in ACTIONS:
+    bp.add_url_rule(f"/<int:change_id>/{_action}", endpoint=f"sign_{_action.replace('-', '_')}",
+                    view_func=_sign_view(_action), methods=["GET", "POST"])
