@@ -1,15 +1,100 @@
-"""CAPA pages: the register (search, filters), the record and its lifecycle."""
+"""CAPA pages: the register (search, filters), the record with its chain (source -> CAPA -> actions -> assignments ->
+completions) and live training progress, the plan's forms and the signing ceremonies of each signed step."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import Blueprint, render_template, request
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from werkzeug.routing import BuildError
 
 from core.auth.access import permission_required
-from core.db import db
-from qms.capa.models import STATUS_LABELS, Capa
+from core.auth.forms import choices, show_error
+from core.auth.models import User
+from core.clock import now_utc
+from core.db import db, transaction
+from core.errors import AttestError, ValidationError
+from core.org import JobFunction
+from qms.capa import services
+from qms.capa.forms import (
+    ActionForm,
+    CancelSignForm,
+    CapaEditForm,
+    CapaForm,
+    EffectivenessSignForm,
+    EffectivenessStartForm,
+    EvidenceForm,
+)
+from qms.capa.models import (
+    ACTION_KINDS,
+    ACTION_STATUS_LABELS,
+    SOURCE_TYPES,
+    STATUS_LABELS,
+    Capa,
+    CapaAction,
+)
+from qms.documents.models import Document
+from signatures import ceremony
+from signatures import models as sig
+from signatures import services as signing
+from signatures.forms import SignForm
+from training.models import STATUS_LABELS as TRAINING_STATUS_LABELS
 
 bp = Blueprint("capa", __name__, url_prefix="/capa", template_folder="../templates")
+
+# action -> (permission, meaning, form class, button label)
+ACTIONS = {
+    "approve-plan": ("quality.approve", sig.APPROVED, SignForm, "Sign and approve the plan"),
+    "approve-retraining": ("quality.approve", sig.APPROVED, SignForm, "Sign and approve the retraining"),
+    "effectiveness": ("quality.manage", sig.VERIFIED, EffectivenessSignForm, "Sign the effectiveness check"),
+    "close": ("quality.approve", sig.APPROVED, SignForm, "Sign and close"),
+    "cancel": ("quality.approve", sig.APPROVED, CancelSignForm, "Sign and cancel the CAPA"),
+}
+
+
+def _capa(capa_id: int) -> Capa:
+    capa = db.session.get(Capa, capa_id)
+    if capa is None:
+        abort(404, description=f"There is no CAPA with id {capa_id}.")
+    return capa
+
+
+def _action(capa: Capa, action_id: int) -> CapaAction:
+    action = db.session.get(CapaAction, action_id)
+    if action is None or action.capa_id != capa.id:
+        abort(404, description=f"{capa.audit_title()} has no action {action_id}.")
+    return action
+
+
+def _people() -> list[User]:
+    return list(db.session.scalars(sa.select(User).where(User.active.is_(True)).order_by(User.full_name)))
+
+
+def _owner_choices(form) -> None:
+    form.owner_id.choices = choices((u.id, f"{u.full_name} ({u.username})") for u in _people())
+
+
+def _action_choices(form: ActionForm) -> None:
+    people = _people()
+    form.owner_id.choices = choices((u.id, f"{u.full_name} ({u.username})") for u in people)
+    form.user_ids.choices = choices((u.id, f"{u.full_name} ({u.username})") for u in people)
+    documents = db.session.scalars(sa.select(Document).order_by(Document.number).limit(1000))
+    form.document_ids.choices = choices((d.id, f"{d.number} — {d.title}") for d in documents)
+    functions = db.session.scalars(sa.select(JobFunction).where(JobFunction.active.is_(True))
+                                   .order_by(JobFunction.code))
+    form.job_function_ids.choices = choices((j.id, f"{j.code} — {j.name}") for j in functions)
+
+
+def _fail(form, exc: AttestError) -> int:
+    db.session.rollback()
+    if isinstance(exc, ValidationError):
+        show_error(form, exc)
+        return 422
+    flash(exc.message, "danger")
+    return exc.status
+
+
+# --- register and record ---------------------------------------------------------------------------------------------
 
 
 @bp.route("/")
@@ -26,3 +111,264 @@ def register():
     records = list(db.session.scalars(stmt.limit(500)))
     return render_template("qms/capa/register.html", records=records, status=status, query=query,
                            STATUS_LABELS=STATUS_LABELS, title="CAPA")
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@permission_required("quality.manage")
+def create():
+    form = CapaForm()
+    _owner_choices(form)
+    if request.method == "GET":
+        form.owner_id.data = current_user.id
+    status = 200
+    if form.validate_on_submit():
+        try:
+            with transaction():
+                capa = services.create_capa(
+                    actor=current_user, title=form.title.data, source_type=form.source_type.data,
+                    source_id=(form.source_id.data or "").strip() or None,
+                    source_reference=form.source_reference.data, problem_statement=form.problem_statement.data,
+                    root_cause=form.root_cause.data, owner_id=form.owner_id.data)
+        except AttestError as exc:
+            status = _fail(form, exc)
+        else:
+            flash(f"{capa.number} was raised in Draft. Plan its actions.", "success")
+            return redirect(url_for("capa.show", capa_id=capa.id))
+    elif form.errors:
+        status = 422
+    return render_template("qms/capa/capa_form.html", form=form, capa=None), status
+
+
+@bp.route("/<int:capa_id>")
+@permission_required("quality.view")
+def show(capa_id: int):
+    capa = _capa(capa_id)
+    progress = services.progress([a.id for a in capa.actions])
+    documents = {d.id: d for d in db.session.scalars(sa.select(Document).where(Document.id.in_(
+        [link.document_id for a in capa.actions for link in a.documents])))}
+    users = {u.id: u for u in db.session.scalars(sa.select(User).where(User.id.in_(
+        [link.user_id for a in capa.actions for link in a.people])))}
+    functions = {j.id: j for j in db.session.scalars(sa.select(JobFunction).where(JobFunction.id.in_(
+        [link.job_function_id for a in capa.actions for link in a.job_functions])))}
+    source = services.source_record(capa)
+    source_url = None
+    if source is not None:
+        try:
+            source_url = url_for(f"{'deviations' if capa.source_type == 'deviation' else 'change_control'}.show",
+                                 **{f"{'deviation' if capa.source_type == 'deviation' else 'change'}_id": source.id})
+        except BuildError:  # that record type has no page yet
+            source_url = None
+    return render_template("qms/capa/record.html", capa=capa, source=source, source_url=source_url,
+                           progress=progress, documents=documents, users=users, functions=functions,
+                           signatures=services.signatures_of(capa), SOURCE_TYPES=SOURCE_TYPES,
+                           ACTION_KINDS=ACTION_KINDS, ACTION_STATUS_LABELS=ACTION_STATUS_LABELS,
+                           TRAINING_STATUS_LABELS=TRAINING_STATUS_LABELS, today=now_utc().date(),
+                           start_form=EffectivenessStartForm(), title=f"{capa.number} — {capa.title}")
+
+
+@bp.route("/<int:capa_id>/edit", methods=["GET", "POST"])
+@permission_required("quality.manage")
+def edit(capa_id: int):
+    capa = _capa(capa_id)
+    form = CapaEditForm(obj=capa)
+    _owner_choices(form)
+    if request.method == "GET":
+        form.expected_version.data = str(capa.row_version)
+    status = 200
+    if form.validate_on_submit():
+        try:
+            with transaction(reason=form.reason.data):
+                services.update_capa(capa, actor=current_user, expected_row_version=form.expected_version.data,
+                                     title=form.title.data, source_reference=form.source_reference.data or "",
+                                     problem_statement=form.problem_statement.data,
+                                     root_cause=form.root_cause.data or "", owner_id=form.owner_id.data)
+        except AttestError as exc:
+            status = _fail(form, exc)
+        else:
+            flash(f"{capa.number} saved.", "success")
+            return redirect(url_for("capa.show", capa_id=capa.id))
+    elif form.errors:
+        status = 422
+    return render_template("qms/capa/capa_form.html", form=form, capa=capa), status
+
+
+# --- actions ---------------------------------------------------------------------------------------------------------
+
+
+def _action_input(form: ActionForm) -> services.ActionInput:
+    return services.ActionInput(kind=form.kind.data, description=form.description.data, owner_id=form.owner_id.data,
+                                due_on=form.due_on.data, retraining=bool(form.retraining.data),
+                                document_ids=form.document_ids.data or [], user_ids=form.user_ids.data or [],
+                                job_function_ids=form.job_function_ids.data or [])
+
+
+@bp.route("/<int:capa_id>/actions/new", methods=["GET", "POST"], endpoint="new_action")
+@bp.route("/<int:capa_id>/actions/<int:action_id>/edit", methods=["GET", "POST"], endpoint="edit_action")
+@permission_required("quality.manage")
+def action_form(capa_id: int, action_id: int | None = None):
+    capa = _capa(capa_id)
+    action = _action(capa, action_id) if action_id is not None else None
+    form = ActionForm(obj=action)
+    _action_choices(form)
+    if request.method == "GET":
+        form.expected_version.data = str(capa.row_version)
+        if action is not None:
+            form.document_ids.data = [link.document_id for link in action.documents]
+            form.user_ids.data = [link.user_id for link in action.people]
+            form.job_function_ids.data = [link.job_function_id for link in action.job_functions]
+        else:
+            form.owner_id.data = capa.owner_id
+    status = 200
+    if form.validate_on_submit():
+        try:
+            with transaction():
+                if action is None:
+                    services.add_action(capa, _action_input(form), actor=current_user,
+                                        expected_row_version=form.expected_version.data)
+                else:
+                    services.edit_action(action, _action_input(form), actor=current_user,
+                                         expected_row_version=form.expected_version.data)
+        except AttestError as exc:
+            status = _fail(form, exc)
+        else:
+            flash("Action saved.", "success")
+            return redirect(url_for("capa.show", capa_id=capa.id))
+    elif form.errors:
+        status = 422
+    return render_template("qms/capa/action_form.html", form=form, capa=capa, action=action), status
+
+
+@bp.route("/<int:capa_id>/actions/<int:action_id>/remove", methods=["POST"])
+@permission_required("quality.manage")
+def remove_action(capa_id: int, action_id: int):
+    capa = _capa(capa_id)
+    action = _action(capa, action_id)
+    try:
+        with transaction():
+            services.remove_action(action, actor=current_user,
+                                   expected_row_version=request.form.get("expected_version"))
+    except AttestError as exc:
+        db.session.rollback()
+        flash(exc.message, "danger")
+    else:
+        flash(f"Action {action.id} withdrawn from the plan.", "success")
+    return redirect(url_for("capa.show", capa_id=capa.id))
+
+
+@bp.route("/<int:capa_id>/actions/<int:action_id>/complete", methods=["GET", "POST"])
+@permission_required("quality.view")
+def complete_action(capa_id: int, action_id: int):
+    capa = _capa(capa_id)
+    action = _action(capa, action_id)
+    form = EvidenceForm()
+    status = 200
+    if form.validate_on_submit():
+        try:
+            with transaction():
+                services.complete_action(action, actor=current_user, evidence=form.evidence.data)
+        except AttestError as exc:
+            status = _fail(form, exc)
+        else:
+            flash(f"Action {action.id} is done.", "success")
+            return redirect(url_for("capa.show", capa_id=capa.id))
+    elif form.errors:
+        status = 422
+    return render_template("qms/capa/complete.html", form=form, capa=capa, action=action), status
+
+
+@bp.route("/<int:capa_id>/effectiveness/start", methods=["POST"])
+@permission_required("quality.manage")
+def start_effectiveness(capa_id: int):
+    capa = _capa(capa_id)
+    form = EffectivenessStartForm()
+    if not form.validate_on_submit():
+        for errors in form.errors.values():
+            for message in errors:
+                flash(message, "danger")
+        return redirect(url_for("capa.show", capa_id=capa.id))
+    try:
+        with transaction():
+            services.start_effectiveness_check(capa, actor=current_user,
+                                               expected_row_version=form.expected_version.data,
+                                               due_on=form.effectiveness_due_on.data)
+    except AttestError as exc:
+        db.session.rollback()
+        flash(exc.message, "danger")
+    else:
+        flash(f"{capa.number}: effectiveness check due on {capa.effectiveness_due_on.isoformat()}.", "success")
+    return redirect(url_for("capa.show", capa_id=capa.id))
+
+
+# --- signing ceremonies ----------------------------------------------------------------------------------------------
+
+
+def _ceremony(capa_id: int, step: str, action_id: int | None = None):
+    """The signing ceremony: what is signed, its meaning, the legal statement, password (+ TOTP)."""
+    _permission, meaning, form_class, button = ACTIONS[step]
+    capa = _capa(capa_id)
+    action = _action(capa, action_id) if action_id is not None else None
+    form = form_class()
+    form.meaning.choices = choices([(meaning, meaning)])
+    if request.method == "GET":
+        form.expected_version.data = str(capa.row_version)
+        form.meaning.data = meaning
+    status = 200
+    outcome_note: list[str] = []
+    if form.validate_on_submit():
+        expected = (form.expected_version.data or "").strip()
+        comment = form.comment.data
+
+        def act(user, proof):
+            if step == "approve-plan":
+                services.approve_plan(capa, actor=user, proof=proof, expected_row_version=expected, comment=comment)
+            elif step == "approve-retraining":
+                result = services.approve_retraining_action(action, actor=user, proof=proof,
+                                                            expected_row_version=expected, comment=comment)
+                outcome_note.append(f"{result.created} training assignment(s) created"
+                                    + (f"; {len(result.already_open)} already had open training"
+                                       if result.already_open else "") + ".")
+            elif step == "effectiveness":
+                services.record_effectiveness(capa, actor=user, proof=proof, expected_row_version=expected,
+                                              result=form.effectiveness_result.data,
+                                              effective=form.effective.data == "yes", comment=comment)
+            elif step == "close":
+                services.close(capa, actor=user, proof=proof, expected_row_version=expected, comment=comment)
+            else:
+                services.cancel(capa, actor=user, proof=proof, expected_row_version=expected,
+                                reason=form.reason.data)
+
+        outcome = ceremony.perform(form, act)
+        if outcome.response is not None:
+            return outcome.response
+        if outcome.ok:
+            flash(" ".join([f"Signed: {meaning}. {capa.audit_title()} is now {capa.status_label}.", *outcome_note]),
+                  "success")
+            return redirect(url_for("capa.show", capa_id=capa.id))
+        status = outcome.status
+    elif form.errors:
+        status = 422
+    people = services.retraining_people(action) if action is not None and action.retraining else None
+    return render_template("qms/capa/sign.html", form=form, capa=capa, action=action, step=step, meaning=meaning,
+                           button=button, declaration=signing.DECLARATION, content_hash=signing.content_hash(capa),
+                           people=people, documents=[db.session.get(Document, link.document_id)
+                                                     for link in (action.documents if action else [])],
+                           open_training=services.open_training(capa) if step == "close" else None,
+                           totp=current_user.security.totp_enrolled), status
+
+
+def _sign_view(step: str):
+    def view(capa_id: int, action_id: int | None = None):
+        return _ceremony(capa_id, step, action_id)
+
+    view.__name__ = f"sign_{step.replace('-', '_')}"
+    view.__doc__ = f"Signing ceremony: {step}."
+    return permission_required(ACTIONS[step][0])(view)
+
+
+for _step in ACTIONS:
+    if _step == "approve-retraining":
+        bp.add_url_rule("/<int:capa_id>/actions/<int:action_id>/approve", endpoint="sign_approve_retraining",
+                        view_func=_sign_view(_step), methods=["GET", "POST"])
+    else:
+        bp.add_url_rule(f"/<int:capa_id>/{_step}", endpoint=f"sign_{_step.replace('-', '_')}",
+                        view_func=_sign_view(_step), methods=["GET", "POST"])
