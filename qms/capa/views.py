@@ -85,6 +85,14 @@ def _action_choices(form: ActionForm) -> None:
     form.job_function_ids.choices = choices((j.id, f"{j.code} — {j.name}") for j in functions)
 
 
+def _url(endpoint: str, **values) -> str | None:
+    """The page of a linked record, or None while that record type has no page."""
+    try:
+        return url_for(endpoint, **values)
+    except BuildError:
+        return None
+
+
 def _fail(form, exc: AttestError) -> int:
     db.session.rollback()
     if isinstance(exc, ValidationError):
@@ -153,12 +161,15 @@ def show(capa_id: int):
     source = services.source_record(capa)
     source_url = None
     if source is not None:
-        try:
-            source_url = url_for(f"{'deviations' if capa.source_type == 'deviation' else 'change_control'}.show",
-                                 **{f"{'deviation' if capa.source_type == 'deviation' else 'change'}_id": source.id})
-        except BuildError:  # that record type has no page yet
-            source_url = None
-    return render_template("qms/capa/record.html", capa=capa, source=source, source_url=source_url,
+        source_url = (_url("deviations.show", deviation_id=source.id) if capa.source_type == "deviation"
+                      else _url("change_control.show", change_id=source.id))
+    from qms.deviations.models import Deviation
+
+    linked = [(d, _url("deviations.show", deviation_id=d.id))
+              for d in db.session.scalars(sa.select(Deviation).where(Deviation.capa_id == capa.id)
+                                          .order_by(Deviation.number))
+              if not (capa.source_type == "deviation" and source is not None and d.id == source.id)]
+    return render_template("qms/capa/record.html", capa=capa, source=source, source_url=source_url, linked=linked,
                            progress=progress, documents=documents, users=users, functions=functions,
                            signatures=services.signatures_of(capa), SOURCE_TYPES=SOURCE_TYPES,
                            ACTION_KINDS=ACTION_KINDS, ACTION_STATUS_LABELS=ACTION_STATUS_LABELS,

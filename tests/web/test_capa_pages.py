@@ -135,3 +135,23 @@ def test_closing_page_refuses_while_the_capa_has_no_effectiveness_check(app, p):
     assert any("Cannot close" in a for a in alerts(response))
     db.session.expire_all()
     assert capa.status == DRAFT
+
+
+def test_a_capa_raised_from_a_deviation_links_back_to_it(app, p):
+    from core.clock import now_utc
+    from qms.deviations import services as deviations
+    from tests.integration.documents_helpers import run
+
+    site_id = db.session.scalar(sa.text("select site_id from core_department where id = :d"),
+                                {"d": p.department_id})
+    deviation = run(deviations.report_deviation, actor=p.reviewer, title="Mixer residue", occurred_at=now_utc(),
+                    discovered_at=now_utc(), site_id=site_id, department_id=p.department_id,
+                    description="Residue found in M-2")
+    client = client_for(app, p.reviewer)
+    response = post_form(client, "/capa/new", {
+        "title": "Residue in mixer", "source_type": "deviation", "source_id": deviation.number,
+        "problem_statement": "Residue found after cleaning", "owner_id": str(p.reviewer.id)}, follow_redirects=True)
+    assert response.status_code == 200, text_of(response)
+    capa = db.session.scalar(sa.select(Capa))
+    assert capa.source_id == deviation.id
+    assert f"Source: Deviation {deviation.number}" in text_of(client.get(f"/capa/{capa.id}"))
