@@ -363,6 +363,7 @@ class RevisionProgress:
     open: int = 0
     overdue: int = 0
     outstanding: list[tuple[User, date | None, bool]] = field(default_factory=list)  # (person, due, overdue)
+    assignments: list[tuple[TrainingAssignment, User]] = field(default_factory=list)  # the chain, by person
 
     @property
     def in_force(self) -> bool:
@@ -395,13 +396,24 @@ def progress(change: ChangeControl, today: date | None = None) -> list[RevisionP
     for assignment, user in db.session.execute(
             sa.select(TrainingAssignment, User).join(User, User.id == TrainingAssignment.user_id)
             .where(TrainingAssignment.revision_id.in_(list(by_revision)),
-                   TrainingAssignment.status == TRAINING_OPEN)
+                   TrainingAssignment.status != TRAINING_CANCELLED)
             .order_by(TrainingAssignment.due_on, User.full_name)):
-        late = assignment.due_on is not None and assignment.due_on < today
         item = by_revision[assignment.revision_id]
-        item.overdue += late
-        item.outstanding.append((user, assignment.due_on, late))
+        item.assignments.append((assignment, user))
+        if assignment.status == TRAINING_OPEN:
+            late = assignment.due_on is not None and assignment.due_on < today
+            item.overdue += late
+            item.outstanding.append((user, assignment.due_on, late))
     return result
+
+
+def overdue_changes(today: date | None = None) -> sa.Select:
+    """Open change controls with an open task past its due date (the register's overdue view)."""
+    today = today or now_utc().date()
+    return sa.select(ChangeControl.id).where(
+        ChangeControl.status.not_in(FINAL),
+        sa.exists().where(ChangeTask.change_id == ChangeControl.id, ChangeTask.status == TASK_OPEN,
+                          ChangeTask.due_on < today))
 
 
 def _closure_blockers(change: ChangeControl) -> tuple[list[str], list[tuple[User, RevisionProgress]]]:

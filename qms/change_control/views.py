@@ -51,7 +51,10 @@ ACTIONS = {
 def register():
     status = request.args.get("status") or None
     query = (request.args.get("q") or "").strip()[:100]
+    overdue = request.args.get("overdue") == "1"
     stmt = sa.select(ChangeControl).order_by(ChangeControl.id.desc())
+    if overdue:
+        stmt = stmt.where(ChangeControl.id.in_(services.overdue_changes()))
     if status in STATUS_LABELS:
         stmt = stmt.where(ChangeControl.status == status)
     if query:
@@ -59,7 +62,7 @@ def register():
         stmt = stmt.where(sa.or_(ChangeControl.number.ilike(like), ChangeControl.title.ilike(like)))
     records = list(db.session.scalars(stmt.limit(500)))
     return render_template("qms/change_control/register.html", records=records, status=status, query=query,
-                           STATUS_LABELS=STATUS_LABELS, title="Change control")
+                           overdue=overdue, STATUS_LABELS=STATUS_LABELS, title="Change control")
 
 
 def _change(change_id: int) -> ChangeControl:

@@ -145,6 +145,7 @@ def test_lifecycle_with_signatures_drafts_started_and_linked_and_closure_when_tr
     assert change.status == VERIFICATION
     progress = cc.progress(change)[0]
     assert (progress.assigned, progress.completed, progress.open) == (1, 0, 1)
+    assert [(user.username, a.status) for a, user in progress.assignments] == [("olga.op", "open")]
 
     db.session.refresh(draft)
     train(operators[0], draft)

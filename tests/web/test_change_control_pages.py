@@ -155,6 +155,7 @@ def test_signed_steps_through_the_pages_and_closure_gated_on_training_with_overr
     assert any("is in verification" in a for a in alerts(response))
     page = text_of(qa_client.get(record))
     assert "Walter Waiting (due" in page and "Effective" in page
+    assert "All assignments (1)" in page and "Walter Waiting (wait.op) — Open, due" in page
 
     response = sign(qa_client, f"{record}/close", p.qa)
     assert response.status_code == 409
@@ -185,3 +186,12 @@ def test_closing_when_everyone_trained_from_the_page(app, p, owner):
     implement(p, owner, change)
     response = sign(client_for(app, p.qa), f"/change-control/{change.id}/close", p.qa)
     assert any("is now Closed" in a for a in alerts(response))
+
+
+def test_register_overdue_view_lists_changes_with_an_open_task_past_due(app, p, owner):
+    late, on_time = new_change(owner, title="Late change"), new_change(owner, title="On-time change")
+    today = clock.now_utc().date()
+    run(cc.add_task, late, actor=owner, title="Overdue task", owner_id=owner.id, due_on=today - timedelta(days=1))
+    run(cc.add_task, on_time, actor=owner, title="Future task", owner_id=owner.id, due_on=today + timedelta(days=1))
+    page = text_of(client_for(app, p.operator).get("/change-control/?overdue=1"))
+    assert late.number in page and on_time.number not in page
