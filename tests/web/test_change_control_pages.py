@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from core import clock
 from core.db import db
 from core.testing.pages import alerts, field_errors
-from core.testing.plugin import PASSWORD, login, post_form, totp_code
+from core.testing.plugin import PASSWORD, post_form, totp_code
 from qms.change_control import services as cc
 from qms.change_control.models import ChangeControl, ChangeTask
 from qms.documents import services as docs
@@ -29,20 +29,9 @@ from tests.integration.documents_helpers import (
     train,
 )
 from tests.integration.test_change_control_lifecycle import fields, implement, new_change, owner, signed, version
+from tests.web.test_training_matrix_pages import client_for, text_of
 
 __all__ = ["owner"]  # the fixture, shared with the lifecycle tests
-
-TAG_RE = re.compile(r"<[^>]+>")
-
-
-def text_of(response) -> str:
-    return " ".join(html.unescape(TAG_RE.sub(" ", response.get_data(as_text=True))).split())
-
-
-def client_for(app, user):
-    client = app.test_client()
-    assert login(client, user).status_code == 302
-    return client
 
 
 def sign(client, url, user, **data):
