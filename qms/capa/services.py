@@ -125,6 +125,20 @@ def _touch(capa: Capa) -> None:
     flag_modified(capa, "status")
 
 
+def _not_owner(capa: Capa, actor: User, action: str) -> None:
+    """Segregation of duties: QA never approves, closes or cancels a CAPA they own."""
+    if actor.id == capa.owner_id:
+        raise NotPermitted(f"You own {capa.audit_title()}; another QA approver must {action} it.")
+
+
+def _owner(owner_id: object) -> User:
+    owner = _active_user("owner_id", owner_id, "Owner")
+    if not owner.can("quality.manage"):
+        raise ValidationError("owner_id", f"Owner {owner.full_name} cannot manage quality records (quality.manage): "
+                                          f"the owner carries the CAPA through its actions.")
+    return owner
+
+
 def _edit_reason(capa: Capa, what: str) -> None:
     """A draft is edited freely (the audit trail records `what`); a CAPA that has left draft needs a reason."""
     if capa.status == DRAFT:
@@ -185,7 +199,7 @@ def create_capa(*, actor: User, title: str, source_type: str, problem_statement:
     source_id, source_reference = _source(source_type, source_id, source_reference)
     problem_statement = _text("problem_statement", problem_statement, "Problem statement")
     root_cause = _optional_text("root_cause", root_cause, "Root cause")
-    owner = _active_user("owner_id", owner_id, "Owner")
+    owner = _owner(owner_id)
     capa = Capa(title=title, source_type=source_type, source_id=source_id, source_reference=source_reference,
                 problem_statement=problem_statement, root_cause=root_cause, owner_id=owner.id, status=DRAFT,
                 created_at=now_utc())
@@ -214,7 +228,7 @@ def update_capa(capa: Capa, *, actor: User, expected_row_version: int | str | No
         if capa.status != DRAFT and changes["root_cause"] is None:
             raise ValidationError("root_cause", "Root cause is required once the plan is approved.")
     if owner_id is not None:
-        changes["owner_id"] = _active_user("owner_id", owner_id, "Owner").id
+        changes["owner_id"] = _owner(owner_id).id
     if source_reference is not None:
         changes["source_reference"] = _optional_text("source_reference", source_reference, "Source reference",
                                                      limit=200)
@@ -364,6 +378,7 @@ def approve_plan(capa: Capa, *, actor: User, proof: SignerProof, expected_row_ve
     _require(actor, "quality.approve", "Approving a CAPA plan")
     _lock(capa)
     _check_status(capa, (DRAFT,), "approve the plan of")
+    _not_owner(capa, actor, "approve the plan of")
     _check_fresh(capa, expected_row_version)
     if not (capa.root_cause or "").strip():
         raise ValidationError("root_cause", f"{capa.audit_title()} needs a root cause before its plan is approved.")
@@ -413,6 +428,7 @@ def approve_retraining_action(action: CapaAction, *, actor: User, proof: SignerP
     capa = action.capa
     _lock(capa)
     _check_status(capa, (OPEN,), "approve a retraining action of")
+    _not_owner(capa, actor, "approve retraining for")
     if not action.retraining:
         raise InvalidTransition(f"{action.audit_title()} is not a retraining action; it was approved with the plan.")
     if action.status != ACTION_PLANNED:
@@ -565,6 +581,7 @@ def close(capa: Capa, *, actor: User, proof: SignerProof, expected_row_version: 
     _require(actor, "quality.approve", "Closing a CAPA")
     _lock(capa)
     _check_status(capa, (EFFECTIVENESS,), "close")
+    _not_owner(capa, actor, "close")
     _check_fresh(capa, expected_row_version)
     if capa.effective is None or not capa.effectiveness_result:
         raise InvalidTransition(f"{capa.audit_title()} cannot be closed before its effectiveness check is "
@@ -589,6 +606,7 @@ def cancel(capa: Capa, *, actor: User, proof: SignerProof, expected_row_version:
     _require(actor, "quality.approve", "Cancelling a CAPA")
     _lock(capa)
     _check_status(capa, (DRAFT, OPEN, EFFECTIVENESS), "cancel")
+    _not_owner(capa, actor, "cancel")
     _check_fresh(capa, expected_row_version)
     reason = _text("reason", reason, "Reason for cancelling", limit=2000)
     default_reason(f"CAPA cancelled: {reason}")

@@ -192,6 +192,13 @@ def test_only_quality_roles_raise_approve_and_close(p, world):
     with pytest.raises(NotPermitted, match="quality.manage"):
         run(services.create_capa, actor=p.operator, title="x", source_type="other", source_reference="r",
             problem_statement="p", owner_id=p.operator.id)
+    with pytest.raises(ValidationError) as error:
+        raise_capa(p, owner_id=p.operator.id)
+    assert error.value.field == "owner_id"
+    owned = raise_capa(p, owner_id=p.qa.id)
+    add(p, owned)
+    with pytest.raises(NotPermitted, match="another QA approver"):
+        approve_plan(p, owned)
     capa = raise_capa(p)
     add(p, capa)
     with pytest.raises(NotPermitted, match="quality.approve"):
