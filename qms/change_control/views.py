@@ -96,31 +96,45 @@ def _values(form) -> dict:
             "owner_id": form.owner_id.data}
 
 
-def _form_page(form, change):
-    return render_template("qms/change_control/form.html", form=form, change=change), 422 if form.errors else 200
+def _save(form, work, *, reason: str | None = None) -> int | None:
+    """Run a validated form's service call in one unit of work: None when saved, else the status of the page that
+    shows the refusal (a field error under its field, any other refusal as a message)."""
+    try:
+        with transaction(reason=reason):
+            work()
+    except ValidationError as exc:
+        show_error(form, exc)
+        return 422
+    except AttestError as exc:
+        flash(exc.message, "danger")
+        return exc.status
+    return None
+
+
+def _owner_choices(form) -> None:
+    form.owner_id.choices = choices((u.id, f"{u.full_name} ({u.username})") for u in _users_with("quality.manage"))
 
 
 @bp.route("/new", methods=["GET", "POST"])
 @permission_required("quality.manage")
 def create():
     form = ChangeForm()
-    form.owner_id.choices = choices((u.id, f"{u.full_name} ({u.username})") for u in _users_with("quality.manage"))
+    _owner_choices(form)
     _scope_choices(form)
     if request.method == "GET":
         form.owner_id.data = current_user.id
+    created: list[ChangeControl] = []
+    status = 200
     if form.validate_on_submit():
-        try:
-            with transaction():
-                change = services.create_change(actor=current_user, document_ids=form.documents.data or [],
-                                                job_function_ids=form.job_functions.data or [], **_values(form))
-        except ValidationError as exc:
-            show_error(form, exc)
-        except AttestError as exc:
-            flash(exc.message, "danger")
-        else:
-            flash(f"{change.number} was raised in Draft.", "success")
-            return redirect(url_for("change_control.show", change_id=change.id))
-    return _form_page(form, None)
+        status = _save(form, lambda: created.append(services.create_change(
+            actor=current_user, document_ids=form.documents.data or [],
+            job_function_ids=form.job_functions.data or [], **_values(form))))
+        if status is None:
+            flash(f"{created[0].number} was raised in Draft.", "success")
+            return redirect(url_for("change_control.show", change_id=created[0].id))
+    elif form.errors:
+        status = 422
+    return render_template("qms/change_control/form.html", form=form, change=None), status
 
 
 @bp.route("/<int:change_id>/edit", methods=["GET", "POST"])
@@ -129,24 +143,20 @@ def edit(change_id: int):
     change = _change(change_id)
     form = ChangeForm(obj=change)
     del form.documents, form.job_functions
-    form.owner_id.choices = choices((u.id, f"{u.full_name} ({u.username})") for u in _users_with("quality.manage"))
+    _owner_choices(form)
     if request.method == "GET":
         form.expected_version.data = str(change.row_version)
+    status = 200
     if form.validate_on_submit():
-        try:
-            with transaction(reason=form.reason.data):
-                services.update_change(change, actor=current_user,
-                                       expected_row_version=(form.expected_version.data or "").strip(),
-                                       **_values(form))
-        except ValidationError as exc:
-            show_error(form, exc)
-        except AttestError as exc:
-            flash(exc.message, "danger")
-            return render_template("qms/change_control/form.html", form=form, change=change), exc.status
-        else:
+        status = _save(form, lambda: services.update_change(
+            change, actor=current_user, expected_row_version=(form.expected_version.data or "").strip(),
+            **_values(form)), reason=form.reason.data)
+        if status is None:
             flash(f"{change.number} saved.", "success")
             return redirect(url_for("change_control.show", change_id=change.id))
-    return _form_page(form, change)
+    elif form.errors:
+        status = 422
+    return render_template("qms/change_control/form.html", form=form, change=change), status
 
 
 @bp.route("/<int:change_id>/scope", methods=["GET", "POST"])
@@ -159,22 +169,17 @@ def scope(change_id: int):
         form.expected_version.data = str(change.row_version)
         form.documents.data = [r.document_id for r in change.documents]
         form.job_functions.data = [r.job_function_id for r in change.job_functions]
+    status = 200
     if form.validate_on_submit():
-        try:
-            with transaction():
-                services.set_scope(change, actor=current_user,
-                                   expected_row_version=(form.expected_version.data or "").strip(),
-                                   document_ids=form.documents.data or [],
-                                   job_function_ids=form.job_functions.data or [])
-        except ValidationError as exc:
-            show_error(form, exc)
-        except AttestError as exc:
-            flash(exc.message, "danger")
-            return render_template("qms/change_control/scope.html", form=form, change=change), exc.status
-        else:
+        status = _save(form, lambda: services.set_scope(
+            change, actor=current_user, expected_row_version=(form.expected_version.data or "").strip(),
+            document_ids=form.documents.data or [], job_function_ids=form.job_functions.data or []))
+        if status is None:
             flash("Affected documents and job functions saved.", "success")
             return redirect(url_for("change_control.show", change_id=change.id))
-    return render_template("qms/change_control/scope.html", form=form, change=change), 422 if form.errors else 200
+    elif form.errors:
+        status = 422
+    return render_template("qms/change_control/scope.html", form=form, change=change), status
 
 
 def _task_form() -> TaskForm:
@@ -204,18 +209,13 @@ def add_task(change_id: int):
     change = _change(change_id)
     form = _task_form()
     if form.validate_on_submit():
-        try:
-            with transaction():
-                services.add_task(change, actor=current_user, title=form.task_title.data,
-                                  owner_id=form.task_owner_id.data, due_on=form.due_on.data)
-        except ValidationError as exc:
-            show_error(form, exc)
-        except AttestError as exc:
-            flash(exc.message, "danger")
-            return redirect(url_for("change_control.show", change_id=change.id)), 303
-        else:
+        status = _save(form, lambda: services.add_task(change, actor=current_user, title=form.task_title.data,
+                                                       owner_id=form.task_owner_id.data, due_on=form.due_on.data))
+        if status is None:
             flash("Task added.", "success")
             return redirect(url_for("change_control.show", change_id=change.id))
+        if status != 422:
+            return redirect(url_for("change_control.show", change_id=change.id)), 303
     page, _status = show(change_id, task_form=form)
     return page, 422
 
