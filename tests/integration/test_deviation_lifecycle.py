@@ -233,9 +233,10 @@ def test_cancel_needs_a_reason(p):
         run(services.cancel, deviation, actor=p.reviewer, reason="again")
 
 
-def test_adequacy_panel_shows_a_person_trained_after_the_deviation_as_not_trained_then(p):
-    """Revision 2 was in force when the deviation occurred; the operator signed it only afterwards: at the time of
-    the deviation they were trained on revision 1 only, today they are qualified on revision 2."""
+def trained_after_the_deviation(p):
+    """The operator trained on revision 1; revision 2 became effective; the deviation occurred (returned, to the
+    minute) under revision 2; four hours later the operator signed revision 2; the clock is now a day later.
+    Returns (document, rev1, rev2, occurred, the revision 2 assignment)."""
     hold([p.operator], p.job_function_id)
     document = new_document(p)
     rev1 = effective_revision(p, document)
@@ -243,10 +244,17 @@ def test_adequacy_panel_shows_a_person_trained_after_the_deviation_as_not_traine
     clock.freeze(clock.now_utc() + timedelta(days=10))
     rev2 = effective_revision(p, document, content="# Purpose\n\nClean it with detergent A.\n")
     clock.freeze(clock.now_utc() + timedelta(days=2))
-    occurred = clock.now_utc()
+    occurred = clock.now_utc().replace(second=0, microsecond=0)
     clock.freeze(occurred + timedelta(hours=4))
     trained = train(p.operator, rev2)
     clock.freeze(occurred + timedelta(days=1))
+    return document, rev1, rev2, occurred, trained
+
+
+def test_adequacy_panel_shows_a_person_trained_after_the_deviation_as_not_trained_then(p):
+    """Revision 2 was in force when the deviation occurred; the operator signed it only afterwards: at the time of
+    the deviation they were trained on revision 1 only, today they are qualified on revision 2."""
+    document, rev1, rev2, occurred, trained = trained_after_the_deviation(p)
     deviation = report(p, occurred_at=occurred, discovered_at=occurred + timedelta(hours=1),
                        person_ids=[p.operator.id], document_ids=[document.id])
 

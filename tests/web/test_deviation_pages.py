@@ -16,7 +16,7 @@ from core.org import Department
 from core.testing.pages import alerts, field_errors
 from core.testing.plugin import PASSWORD, csrf_token, login, post_form, totp_code
 from qms.deviations.models import CLOSED, Deviation
-from tests.integration.documents_helpers import effective_revision, hold, new_document, train
+from tests.integration.test_deviation_lifecycle import trained_after_the_deviation
 
 TAG_RE = re.compile(r"<[^>]+>")
 EXPECTED_RE = re.compile(r'name="expected_version"[^>]*value="([^"]*)"|value="([^"]*)"[^>]*name="expected_version"')
@@ -63,17 +63,7 @@ def sign(client, user, url: str, comment: str = ""):
 
 
 def test_supervisor_reports_a_deviation_and_the_panel_shows_training_at_the_time(app, p):
-    hold([p.operator], p.job_function_id)
-    document = new_document(p)
-    rev1 = effective_revision(p, document)
-    train(p.operator, rev1)
-    clock.freeze(clock.now_utc() + timedelta(days=10))
-    rev2 = effective_revision(p, document, content="# Purpose\n\nClean it with detergent A.\n")
-    clock.freeze(clock.now_utc() + timedelta(days=2))
-    occurred = clock.now_utc().replace(second=0, microsecond=0)
-    clock.freeze(occurred + timedelta(hours=4))
-    train(p.operator, rev2)
-    clock.freeze(occurred + timedelta(days=1))
+    document, rev1, rev2, occurred, _trained = trained_after_the_deviation(p)
 
     supervisor = client_for(app, p.reviewer)
     data = report_form(app, p, p.reviewer, occurred, occurred + timedelta(hours=1),
