@@ -171,3 +171,34 @@ def test_register_filters_overdue_deviations(app, p):
     page = text_of(supervisor.get("/deviations/?overdue=1"))
     assert "Old spill" in page and "Overdue" in page and "Fresh spill" not in page
     assert "Fresh spill" in text_of(supervisor.get("/deviations/"))
+
+
+def test_people_procedures_and_capa_are_linked_on_one_page(app, p):
+    from core.db import transaction
+    from qms.capa.models import Capa
+    from tests.integration.documents_helpers import new_document
+
+    document = new_document(p)
+    supervisor = client_for(app, p.reviewer)
+    now = clock.now_utc()
+    post_form(supervisor, "/deviations/new", report_form(app, p, p.reviewer, now - timedelta(hours=3), now))
+    deviation = db.session.scalar(sa.select(Deviation))
+    with transaction():
+        db.session.add(Capa(number="CAPA-2025-0042", title="Detergent labelling", source_type="deviation",
+                            source_id=deviation.id, problem_statement="Wrong detergent.", owner_id=p.reviewer.id))
+    url = f"/deviations/{deviation.id}/links"
+    response = post_form(supervisor, url, {"person_ids": [str(p.operator.id)], "document_ids": [str(document.id)],
+                                           "capa_number": "CAPA-2025-0099",
+                                           "expected_version": expected_version(supervisor, url)})
+    assert response.status_code == 422
+    assert "Linked CAPA number: There is no CAPA numbered CAPA-2025-0099." in field_errors(response)
+    db.session.expire_all()
+    assert db.session.get(Deviation, deviation.id).people == []  # nothing half-written
+    response = post_form(supervisor, url, {"person_ids": [str(p.operator.id)], "document_ids": [str(document.id)],
+                                           "capa_number": "CAPA-2025-0042",
+                                           "expected_version": expected_version(supervisor, url)},
+                         follow_redirects=True)
+    assert f"People, procedures and CAPA of {deviation.number} saved." in alerts(response)
+    page = text_of(response)
+    assert "Otto Operator" in page and "SOP-QA-001" in page and "CAPA-2025-0042 — Detergent labelling" in page
+    assert "Not trained then" in page
