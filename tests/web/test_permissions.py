@@ -90,9 +90,16 @@ def _example_ids(app, users, viewer=None) -> dict[str, int]:
                            for u in users.values()}
             db.session.add_all(assignments.values())
             db.session.flush()
+            from qms.change_control.models import ChangeControl
+
+            change = ChangeControl(number="CC-2000-0001", title="Example change", description="Example",
+                                   justification="Example", change_type="document", risk_level="low",
+                                   risk_rationale="Example", owner_id=users["qa_approver"].id)
+            db.session.add(change)
+            db.session.flush()
             app.extensions["test_examples"] = {"user_id": users["operator"].id, "document_id": doc.id,
                                                "revision_id": draft.id, "job_function_id": function.id,
-                                               "username": users["operator"].username}
+                                               "username": users["operator"].username, "change_id": change.id}
             app.extensions["test_example_assignments"] = {uid: a.id for uid, a in assignments.items()}
     own = app.extensions["test_example_assignments"]
     viewer_id = (viewer or users["operator"]).id
