@@ -96,10 +96,28 @@ def _example_ids(app, users, viewer=None) -> dict[str, int]:
                                    justification="Example", change_type="document", risk_level="low",
                                    risk_rationale="Example", owner_id=users["qa_approver"].id)
             db.session.add(change)
+            from datetime import UTC, date, datetime
+
+            from qms.capa.models import Capa, CapaAction
+            from qms.deviations.models import Deviation
+
+            deviation = Deviation(number="DEV-2000-0001", title="Example deviation",
+                                  occurred_at=datetime(2000, 1, 1, tzinfo=UTC),
+                                  discovered_at=datetime(2000, 1, 2, tzinfo=UTC), site_id=site.id,
+                                  department_id=dept.id, description="Example", owner_id=users["qa_approver"].id)
+            capa = Capa(number="CAPA-2000-0001", title="Example CAPA", source_type="other",
+                        source_reference="Example", problem_statement="Example", owner_id=users["qa_approver"].id)
+            db.session.add_all([deviation, capa])
+            db.session.flush()
+            capa_action = CapaAction(capa_id=capa.id, kind="corrective", description="Example action",
+                                     owner_id=users["qa_approver"].id, due_on=date(2030, 1, 1))
+            db.session.add(capa_action)
             db.session.flush()
             app.extensions["test_examples"] = {"user_id": users["operator"].id, "document_id": doc.id,
                                                "revision_id": draft.id, "job_function_id": function.id,
-                                               "username": users["operator"].username, "change_id": change.id}
+                                               "username": users["operator"].username, "change_id": change.id,
+                                               "deviation_id": deviation.id, "capa_id": capa.id,
+                                               "action_id": capa_action.id}
             app.extensions["test_example_assignments"] = {uid: a.id for uid, a in assignments.items()}
     own = app.extensions["test_example_assignments"]
     viewer_id = (viewer or users["operator"]).id
