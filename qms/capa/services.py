@@ -207,7 +207,22 @@ def create_capa(*, actor: User, title: str, source_type: str, problem_statement:
     capa.number = next_number("CAPA")
     db.session.add(capa)
     db.session.flush()
+    if source_type == "deviation":
+        _link_deviation(source_id, capa)
     return capa
+
+
+def _link_deviation(deviation_id: int, capa: Capa) -> None:
+    """A CAPA raised from a deviation is the deviation's CAPA, unless the deviation already has one or is closed."""
+    from qms.deviations.models import CANCELLED as DEVIATION_CANCELLED
+    from qms.deviations.models import CLOSED as DEVIATION_CLOSED
+    from qms.deviations.models import Deviation
+
+    deviation = db.session.get(Deviation, deviation_id)
+    if deviation is not None and deviation.capa_id is None and \
+            deviation.status not in (DEVIATION_CLOSED, DEVIATION_CANCELLED):
+        deviation.capa_id = capa.id
+        db.session.flush()
 
 
 def update_capa(capa: Capa, *, actor: User, expected_row_version: int | str | None, title: str | None = None,

@@ -121,6 +121,23 @@ def register():
                            STATUS_LABELS=STATUS_LABELS, title="CAPA")
 
 
+def _prefill_from_source(form) -> None:
+    """"Raise a CAPA" from a deviation: /capa/new?source_type=deviation&source=DEV-2026-0001 fills in the source,
+    a title and the problem statement from the deviation (the user reviews them before saving)."""
+    from qms.deviations.models import Deviation
+
+    if request.args.get("source_type") != "deviation":
+        return
+    number = (request.args.get("source") or "").strip().upper()[:32]
+    deviation = db.session.scalar(sa.select(Deviation).where(Deviation.number == number)) if number else None
+    if deviation is None:
+        return
+    form.source_type.data = "deviation"
+    form.source_id.data = deviation.number
+    form.title.data = f"CAPA for {deviation.number}: {deviation.title}"[:300]
+    form.problem_statement.data = deviation.description
+
+
 @bp.route("/new", methods=["GET", "POST"])
 @permission_required("quality.manage")
 def create():
@@ -128,6 +145,7 @@ def create():
     _owner_choices(form)
     if request.method == "GET":
         form.owner_id.data = current_user.id
+        _prefill_from_source(form)
     status = 200
     if form.validate_on_submit():
         try:

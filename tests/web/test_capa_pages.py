@@ -155,3 +155,24 @@ def test_a_capa_raised_from_a_deviation_links_back_to_it(app, p):
     capa = db.session.scalar(sa.select(Capa))
     assert capa.source_id == deviation.id
     assert f"Source: Deviation {deviation.number}" in text_of(client.get(f"/capa/{capa.id}"))
+    db.session.expire_all()
+    assert db.session.get(type(deviation), deviation.id).capa_id == capa.id  # the deviation now has its CAPA
+
+
+def test_raise_a_capa_from_the_deviation_page_fills_in_the_source(app, p):
+    from core.clock import now_utc
+    from qms.deviations import services as deviations
+    from tests.integration.documents_helpers import run
+
+    site_id = db.session.scalar(sa.text("select site_id from core_department where id = :d"),
+                                {"d": p.department_id})
+    deviation = run(deviations.report_deviation, actor=p.reviewer, title="Label mix-up", occurred_at=now_utc(),
+                    discovered_at=now_utc(), site_id=site_id, department_id=p.department_id,
+                    description="Two label rolls were mixed on line 3")
+    client = client_for(app, p.reviewer)
+    page = client.get(f"/deviations/{deviation.id}").get_data(as_text=True)
+    link = f"/capa/new?source_type=deviation&amp;source={deviation.number}"
+    assert "Raise a CAPA" in page and link in page
+    form = text_of(client.get(html.unescape(link)))
+    assert f"CAPA for {deviation.number}: Label mix-up" in client.get(html.unescape(link)).get_data(as_text=True)
+    assert "Two label rolls were mixed on line 3" in form
