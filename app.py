@@ -119,6 +119,9 @@ def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
     from qms import training_demo as matrix_demo
 
     demo.register_loader(matrix_demo.load)  # the matrix, completions and overdue training, after the documents
+    from qms import quality_demo
+
+    demo.register_loader(quality_demo.load)  # change controls, deviations and CAPAs, on the trained organisation
     from core.auth import services as auth_services
     from training import services as training_services
 

@@ -79,11 +79,12 @@ def test_demo_load_is_idempotent_and_prints_the_demo_logins(app):
     assert first.exit_code == 0, first.output
     assert "qa.approver" in first.output and "Attest-Demo-2026!" in first.output
     count = db.session.scalar(sa.select(sa.func.count()).select_from(User))
-    assert count == 40
+    assert count == 41  # 40 and the change owner of the demo change controls
     second = _cli(app, "demo", "load", "--users", "40", "--documents", "40")
     assert second.exit_code == 0
     assert "0 users created" in second.output and "0 documents created" in second.output
-    assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 40
+    assert "demo quality events skipped" in second.output
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 41
     roles = {r for u in db.session.scalars(sa.select(User)) for r in u.role_codes}
     assert len(roles) == 8
     from qms.documents.models import STATUS_LABELS, Document, Revision
@@ -106,4 +107,20 @@ def test_demo_load_is_idempotent_and_prints_the_demo_logins(app):
     without = db.session.scalar(sa.select(sa.func.count()).select_from(JobFunction).where(
         ~JobFunction.id.in_(sa.select(DocumentAudience.job_function_id))))
     assert without == 0  # the matrix covers every job function
+    from qms.capa.models import STATUS_LABELS as CAPA_STATES
+    from qms.capa.models import Capa
+    from qms.change_control.models import STATUS_LABELS as CHANGE_STATES
+    from qms.change_control.models import ChangeControl
+    from qms.deviations.models import STATUS_LABELS as DEVIATION_STATES
+    from qms.deviations.models import Deviation
+
+    for model, states in ((ChangeControl, CHANGE_STATES), (Deviation, DEVIATION_STATES), (Capa, CAPA_STATES)):
+        have = set(db.session.scalars(sa.select(model.status).distinct()))
+        assert have == set(states), f"demo {model.__name__} misses states: {set(states) - have}"
+    linked = db.session.scalars(sa.select(Deviation).where(Deviation.capa_id.is_not(None))).all()
+    assert {d.status for d in linked} >= {"closed", "pending_approval"}
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(TrainingAssignment).where(
+        TrainingAssignment.source_type == "capa_action")) > 0
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(ChangeControl).where(
+        ChangeControl.closure_override_note.is_not(None))) == 1
     assert _cli(app, "audit", "verify").exit_code == 0
