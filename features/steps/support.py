@@ -1,0 +1,32 @@
+"""Helpers the protocol steps share (not steps themselves): reading pages and audit data as an inspector would."""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+import sqlalchemy as sa
+
+from core.db import db
+
+TAG_RE = re.compile(r"<[^>]+>")
+SHIPPED_PACKAGES = ("core", "signatures", "lms", "training", "qms", "validation")
+
+
+def text_of(response: Any) -> str:
+    """A page's text as a person reads it: tags removed, entities decoded, white space folded."""
+    return " ".join(html.unescape(TAG_RE.sub(" ", response.get_data(as_text=True))).split())
+
+
+def scalar_count(model: type, *where: Any) -> int:
+    return db.session.scalar(sa.select(sa.func.count()).select_from(model).where(*where)) or 0
+
+
+def newest(model: type, *where: Any) -> Any:
+    db.session.expire_all()
+    return db.session.scalars(sa.select(model).where(*where).order_by(model.id.desc())).first()
+
+
+def short(digest: str) -> str:
+    return f"{digest[:12]}…"
