@@ -26,6 +26,7 @@ import qms.documents.models  # noqa: E402,F401
 import qms.numbering  # noqa: E402,F401
 import signatures.models  # noqa: E402,F401
 import training.models  # noqa: E402,F401
+import validation.models  # noqa: E402,F401
 
 core_db.configure_models()
 
@@ -133,6 +134,9 @@ def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
     from training import cli as training_cli
 
     app.cli.add_command(training_cli.training_cli)
+    from validation import cli as validation_cli
+
+    app.cli.add_command(validation_cli.validation_cli)
     app.cli.add_command(signatures_cli.signatures_cli)
 
     if not app.config["SESSION_COOKIE_SECURE"]:

@@ -88,6 +88,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Open training on a revision that is superseded: supersede (closed, replaced by the new revision's) "
             "or keep", choices=("supersede", "keep")),
     Setting("MAX_UPLOAD_MB", int, 20, "Largest PDF accepted as document content, megabytes", 1, 200),
+    Setting("VALIDATION_DATABASE_URL", str, "",
+            "PostgreSQL server URL where validation runs create (and drop) their scratch database; empty: a "
+            "scratch SQLite file. Never the production database", secret=True),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}

@@ -78,8 +78,9 @@ ROLES: dict[str, Role] = {
              frozenset(_READ | {"training.view_team", "training.view_own", "quality.manage", "documents.review"})),
         Role("operator", "Operator", "Performs GxP work; completes read-and-sign training.",
              frozenset(_READ | {"training.view_own"})),
-        Role("validation_engineer", "Validation engineer", "Executes IQ/OQ/PQ protocols.",
-             frozenset(_READ | {"validation.execute", "training.view_own", "audit.view"})),
+        Role("validation_engineer", "Validation engineer",
+             "Executes IQ/OQ/PQ protocols; raises and investigates their test incidents (deviations).",
+             frozenset(_READ | {"validation.execute", "quality.manage", "training.view_own", "audit.view"})),
         Role("auditor", "Auditor (read-only)", "Inspects records and audit trails; changes nothing.",
              frozenset(_READ | {"audit.view", "audit.export", "roles.view", "users.view", "training.view_team"})),
     )

@@ -1,0 +1,670 @@
+"""The validation package executed inside the installed system.
+
+- Protocols are the feature files under features/iq, features/oq, features/pq (and the runner canaries under
+  validation/canaries). Each file is executable only while its SHA-256 equals the SHA-256 of its approved version
+  (`ProtocolVersion`, signed "Approved" by QA with the file's exact text).
+- A run executes one protocol with pytest-bdd in a separate process against a scratch database (a temporary SQLite
+  file, or a database created for the run on the PostgreSQL server named by ATTEST_VALIDATION_DATABASE_URL), never
+  the production database. validation.capture streams each scenario and step; this module stores them as they come,
+  so the run page shows progress. A failed step raises a test incident: a draft deviation linked to the step.
+- The executor signs the run "Executed", QA signs "Reviewed" then "Approved". Each signature binds the run's results
+  (every step's outcome and evidence) and the environment fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy.engine import make_url
+
+from core import audit
+from core.auth.models import User
+from core.auth.permissions import PERMISSIONS
+from core.clock import now_utc
+from core.db import db, default_reason, transaction
+from core.errors import InvalidTransition, NotPermitted, ValidationError
+from signatures import models as sig
+from signatures import services as signing
+from signatures.services import SignerProof
+from validation.models import (
+    APPROVED,
+    COMPLETED,
+    ERROR,
+    EXECUTED,
+    FAILED,
+    NOT_RUN,
+    PASSED,
+    PROTOCOLS,
+    QUEUED,
+    REVIEWED,
+    RUN_APPROVED,
+    RUN_STATUS_LABELS,
+    RUNNING,
+    SUPERSEDED,
+    UNDEFINED,
+    ProtocolVersion,
+    RunFile,
+    ScenarioResult,
+    StepResult,
+    ValidationRun,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTOCOL_DIRS = {"IQ": "features/iq", "OQ": "features/oq", "PQ": "features/pq", "CANARY": "validation/canaries"}
+PERFORMED = "Performed without error."
+
+
+def _require(actor: User | None, permission: str, action: str) -> None:
+    if actor is None or not actor.active or not actor.can(permission):
+        raise NotPermitted(f"{action} needs the permission “{PERMISSIONS[permission].label}” ({permission}).")
+
+
+def _protocol(protocol: str) -> str:
+    code = (protocol or "").strip().upper()
+    if code not in PROTOCOLS:
+        raise ValidationError("protocol", f"Protocol must be one of: {', '.join(PROTOCOLS)}.")
+    return code
+
+
+# --- protocol files and their approved versions ---------------------------------------------------------------------
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def feature_files(protocol: str) -> list[Path]:
+    folder = ROOT / PROTOCOL_DIRS[_protocol(protocol)]
+    return sorted(folder.rglob("*.feature")) if folder.is_dir() else []
+
+
+def _relative(path: Path) -> str:
+    return path.resolve().relative_to(ROOT).as_posix()
+
+
+@dataclass
+class FileState:
+    protocol: str
+    path: str
+    sha256: str
+    approved: ProtocolVersion | None
+
+    @property
+    def state(self) -> str:
+        if self.approved is None:
+            return "new"
+        return "approved" if self.approved.sha256 == self.sha256 else "changed"
+
+    @property
+    def state_label(self) -> str:
+        return {"new": "Not yet approved", "approved": f"Approved (version {self.approved.version})"
+                if self.approved else "", "changed": "Changed since its approved version"}[self.state]
+
+
+def approved_version(path: str) -> ProtocolVersion | None:
+    return db.session.scalar(sa.select(ProtocolVersion).where(ProtocolVersion.path == path,
+                                                              ProtocolVersion.status == APPROVED))
+
+
+def protocol_files(protocols: Iterable[str] = tuple(PROTOCOLS)) -> list[FileState]:
+    out = []
+    for protocol in protocols:
+        for path in feature_files(protocol):
+            rel = _relative(path)
+            out.append(FileState(protocol, rel, sha256_of(path), approved_version(rel)))
+    return out
+
+
+def approve_files(paths: Iterable[str], *, actor: User, proof: SignerProof, reason: str | None = None,
+                  comment: str | None = None) -> list[ProtocolVersion]:
+    """QA approves the current text of each named feature file: a new protocol version holding the exact text and
+    its SHA-256, signed "Approved"; the version it replaces is superseded. A file already approved as it stands is
+    refused (nothing to approve)."""
+    _require(actor, "validation.approve", "Approving a protocol")
+    wanted = sorted(set(paths))
+    if not wanted:
+        raise ValidationError("paths", "Choose at least one feature file to approve.")
+    known = {f.path: f for f in protocol_files()}
+    versions = []
+    default_reason(reason or "Protocol approved")
+    for rel in wanted:
+        state = known.get(rel)
+        if state is None:
+            raise ValidationError("paths", f"{rel} is not a protocol feature file.")
+        if state.state == "approved":
+            raise InvalidTransition(f"{rel} is already approved as it stands (version {state.approved.version}).")
+        if state.state == "changed" and not (reason or "").strip():
+            raise ValidationError("reason", f"Say why {rel} changed (reason for the new version).")
+        text = (ROOT / rel).read_text(encoding="utf-8")
+        if hashlib.sha256(text.encode("utf-8")).hexdigest() != state.sha256:
+            raise InvalidTransition(f"{rel} changed while it was being approved; look at it again.")
+        previous = state.approved
+        if previous is not None:
+            previous.status = SUPERSEDED
+        version = ProtocolVersion(protocol=state.protocol, path=rel, version=(previous.version + 1 if previous else 1),
+                                  sha256=state.sha256, content=text, status=APPROVED, approved_by_id=actor.id,
+                                  approved_at=now_utc(), reason=(reason or "").strip() or None)
+        db.session.add(version)
+        db.session.flush()
+        signing.sign(version, signer=actor, proof=proof, meaning=sig.APPROVED,
+                     comment=comment or f"Protocol {rel} approved (SHA-256 {state.sha256[:16]}…)",
+                     allowed=(sig.APPROVED,))
+        versions.append(version)
+    return versions
+
+
+def check_executable(protocol: str) -> list[FileState]:
+    """The protocol's files, each matching its approved version; else InvalidTransition naming every file that is
+    new or changed."""
+    files = protocol_files([protocol])
+    if not files:
+        raise InvalidTransition(f"Protocol {protocol} has no feature files in {PROTOCOL_DIRS[protocol]}.")
+    bad = [f for f in files if f.state != "approved"]
+    if bad:
+        listed = "; ".join(f"{f.path} ({f.state_label.lower()})" for f in bad)
+        raise InvalidTransition(f"Protocol {protocol} cannot run: only approved feature files may be executed, and "
+                                f"{len(bad)} are not: {listed}. QA approves the new version under Validation → "
+                                f"Protocols.")
+    return files
+
+
+# --- runs ------------------------------------------------------------------------------------------------------------
+
+
+def create_run(protocol: str, *, executor: User) -> ValidationRun:
+    """Queue a run of `protocol` by `executor` (validation.execute), recording the files and the approved versions
+    they match. Refused whole when a file is new or changed."""
+    protocol = _protocol(protocol)
+    _require(executor, "validation.execute", "Executing a validation protocol")
+    files = check_executable(protocol)
+    default_reason(f"Validation run of {protocol} started")
+    run = ValidationRun(protocol=protocol, status=QUEUED, executor_id=executor.id, created_at=now_utc())
+    run.files = [RunFile(path=f.path, sha256=f.sha256, protocol_version_id=f.approved.id) for f in files]
+    db.session.add(run)
+    db.session.flush()
+    return run
+
+
+def _scratch(url: str | None) -> tuple[str, str]:
+    """(value for ATTEST_TEST_DATABASE_URL, printable description) of the scratch database."""
+    if not url:
+        return "", "SQLite (temporary file)"
+    if not url.startswith("postgresql"):
+        raise ValidationError("VALIDATION_DATABASE_URL", "ATTEST_VALIDATION_DATABASE_URL must name a PostgreSQL "
+                                                         "server (the run creates and drops its own database).")
+    production = current_app.config.get("SQLALCHEMY_DATABASE_URI") or ""
+    if make_url(url).render_as_string(hide_password=True) == make_url(production).render_as_string(
+            hide_password=True) if production.startswith("postgresql") else False:
+        raise ValidationError("VALIDATION_DATABASE_URL", "The scratch database server URL must not be the "
+                                                         "production database.")
+    return url, f"PostgreSQL at {make_url(url).host}:{make_url(url).port or 5432} (database created for the run)"
+
+
+def _database_version(url: str) -> str:
+    if not url:
+        import sqlite3
+
+        return f"sqlite {sqlite3.sqlite_version}"
+    engine = sa.create_engine(url, connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect() as conn:
+            return f"postgresql {conn.exec_driver_sql('SHOW server_version').scalar()}"
+    finally:
+        engine.dispose()
+
+
+def _commit() -> str | None:
+    env = os.environ.get("ATTEST_BUILD_COMMIT")
+    if env:
+        return env.strip()[:64]
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, timeout=10).stdout.strip()
+    return out.stdout.strip() + ("+modified" if dirty else "")
+
+
+def fingerprint(run: ValidationRun, scratch_url: str) -> dict[str, Any]:
+    """What was executed where: application version and commit, Python and every installed package, the scratch
+    database's dialect and version, the operating system, and the SHA-256 of every feature file."""
+    try:
+        version = metadata.version("attest")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    packages = sorted({(d.metadata["Name"] or "?").lower(): d.version for d in metadata.distributions()}.items())
+    return {
+        "application": {"name": "attest", "version": version, "commit": _commit()},
+        "python": {"version": platform.python_version(), "implementation": platform.python_implementation(),
+                   "executable": sys.executable},
+        "packages": dict(packages),
+        "database": {"scratch": _database_version(scratch_url)},
+        "os": {"platform": platform.platform(), "machine": platform.machine(), "node": platform.node()},
+        "files": {f.path: f.sha256 for f in run.files},
+    }
+
+
+@dataclass
+class _Live:
+    """The scenario being stored while the subprocess runs."""
+
+    scenario_id: int | None = None
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    done: set[int] = field(default_factory=set)
+    position: int = 0
+
+
+def _at(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _expected(step: dict[str, Any]) -> str:
+    """A Then step states the expected result; Given and When steps are expected to complete without error."""
+    return step["text"] if step.get("type") == "then" else PERFORMED
+
+
+class _Store:
+    def __init__(self, run_id: int, echo: Callable[[str], None] | None) -> None:
+        self.run_id = run_id
+        self.echo = echo or (lambda _line: None)
+        self.live: dict[str, _Live] = {}
+        self.position = 0
+
+    def apply(self, events: list[dict[str, Any]]) -> None:
+        if not events:
+            return
+        with transaction(reason="Validation run results recorded"):
+            for event in events:
+                getattr(self, f"_on_{event['event']}")(event)
+
+    def _on_scenario(self, event: dict[str, Any]) -> None:
+        self.position += 1
+        tags = " ".join(t for t in event.get("tags", []))
+        scenario = ScenarioResult(run_id=self.run_id, position=self.position, feature_path=event["feature_path"],
+                                  feature_name=event["feature"][:300], name=event["scenario"][:500], tags=tags[:1000],
+                                  outcome=RUNNING, started_at=_at(event.get("start")))
+        db.session.add(scenario)
+        db.session.flush()
+        self.live[event["nodeid"]] = _Live(scenario.id, event["steps"])
+        self.echo(f"  {event['feature_path']}: {event['scenario']}")
+
+    def _on_step(self, event: dict[str, Any]) -> None:
+        live = self.live[event["nodeid"]]
+        index = event["index"]
+        step = live.steps[index]
+        evidence = event.get("records") or []
+        db.session.add(StepResult(
+            run_id=self.run_id, scenario_id=live.scenario_id, position=index + 1, keyword=step["keyword"][:16],
+            text=step["text"], expected=_expected(step), actual=(event.get("actual") or None),
+            outcome=event["outcome"], evidence=json.dumps(evidence) if evidence else None, error=event.get("error"),
+            started_at=_at(event.get("start")), finished_at=_at(event.get("end"))))
+        live.done.add(index)
+        mark = {"passed": "ok", "failed": "FAILED", "undefined": "UNDEFINED"}.get(event["outcome"], event["outcome"])
+        self.echo(f"    [{mark}] {step['keyword']} {step['text']}")
+
+    def _on_scenario_end(self, event: dict[str, Any]) -> None:
+        live = self.live.pop(event["nodeid"])
+        scenario = db.session.get(ScenarioResult, live.scenario_id)
+        for index, step in enumerate(live.steps):
+            if index not in live.done:
+                db.session.add(StepResult(run_id=self.run_id, scenario_id=scenario.id, position=index + 1,
+                                          keyword=step["keyword"][:16], text=step["text"], expected=_expected(step),
+                                          outcome=NOT_RUN, actual=None,
+                                          error=None if event["outcome"] == "passed" else
+                                          "Not executed: an earlier step or the scenario set-up failed."))
+        outcome = event["outcome"]
+        scenario.outcome = PASSED if outcome == "passed" else (NOT_RUN if outcome == "skipped" else FAILED)
+        scenario.error = event.get("error")
+        scenario.finished_at = _at(event.get("end"))
+
+
+def _read_new(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
+    if not path.exists():
+        return [], offset
+    with path.open("r", encoding="utf-8") as fh:
+        fh.seek(offset)
+        data = fh.read()
+    complete, _, _rest = data.rpartition("\n")
+    if not complete:
+        return [], offset
+    lines = [json.loads(line) for line in complete.split("\n") if line.strip()]
+    return lines, offset + len(complete.encode("utf-8")) + 1
+
+
+def execute(run_id: int, *, echo: Callable[[str], None] | None = None, timeout_s: int = 3600) -> ValidationRun:
+    """Execute a queued run: pytest-bdd on the protocol's folder in a separate process against a scratch database,
+    storing scenarios and steps as they complete (each batch its own unit of work, attributed to the executor).
+    Then the counts, the result and a test incident (draft deviation) for each failed step."""
+    run = db.session.get(ValidationRun, run_id)
+    if run is None:
+        raise ValidationError("run", f"There is no validation run {run_id}.")
+    executor = run.executor
+    with audit.acting_as(executor):
+        with transaction(reason="Validation run started"):
+            run = db.session.get(ValidationRun, run_id)
+            if run.status != QUEUED:
+                raise InvalidTransition(f"{run.audit_title()} is {run.status_label.lower()}; only a queued run "
+                                        f"is executed.")
+            # the files must still be the approved ones (they may have changed since the run was queued)
+            current = {f.path: f.sha256 for f in check_executable(run.protocol)}
+            if current != {f.path: f.sha256 for f in run.files}:
+                raise InvalidTransition(f"The feature files of {run.protocol} changed since {run.audit_title()} "
+                                        f"was queued; start a new run.")
+            scratch_url, scratch_label = _scratch(current_app.config.get("VALIDATION_DATABASE_URL"))
+            run.status = RUNNING
+            run.started_at = now_utc()
+            run.database = scratch_label[:200]
+            data = fingerprint(run, scratch_url)
+            run.fingerprint = json.dumps(data, sort_keys=True, indent=1)
+            run.fingerprint_sha256 = hashlib.sha256(run.fingerprint.encode("utf-8")).hexdigest()
+            run.app_version = data["application"]["version"]
+            run.commit = data["application"]["commit"]
+        echo = echo or (lambda _line: None)
+        echo(f"run {run_id}: protocol {run.protocol}, {len(run.files)} feature file(s), scratch database "
+             f"{scratch_label}")
+        store = _Store(run_id, echo)
+        error = None
+        with tempfile.TemporaryDirectory(prefix="attest-validation-") as tmp:
+            out = Path(tmp) / "events.jsonl"
+            env = {**os.environ, "ATTEST_TEST_DATABASE_URL": scratch_url, "ATTEST_VALIDATION_INSTALLED": "1",
+                   "PYTHONDONTWRITEBYTECODE": "1"}
+            env.pop("ATTEST_DATABASE_URL", None)  # a protocol step never reaches the production database by default
+            command = [sys.executable, "-m", "pytest", PROTOCOL_DIRS[run.protocol], "-p", "validation.capture",
+                       f"--validation-out={out}", "-p", "no:cacheprovider", "-q", "--no-header",
+                       f"--basetemp={Path(tmp) / 'pytest'}", "-o", "console_output_style=classic"]
+            log = (Path(tmp) / "pytest.log").open("w+", encoding="utf-8")
+            process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            offset, started = 0, time.monotonic()
+            try:
+                while True:
+                    finished = process.poll() is not None
+                    events, offset = _read_new(out, offset)
+                    store.apply(events)
+                    if finished:
+                        break
+                    if time.monotonic() - started > timeout_s:
+                        process.kill()
+                        error = f"The run exceeded {timeout_s} s and was stopped."
+                        break
+                    time.sleep(0.3)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+            log.seek(0)
+            output = log.read()
+            log.close()
+            code = process.returncode
+            if error is None and code not in (0, 1):  # 1: tests failed (recorded per step); others: no result
+                error = f"pytest ended with exit code {code}:\n{output[-3000:]}"
+        try:
+            return _finish(run_id, error, echo)
+        except Exception as exc:  # never leave a run "running": record why it could not be finished
+            db.session.rollback()
+            with transaction(reason="Validation run could not be finished"):
+                run = db.session.get(ValidationRun, run_id)
+                run.status, run.result, run.finished_at = ERROR, FAILED, now_utc()
+                run.error = f"Recording the results failed: {exc!r}"[:4000]
+            raise
+
+
+def _finish(run_id: int, error: str | None, echo: Callable[[str], None]) -> ValidationRun:
+    with transaction(reason="Validation run finished"):
+        run = db.session.get(ValidationRun, run_id)
+        steps = list(db.session.scalars(sa.select(StepResult).where(StepResult.run_id == run_id)
+                                        .order_by(StepResult.id)))
+        scenarios = list(db.session.scalars(sa.select(ScenarioResult).where(ScenarioResult.run_id == run_id)))
+        for scenario in scenarios:
+            if scenario.outcome == RUNNING:  # the process stopped inside it
+                scenario.outcome = FAILED
+                scenario.error = scenario.error or "The run stopped before this scenario finished."
+        run.scenarios = len(scenarios)
+        run.steps = len(steps)
+        run.passed = sum(1 for s in steps if s.outcome == PASSED)
+        run.failed = sum(1 for s in steps if s.outcome in (FAILED, UNDEFINED))
+        run.not_run = sum(1 for s in steps if s.outcome == NOT_RUN)
+        failed_scenarios = [s for s in scenarios if s.outcome == FAILED]
+        run.finished_at = now_utc()
+        if error is not None or not scenarios:
+            run.status = ERROR
+            run.error = error or "No scenario was executed (no feature file collected)."
+            run.result = FAILED
+        else:
+            run.status = COMPLETED
+            run.result = FAILED if (run.failed or failed_scenarios) else PASSED
+        db.session.flush()
+        failing = [s for s in steps if s.outcome in (FAILED, UNDEFINED)]
+        # a scenario that failed outside its steps (set-up or tear-down) gets its incident on its first step
+        for scenario in failed_scenarios:
+            own = [s for s in steps if s.scenario_id == scenario.id]
+            if own and not any(s in failing for s in own):
+                first = own[0]
+                first.error = first.error or scenario.error
+                failing.append(first)
+        for step in failing:
+            incident = _raise_incident(run, step)
+            step.incident_id = incident.id if incident is not None else None
+        echo(f"protocol={run.protocol} run={run.id} scenarios={run.scenarios} steps={run.steps} "
+             f"passed={run.passed} failed={run.failed}")
+    return run
+
+
+def _note(run: ValidationRun, note: str) -> None:
+    run.error = f"{run.error}\n{note}" if run.error else note
+
+
+def _raise_incident(run: ValidationRun, step: StepResult):
+    """A test incident: a deviation (Open) reported by the executor, who owns its investigation (validation engineers
+    hold quality.manage), describing the failed step; the step links to it."""
+    from qms.deviations import services as deviations
+
+    executor = run.executor
+    scenario = db.session.get(ScenarioResult, step.scenario_id)
+    site_id, department_id = executor.site_id, executor.department_id
+    if site_id is None or department_id is None:
+        from core.org import Department
+
+        department = db.session.scalar(sa.select(Department).order_by(Department.id).limit(1))
+        if department is None:
+            _note(run, f"No test incident raised for step {step.id}: no site or department is set up.")
+            return None
+        site_id, department_id = department.site_id, department.id
+    now = now_utc()
+    occurred = min(step.finished_at or step.started_at or now, now)
+    description = (f"Test incident raised by {run.audit_title()}.\n\nFeature: {scenario.feature_path} — "
+                   f"{scenario.feature_name}\nScenario: {scenario.name} (requirements: {scenario.tags or 'none'})\n"
+                   f"Step {step.position}: {step.keyword} {step.text}\nExpected: {step.expected}\n"
+                   f"Actual: {step.actual or '—'}\nOutcome: {step.outcome}\nError: {step.error or '—'}")
+    if not executor.can("quality.manage"):
+        _note(run, f"No test incident raised for step {step.id}: {executor.full_name} cannot report deviations.")
+        return None
+    return deviations.report_deviation(
+        actor=executor, title=f"Test incident: run {run.id} ({run.protocol}), {scenario.name}"[:300],
+        occurred_at=occurred, discovered_at=now, site_id=site_id, department_id=department_id,
+        area=f"Validation run {run.id} ({run.protocol})", description=description)
+
+
+# --- signatures ------------------------------------------------------------------------------------------------------
+
+
+def _lock(run: ValidationRun) -> None:
+    db.session.refresh(run, with_for_update=True)
+
+
+def _fresh(run: ValidationRun, expected_row_version: int | str | None) -> None:
+    if expected_row_version is not None and str(expected_row_version) != str(run.row_version):
+        raise InvalidTransition(f"{run.audit_title()} changed since you opened it; look at it again before signing.")
+
+
+def sign_executed(run: ValidationRun, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
+                  comment: str | None = None) -> ValidationRun:
+    """The executor signs "Executed": these are the results they obtained."""
+    _require(actor, "validation.execute", "Signing a validation run as executed")
+    _lock(run)
+    if actor.id != run.executor_id:
+        raise NotPermitted(f"Only the executor of {run.audit_title()} ({run.executor.full_name}) signs it as executed.")
+    if run.status != COMPLETED:
+        raise InvalidTransition(f"{run.audit_title()} is {run.status_label.lower()}; only a completed run is signed "
+                                f"as executed.")
+    _fresh(run, expected_row_version)
+    default_reason("Run signed as executed")
+    signing.sign(run, signer=actor, proof=proof, meaning=sig.EXECUTED, comment=comment,
+                 expected_version=run.signable_version, allowed=(sig.EXECUTED,))
+    run.status = EXECUTED
+    db.session.flush()
+    return run
+
+
+def _qa(run: ValidationRun, actor: User, proof: SignerProof, action: str, status: str, meaning: str,
+        new_status: str, expected_row_version: int | str | None, comment: str | None) -> ValidationRun:
+    _require(actor, "validation.approve", action)
+    _lock(run)
+    if actor.id == run.executor_id:
+        raise NotPermitted(f"Segregation of duties: the executor of {run.audit_title()} cannot also review or "
+                           f"approve it.")
+    if run.status != status:
+        raise InvalidTransition(f"{run.audit_title()} is {run.status_label.lower()}; {action.lower()} needs it "
+                                f"{RUN_STATUS_LABELS[status].lower()}.")
+    _fresh(run, expected_row_version)
+    if run.result == FAILED and meaning == sig.APPROVED and not (comment or "").strip():
+        raise ValidationError("comment", f"{run.audit_title()} has failed steps: approving it needs a comment "
+                                         f"(e.g. the test incidents and their outcome).")
+    default_reason(f"Run {meaning.lower()} by QA")
+    signing.sign(run, signer=actor, proof=proof, meaning=meaning, comment=comment,
+                 expected_version=run.signable_version, allowed=(meaning,))
+    run.status = new_status
+    db.session.flush()
+    return run
+
+
+def review(run: ValidationRun, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
+           comment: str | None = None) -> ValidationRun:
+    """QA signs "Reviewed": the evidence supports each step's outcome."""
+    return _qa(run, actor, proof, "Reviewing a validation run", EXECUTED, sig.REVIEWED, REVIEWED,
+               expected_row_version, comment)
+
+
+def approve(run: ValidationRun, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
+            comment: str | None = None) -> ValidationRun:
+    """QA signs "Approved": the executed protocol is accepted (a failed run needs a comment)."""
+    return _qa(run, actor, proof, "Approving a validation run", REVIEWED, sig.APPROVED, RUN_APPROVED,
+               expected_row_version, comment)
+
+
+# --- traceability ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TracedScenario:
+    protocol: str
+    feature_path: str
+    feature_name: str
+    name: str
+    latest: ScenarioResult | None = None
+    latest_run: ValidationRun | None = None
+
+
+@dataclass
+class TraceRow:
+    requirement: dict[str, Any]
+    scenarios: list[TracedScenario]
+
+    @property
+    def flag(self) -> str | None:
+        """Why an inspector should look at this requirement, or None when its latest results all passed."""
+        if not self.scenarios:
+            return "No scenario verifies this requirement"
+        if any(s.latest is not None and s.latest.outcome != PASSED for s in self.scenarios):
+            return "Latest result failed"
+        if any(s.latest is None for s in self.scenarios):
+            return "Not yet executed"
+        return None
+
+    @property
+    def status(self) -> str:
+        if not self.scenarios:
+            return "not covered"
+        return {None: "passed", "Latest result failed": "failed", "Not yet executed": "not executed"}[self.flag]
+
+
+def declared_scenarios(protocols: Iterable[str] = ("IQ", "OQ", "PQ")) -> list[tuple[TracedScenario, set[str]]]:
+    """Every scenario of the protocols' feature files with its tags (feature tags included), as the files stand."""
+    from pytest_bdd.parser import FeatureParser
+
+    out = []
+    for protocol in protocols:
+        for path in feature_files(protocol):
+            feature = FeatureParser(str(path.parent), path.name).parse()
+            for template in feature.scenarios.values():
+                out.append((TracedScenario(protocol, _relative(path), feature.name, template.name),
+                            set(template.tags) | set(feature.tags)))
+    return out
+
+
+def trace_matrix() -> list[TraceRow]:
+    """Each requirement of validation/urs.yaml -> the scenarios tagged with its id -> the latest executed result of
+    each (from the newest finished run that executed it)."""
+    from validation.bdd import load_urs
+
+    declared = declared_scenarios()
+    finished = [COMPLETED, EXECUTED, REVIEWED, RUN_APPROVED]
+    latest: dict[tuple[str, str], tuple[ScenarioResult, ValidationRun]] = {}
+    rows = db.session.execute(
+        sa.select(ScenarioResult, ValidationRun).join(ValidationRun, ValidationRun.id == ScenarioResult.run_id)
+        .where(ValidationRun.status.in_(finished)).order_by(ValidationRun.id, ScenarioResult.position)).all()
+    for result, run in rows:
+        latest[(result.feature_path, result.name)] = (result, run)
+    by_requirement: dict[str, list[TracedScenario]] = {}
+    for scenario, tags in declared:
+        found = latest.get((scenario.feature_path, scenario.name))
+        if found:
+            scenario.latest, scenario.latest_run = found
+        for tag in tags:
+            by_requirement.setdefault(tag, []).append(scenario)
+    return [TraceRow(req, by_requirement.get(req["id"], [])) for req in load_urs()]
+
+
+TRACE_COLUMNS = ["Requirement", "Title", "Area", "Risk", "Reference", "Protocol", "Feature file", "Scenario",
+                 "Latest result", "Run", "Run status", "Executed at", "Flag"]
+
+
+def trace_table(rows: Iterable[TraceRow]) -> list[list[str]]:
+    """The matrix as rows of text: one per requirement and scenario (a requirement without a scenario has one row)."""
+    out = []
+    for row in rows:
+        req = row.requirement
+        head = [req["id"], req["title"], req.get("area", ""), req.get("risk", ""), req.get("reference", "")]
+        if not row.scenarios:
+            out.append(head + ["", "", "", "", "", "", "", row.flag or ""])
+        for s in row.scenarios:
+            run = s.latest_run
+            out.append(head + [s.protocol, s.feature_path, s.name, s.latest.outcome if s.latest else "not executed",
+                               str(run.id) if run else "", run.status_label if run else "",
+                               run.started_at.isoformat() if run and run.started_at else "", row.flag or ""])
+    return out
+
+
+def write_trace_csv(rows: Iterable[TraceRow], stream) -> None:
+    import csv
+
+    writer = csv.writer(stream)
+    writer.writerow(TRACE_COLUMNS)
+    writer.writerows(trace_table(rows))
