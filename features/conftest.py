@@ -91,6 +91,8 @@ def quality_organisation(app, make_user, ctx, evidence):
     from tests.integration.documents_helpers import setup_people
 
     ctx.p = setup_people(make_user)
+    people = (ctx.p.author, ctx.p.reviewer, ctx.p.reviewer2, ctx.p.qa, ctx.p.qa2, ctx.p.operator)
+    ctx.__dict__.setdefault("accounts", {}).update({user.username: user for user in people})
     evidence.record("People", "ada.author, sam.supervisor, rita.reviewer, quinn.qa, quincy.qa, otto.operator")
     evidence.record("Job function", "OP-MIX (Mixing operator)")
 
