@@ -57,8 +57,8 @@ class _Capture:
     def _relative(self, filename: str) -> str:
         try:
             return Path(filename).resolve().relative_to(self.root.resolve()).as_posix()
-        except ValueError:
-            return Path(filename).name
+        except ValueError:  # a protocol folder outside the project (tests)
+            return Path(filename).resolve().as_posix()
 
     def _scenario_event(self, nodeid: str, scenario: Any, feature: Any) -> None:
         steps = [{"keyword": s.keyword.strip(), "type": s.type, "text": s.name} for s in scenario.steps]

@@ -94,7 +94,11 @@ def feature_files(protocol: str) -> list[Path]:
 
 
 def _relative(path: Path) -> str:
-    return path.resolve().relative_to(ROOT).as_posix()
+    """The path as recorded (relative to the project; absolute for a protocol folder outside it, in tests)."""
+    try:
+        return path.resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        return path.resolve().as_posix()
 
 
 @dataclass
@@ -150,8 +154,9 @@ def approve_files(paths: Iterable[str], *, actor: User, proof: SignerProof, reas
             raise InvalidTransition(f"{rel} is already approved as it stands (version {state.approved.version}).")
         if state.state == "changed" and not (reason or "").strip():
             raise ValidationError("reason", f"Say why {rel} changed (reason for the new version).")
-        text = (ROOT / rel).read_text(encoding="utf-8")
-        if hashlib.sha256(text.encode("utf-8")).hexdigest() != state.sha256:
+        data = (ROOT / rel).read_bytes()
+        text = data.decode("utf-8")
+        if hashlib.sha256(data).hexdigest() != state.sha256:
             raise InvalidTransition(f"{rel} changed while it was being approved; look at it again.")
         previous = state.approved
         if previous is not None:
@@ -369,7 +374,7 @@ def execute(run_id: int, *, echo: Callable[[str], None] | None = None, timeout_s
             if current != {f.path: f.sha256 for f in run.files}:
                 raise InvalidTransition(f"The feature files of {run.protocol} changed since {run.audit_title()} "
                                         f"was queued; start a new run.")
-            scratch_url, scratch_label = _scratch(current_app.config.get("VALIDATION_DATABASE_URL"))
+            scratch_url, scratch_label = _scratch(current_app.config.get("ATTEST_VALIDATION_DATABASE_URL"))
             run.status = RUNNING
             run.started_at = now_utc()
             run.database = scratch_label[:200]
@@ -385,11 +390,15 @@ def execute(run_id: int, *, echo: Callable[[str], None] | None = None, timeout_s
         error = None
         with tempfile.TemporaryDirectory(prefix="attest-validation-") as tmp:
             out = Path(tmp) / "events.jsonl"
+            # OQ and PQ steps work on the scratch database only (core.testing.plugin's `app`); the installation's own
+            # database URL is passed for the IQ's read-only checks of the installation (schema at head, audit chain)
             env = {**os.environ, "ATTEST_TEST_DATABASE_URL": scratch_url, "ATTEST_VALIDATION_INSTALLED": "1",
+                   "ATTEST_DATABASE_URL": current_app.config["SQLALCHEMY_DATABASE_URI"],
                    "PYTHONDONTWRITEBYTECODE": "1"}
-            env.pop("ATTEST_DATABASE_URL", None)  # a protocol step never reaches the production database by default
-            command = [sys.executable, "-m", "pytest", PROTOCOL_DIRS[run.protocol], "-p", "validation.capture",
-                       f"--validation-out={out}", "-p", "no:cacheprovider", "-q", "--no-header",
+            command = [sys.executable, "-m", "pytest", str(ROOT / PROTOCOL_DIRS[run.protocol]),
+                       "-p", "validation.capture", f"--validation-out={out}", "-p", "no:cacheprovider", "-q",
+                       "--no-header",
+                       f"--rootdir={ROOT}", "-c", str(ROOT / "pyproject.toml"),
                        f"--basetemp={Path(tmp) / 'pytest'}", "-o", "console_output_style=classic"]
             log = (Path(tmp) / "pytest.log").open("w+", encoding="utf-8")
             process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -527,7 +536,7 @@ def sign_executed(run: ValidationRun, *, actor: User, proof: SignerProof, expect
     _fresh(run, expected_row_version)
     default_reason("Run signed as executed")
     signing.sign(run, signer=actor, proof=proof, meaning=sig.EXECUTED, comment=comment,
-                 expected_version=run.signable_version, allowed=(sig.EXECUTED,))
+                 expected_version=expected_row_version, allowed=(sig.EXECUTED,))
     run.status = EXECUTED
     db.session.flush()
     return run
@@ -549,7 +558,7 @@ def _qa(run: ValidationRun, actor: User, proof: SignerProof, action: str, status
                                          f"(e.g. the test incidents and their outcome).")
     default_reason(f"Run {meaning.lower()} by QA")
     signing.sign(run, signer=actor, proof=proof, meaning=meaning, comment=comment,
-                 expected_version=run.signable_version, allowed=(meaning,))
+                 expected_version=expected_row_version, allowed=(meaning,))
     run.status = new_status
     db.session.flush()
     return run

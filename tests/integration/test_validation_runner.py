@@ -1,0 +1,284 @@
+"""The protocol runner on a real database: only approved feature files run; every scenario and step is stored with
+its evidence; failures (wrong value, undefined step, exception) are reported as failed and raise test incidents;
+the fingerprint records what ran; the executed run is signed Executed, Reviewed and Approved; the trace matrix links
+requirements to their latest results."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from core.db import db, transaction
+from core.errors import InvalidTransition, NotPermitted, ValidationError
+from core.org import Department, Site
+from core.testing.plugin import is_postgres
+from qms.deviations.models import Deviation
+from signatures.models import Signature
+from tests.integration.documents_helpers import prove, run
+from validation import services
+from validation.bdd import load_urs
+from validation.models import (
+    COMPLETED,
+    EXECUTED,
+    FAILED,
+    NOT_RUN,
+    PASSED,
+    QUEUED,
+    REVIEWED,
+    RUN_APPROVED,
+    UNDEFINED,
+    ProtocolVersion,
+    StepResult,
+    ValidationRun,
+)
+
+CANARIES = Path(services.ROOT) / "validation" / "canaries"
+
+
+@pytest.fixture
+def app_config():
+    import os
+
+    # on the PostgreSQL pass the runs create their scratch database on the same server
+    return {"VALIDATION_DATABASE_URL": os.environ.get("ATTEST_TEST_DATABASE_URL", "") if is_postgres() else ""}
+
+
+@pytest.fixture
+def people(make_user):
+    with transaction():
+        site = Site(code="BSL", name="Basel")
+        department = Department(site=site, code="ENG", name="Engineering")
+        db.session.add_all([site, department])
+    vera = make_user("vera.val", roles={"validation_engineer"}, full_name="Vera Validation",
+                     site_id=site.id, department_id=department.id)
+    quinn = make_user("quinn.qa", roles={"qa_approver"}, full_name="Quinn QA")
+    rita = make_user("rita.qa", roles={"qa_approver"}, full_name="Rita Reviewer")
+    return vera, quinn, rita
+
+
+@pytest.fixture
+def canaries(tmp_path, monkeypatch):
+    """A copy of the canary protocol that a test may change (the shipped files stay as they are)."""
+    folder = tmp_path / "canaries"
+    shutil.copytree(CANARIES, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setitem(services.PROTOCOL_DIRS, "CANARY", str(folder))
+    return folder
+
+
+def approve(user, protocol: str, reason: str | None = None) -> list[ProtocolVersion]:
+    paths = [f.path for f in services.protocol_files([protocol]) if f.state != "approved"]
+    return run(services.approve_files, paths, actor=user, proof=prove(user), reason=reason)
+
+
+def execute(protocol: str, executor, echo=None) -> ValidationRun:
+    queued = run(services.create_run, protocol, executor=executor)
+    assert queued.status == QUEUED
+    return services.execute(queued.id, echo=echo)
+
+
+def steps_of(result: ValidationRun) -> list[StepResult]:
+    db.session.expire_all()
+    return list(db.session.scalars(sa.select(StepResult).where(StepResult.run_id == result.id)
+                                   .order_by(StepResult.scenario_id, StepResult.position)))
+
+
+def test_a_run_stores_every_step_reports_each_canary_as_failed_and_raises_test_incidents(app, people, canaries):
+    vera, quinn, _ = people
+    lines: list[str] = []
+    approve(quinn, "CANARY")
+    result = execute("CANARY", vera, echo=lines.append)
+
+    assert lines[-1] == f"protocol=CANARY run={result.id} scenarios=4 steps=12 passed=7 failed=3"
+    assert (result.status, result.result) == (COMPLETED, FAILED)
+    assert (result.scenarios, result.steps, result.passed, result.failed, result.not_run) == (4, 12, 7, 3, 2)
+    outcomes = {s.name: s.outcome for s in result.scenario_results}
+    assert outcomes == {"Control: a correct expected value passes": PASSED,
+                        "Canary: a wrong expected value is reported as failed": FAILED,
+                        "Canary: an undefined step is reported as failed": FAILED,
+                        "Canary: an unexpected exception is reported as failed": FAILED}
+    rows = {(s.scenario_id, s.position): s for s in steps_of(result)}
+    by_name = {s.name: s.id for s in result.scenario_results}
+    control = rows[(by_name["Control: a correct expected value passes"], 3)]
+    assert (control.text, control.expected, control.actual, control.outcome) == (
+        "the result is 4", "the result is 4", "the result is 4", PASSED)
+    given = rows[(by_name["Control: a correct expected value passes"], 1)]
+    assert given.expected == services.PERFORMED and given.evidence_items == [("number", "2")]
+    assert given.started_at is not None and given.finished_at >= given.started_at
+
+    wrong = rows[(by_name["Canary: a wrong expected value is reported as failed"], 3)]
+    assert (wrong.expected, wrong.actual, wrong.outcome) == ("the result is 5", "the result is 4", FAILED)
+    assert "expected 5, got 4" in wrong.error
+    undefined = rows[(by_name["Canary: an undefined step is reported as failed"], 2)]
+    assert undefined.outcome == UNDEFINED and "no step definition" in undefined.error
+    after = rows[(by_name["Canary: an undefined step is reported as failed"], 3)]
+    assert after.outcome == NOT_RUN and "Not executed" in after.error
+    boom = rows[(by_name["Canary: an unexpected exception is reported as failed"], 2)]
+    assert boom.outcome == FAILED and "RuntimeError: canary: unexpected error" in boom.error
+
+    # each failed step raised its own test incident: a deviation owned by the executor naming the run and step
+    failed = [s for s in rows.values() if s.outcome in (FAILED, UNDEFINED)]
+    incidents = db.session.scalars(sa.select(Deviation).order_by(Deviation.id)).all()
+    assert sorted(s.incident_id for s in failed) == [d.id for d in incidents] and len(incidents) == 3
+    incident = db.session.get(Deviation, wrong.incident_id)
+    assert incident.status == "open" and incident.owner_id == vera.id
+    assert f"Validation run {result.id} (CANARY)" == incident.area
+    assert "Expected: the result is 5" in incident.description and "Actual: the result is 4" in incident.description
+    assert app.test_cli_runner().invoke(args=["audit", "verify"]).exit_code == 0
+
+
+def test_only_approved_feature_files_run_and_a_changed_file_needs_its_new_version_approved(app, people, canaries):
+    vera, quinn, _ = people
+    with pytest.raises(InvalidTransition, match=r"canary.feature \(not yet approved\)"):
+        run(services.create_run, "CANARY", executor=vera)
+    with pytest.raises(NotPermitted, match="validation.approve"):
+        approve(vera, "CANARY")
+    [first] = approve(quinn, "CANARY")
+    assert (first.version, first.status) == (1, "approved")
+    assert first.content == (canaries / "canary.feature").read_text()
+    signature = db.session.scalars(sa.select(Signature).where(Signature.record_type == "val_protocol_version")).one()
+    assert (signature.meaning, signature.signer_id) == ("Approved", quinn.id)
+
+    before = execute("CANARY", vera)
+    feature = canaries / "canary.feature"
+    feature.write_text(feature.read_text().replace("Then the result is 5", "Then the result is 6"))
+    with pytest.raises(InvalidTransition, match="changed since its approved version"):
+        run(services.create_run, "CANARY", executor=vera)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(ValidationRun)) == 1  # nothing written
+    with pytest.raises(ValidationError, match="Say why"):
+        approve(quinn, "CANARY")
+    [second] = approve(quinn, "CANARY", reason="Canary expects 6")
+    db.session.refresh(first)
+    assert (second.version, first.status) == (2, "superseded")
+
+    after = execute("CANARY", vera)
+    path = next(iter(before.fingerprint_data["files"]))
+    assert before.fingerprint_data["files"][path] == first.sha256
+    assert after.fingerprint_data["files"][path] == second.sha256 != first.sha256
+    assert before.fingerprint_sha256 != after.fingerprint_sha256
+    assert [f.protocol_version_id for f in after.files] == [second.id]
+
+
+def test_fingerprint_names_the_application_python_packages_database_and_os(app, people, canaries):
+    vera, quinn, _ = people
+    approve(quinn, "CANARY")
+    data = execute("CANARY", vera).fingerprint_data
+    assert data["application"]["name"] == "attest" and data["application"]["version"]
+    assert data["python"]["version"].count(".") == 2
+    assert "pytest-bdd" in data["packages"] and "sqlalchemy" in data["packages"]
+    expected = "postgresql" if is_postgres() else "sqlite"
+    assert data["database"]["scratch"].startswith(expected)
+    assert data["os"]["platform"]
+
+
+def test_the_executed_run_is_signed_executed_reviewed_and_approved_with_segregation(app, people, canaries):
+    vera, quinn, rita = people
+    approve(quinn, "CANARY")
+    result = execute("CANARY", vera)
+    with pytest.raises(NotPermitted, match="validation.execute"):
+        run(services.sign_executed, result, actor=rita, proof=prove(rita), expected_row_version=result.row_version)
+    with pytest.raises(InvalidTransition, match="needs it executed"):
+        run(services.review, result, actor=rita, proof=prove(rita), expected_row_version=result.row_version)
+    run(services.sign_executed, result, actor=vera, proof=prove(vera), expected_row_version=result.row_version)
+    assert result.status == EXECUTED
+    with pytest.raises(NotPermitted, match="validation.approve"):
+        run(services.review, result, actor=vera, proof=prove(vera), expected_row_version=result.row_version)
+    run(services.review, result, actor=rita, proof=prove(rita), expected_row_version=result.row_version,
+        comment="Evidence checked against each step.")
+    assert result.status == REVIEWED
+    with pytest.raises(ValidationError, match="failed steps: approving it needs a comment"):
+        run(services.approve, result, actor=quinn, proof=prove(quinn), expected_row_version=result.row_version)
+    run(services.approve, result, actor=quinn, proof=prove(quinn), expected_row_version=result.row_version,
+        comment="Canaries failed as designed: the runner reports failures.")
+    assert result.status == RUN_APPROVED
+    signatures = db.session.scalars(sa.select(Signature).where(Signature.record_type == "val_run")
+                                    .order_by(Signature.id)).all()
+    assert [(s.meaning, s.signer_id) for s in signatures] == [("Executed", vera.id), ("Reviewed", rita.id),
+                                                            ("Approved", quinn.id)]
+    # each signature binds the results: changing one step afterwards changes the signed content
+    content = result.canonical_content()
+    assert json.loads(content)["results_sha256"] == result.results_sha256()
+    with transaction(reason="test: out-of-band change"):
+        db.session.execute(sa.text("UPDATE val_step_result SET outcome = 'passed' WHERE run_id = :r AND "
+                                   "outcome = 'failed'"), {"r": result.id})
+    db.session.expire_all()
+    assert result.canonical_content() != content
+
+
+def test_cli_runs_a_protocol_prints_the_summary_line_and_exits_non_zero_on_failure(app, people, canaries):
+    vera, quinn, _ = people
+    refused = app.test_cli_runner().invoke(args=["validation", "run", "CANARY", "--executor", "vera.val"])
+    assert refused.exit_code != 0 and "not yet approved" in refused.output
+    approve(quinn, "CANARY")
+    result = app.test_cli_runner().invoke(args=["validation", "run", "canary", "--executor", "vera.val"])
+    assert result.exit_code == 1, result.output
+    last = result.output.strip().splitlines()[-1]
+    run_id = db.session.scalar(sa.select(sa.func.max(ValidationRun.id)))
+    assert last == f"protocol=CANARY run={run_id} scenarios=4 steps=12 passed=7 failed=3"
+    unknown = app.test_cli_runner().invoke(args=["validation", "run", "OQ", "--executor", "nobody"])
+    assert unknown.exit_code != 0 and "no user 'nobody'" in unknown.output
+
+
+def _oq_folder(tmp_path: Path, requirement_ok: str, requirement_failing: str) -> Path:
+    """A tiny OQ protocol using the canary steps: one scenario passes, one fails."""
+    folder = tmp_path / "oq"
+    folder.mkdir()
+    shutil.copy(CANARIES / "conftest.py", folder / "conftest.py")
+    shutil.copy(CANARIES / "test_canaries.py", folder / "test_oq_small.py")
+    (folder / "small.feature").write_text(f"""Feature: Arithmetic the system relies on
+
+  @{requirement_ok}
+  Scenario: Doubling works
+    Given the number 3
+    When it is doubled
+    Then the result is 6
+
+  @{requirement_failing}
+  Scenario: Doubling is misjudged
+    Given the number 3
+    When it is doubled
+    Then the result is 7
+""")
+    return folder
+
+
+def test_trace_matrix_links_requirements_to_scenarios_and_latest_results_and_flags_gaps(app, people, tmp_path,
+                                                                                         monkeypatch):
+    vera, quinn, _ = people
+    requirements = [r["id"] for r in load_urs()]
+    ok, failing = requirements[0], requirements[1]
+    monkeypatch.setitem(services.PROTOCOL_DIRS, "OQ", str(_oq_folder(tmp_path, ok, failing)))
+    monkeypatch.setitem(services.PROTOCOL_DIRS, "IQ", str(tmp_path / "none"))
+    monkeypatch.setitem(services.PROTOCOL_DIRS, "PQ", str(tmp_path / "none"))
+    rows = {r.requirement["id"]: r for r in services.trace_matrix()}
+    assert set(rows) == set(requirements)
+    assert rows[ok].flag == "Not yet executed" and [s.name for s in rows[ok].scenarios] == ["Doubling works"]
+    assert rows[requirements[2]].flag == "No scenario verifies this requirement"
+
+    approve(quinn, "OQ")
+    result = execute("OQ", vera)
+    rows = {r.requirement["id"]: r for r in services.trace_matrix()}
+    assert rows[ok].flag is None and rows[ok].status == "passed"
+    assert rows[ok].scenarios[0].latest_run.id == result.id
+    assert rows[failing].flag == "Latest result failed"
+    table = services.trace_table(rows.values())
+    assert [ok, "Doubling works", "passed", str(result.id)] == [table[0][0], table[0][7], table[0][8], table[0][9]]
+    import io
+
+    out = io.StringIO()
+    services.write_trace_csv(services.trace_matrix(), out)
+    assert out.getvalue().splitlines()[0] == ",".join(services.TRACE_COLUMNS)
+
+
+def test_the_installation_qualification_runs_in_the_runner_against_the_installation(app, people):
+    """The real IQ protocol, executed as a validation engineer would: every scenario passes on this installation."""
+    vera, quinn, _ = people
+    approve(quinn, "IQ")
+    result = execute("IQ", vera)
+    failures = [(s.text, s.error) for s in steps_of(result) if s.outcome != PASSED]
+    assert (result.result, failures) == (PASSED, []), (result.error, failures)
+    assert result.scenarios >= 4 and result.steps == result.passed
+    assert all(s.requirement_ids for s in result.scenario_results)
