@@ -14,7 +14,7 @@ from flask.cli import AppGroup
 from core.clock import now_utc
 from core.db import transaction
 from core.errors import AttestError
-from qms.documents import services
+from qms.documents import release, services
 
 qms_cli = AppGroup("qms", help="Document control.")
 
@@ -43,8 +43,8 @@ def release_due(on: datetime | None) -> None:
         raise click.ClickException(exc.message) from None
     for line in lines:
         click.echo(line)
-    for revision in services.held_releases(today):
-        waiting = len(services.untrained_assignees(revision))
+    for revision in release.held_releases(today):
+        waiting = len(release.untrained_assignees(revision))
         click.echo(f"{revision.document.number} revision {revision.label} held: released when trained, "
                    f"{waiting} {'people have' if waiting != 1 else 'person has'} not trained yet")
     click.echo(f"released {len(lines)} revision{'s' if len(lines) != 1 else ''} due on or before {today}")

@@ -15,7 +15,7 @@ from core.db import db, transaction
 from core.errors import AttestError, ValidationError
 from core.org import Department, JobFunction, Site
 from qms import training_admin as admin
-from qms.documents import services
+from qms.documents.matrix import remove_requirement, set_requirement
 from qms.documents.models import DOC_TYPES, RETRAIN_EVERY, RETRAIN_POLICIES, Document, DocumentAudience
 
 bp = Blueprint("training_matrix", __name__, url_prefix="/training", template_folder="templates")
@@ -79,14 +79,14 @@ def requirement(document_id: int, job_function_id: int):
         try:
             with transaction(reason=reason):
                 if form.required.data:
-                    _saved, assigned = services.set_requirement(
+                    _saved, assigned = set_requirement(
                         document, job_function_id, retrain=form.retrain.data,
                         recurrence_months=form.recurrence_months.data, days_allowed=form.days_allowed.data,
                         actor=current_user)
                     message = (f"{function.code} now requires {document.number}; {assigned} people assigned."
                                if row is None else f"Requirement {function.code} → {document.number} changed.")
                 elif row is not None:
-                    cancelled = services.remove_requirement(row, actor=current_user)
+                    cancelled = remove_requirement(row, actor=current_user)
                     message = (f"{function.code} no longer requires {document.number}; {cancelled} open "
                                f"assignments cancelled.")
                 else:

@@ -32,7 +32,7 @@ from qms.documents.models import (
     DocumentAudience,
     Revision,
 )
-from qms.documents.services import add_months
+from qms.rules import add_months
 from signatures import models as sig
 from training.models import COMPLETED, OPEN, TrainingAssignment, UserJobFunction
 

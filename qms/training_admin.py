@@ -18,7 +18,7 @@ from core.db import db, default_reason
 from core.errors import NotPermitted, ValidationError
 from core.org import Department, JobFunction, Site
 from qms.documents.models import APPROVED, EFFECTIVE, Document, DocumentAudience, Revision
-from qms.documents.services import add_months
+from qms.rules import add_months
 from training import engine
 from training.models import (
     COMPLETED,

@@ -21,7 +21,7 @@ from core.auth.models import User, UserRole
 from core.clock import now_utc
 from core.db import db, default_reason, transaction
 from core.org import JobFunction
-from qms.documents import services
+from qms.documents import matrix
 from qms.documents.models import EFFECTIVE, RETRAIN_MAJOR, Document, DocumentAudience, Revision
 from signatures.services import SignerProof
 from training import engine
@@ -51,10 +51,10 @@ def _matrix(rng: random.Random, coordinator: User) -> int:
         if function.id in required:
             continue
         for document in rng.sample(effective, k=min(3, len(effective))):
-            services.set_requirement(document, function.id, actor=coordinator,
-                                     retrain=rng.choice(["every", "every", RETRAIN_MAJOR]),
-                                     recurrence_months=rng.choice([None, None, 12, 24]),
-                                     days_allowed=rng.choice([None, 7, 30]))
+            matrix.set_requirement(document, function.id, actor=coordinator,
+                                   retrain=rng.choice(["every", "every", RETRAIN_MAJOR]),
+                                   recurrence_months=rng.choice([None, None, 12, 24]),
+                                   days_allowed=rng.choice([None, 7, 30]))
             added += 1
     for n, row in enumerate(db.session.scalars(sa.select(DocumentAudience).order_by(DocumentAudience.id))):
         if n % 5 == 1:

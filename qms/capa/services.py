@@ -45,6 +45,7 @@ from qms.capa.models import (
 )
 from qms.documents.models import Document, Revision
 from qms.numbering import next_number
+from qms.rules import MAX_TEXT_CHARS, check_fresh, check_status, lock_row, require, required_text, today_utc
 from qms.training_admin import current_revision
 from signatures import models as sig
 from signatures import services as signing
@@ -54,42 +55,22 @@ from training.models import CANCELLED as TRAINING_CANCELLED
 from training.models import COMPLETED, SOURCE_CAPA_ACTION, TrainingAssignment
 from training.models import OPEN as OPEN_TRAINING
 
-MAX_TEXT_CHARS = 4000
 LINKED_SOURCES = ("deviation", "change_control")  # sources that are records in Attest: named by id
 
 
 # --- small helpers ---------------------------------------------------------------------------------------------------
 
 
-def _require(actor: User | None, permission: str, action: str) -> None:
-    if actor is None or not actor.active or not actor.can(permission):
-        raise NotPermitted(f"{action} needs the permission “{PERMISSIONS[permission].label}” ({permission}), "
-                           f"which your roles do not grant.")
-
-
-def _text(field: str, value: str | None, label: str, *, limit: int = MAX_TEXT_CHARS) -> str:
-    value = (value or "").strip()
-    if not value:
-        raise ValidationError(field, f"{label} is required.")
-    if len(value) > limit:
-        raise ValidationError(field, f"{label} must be at most {limit:,} characters.")
-    return value
-
-
 def _optional_text(field: str, value: str | None, label: str, *, limit: int = MAX_TEXT_CHARS) -> str | None:
     value = (value or "").strip()
-    return _text(field, value, label, limit=limit) if value else None
-
-
-def _today() -> date:
-    return now_utc().date()
+    return required_text(field, value, label, limit=limit) if value else None
 
 
 def _due(field: str, value: object, label: str) -> date:
     if not isinstance(value, date):
         raise ValidationError(field, f"{label} is required (a date).")
-    if value < _today():
-        raise ValidationError(field, f"{label} cannot be in the past (today is {_today().isoformat()}).")
+    if value < today_utc():
+        raise ValidationError(field, f"{label} cannot be in the past (today is {today_utc().isoformat()}).")
     return value
 
 
@@ -100,24 +81,6 @@ def _active_user(field: str, user_id: object, label: str) -> User:
     if not user.active:
         raise ValidationError(field, f"{label} {user.full_name} has a deactivated account.")
     return user
-
-
-def _lock(capa: Capa) -> None:
-    """Reload the CAPA under a row lock so every check below sees the committed state, not a page's copy."""
-    db.session.refresh(capa, with_for_update=True)
-
-
-def _check_fresh(capa: Capa, expected_row_version: int | str | None) -> None:
-    if expected_row_version is None or str(expected_row_version) != str(capa.row_version):
-        raise InvalidTransition(f"{capa.audit_title()} changed since the page was loaded; reload it and check it "
-                                f"again.")
-
-
-def _check_status(capa: Capa, allowed: Iterable[str], action: str) -> None:
-    allowed = tuple(allowed)
-    if capa.status not in allowed:
-        raise InvalidTransition(f"Cannot {action} {capa.audit_title()}: it is {capa.status_label}; only a CAPA in "
-                                f"{' or '.join(STATUS_LABELS[s] for s in allowed)} can be.")
 
 
 def _touch(capa: Capa) -> None:
@@ -194,10 +157,10 @@ def create_capa(*, actor: User, title: str, source_type: str, problem_statement:
                 source_id: int | str | None = None, source_reference: str | None = None,
                 root_cause: str | None = None) -> Capa:
     """Raise a CAPA in Draft. Its number is taken last, just before the record is written (see qms.numbering)."""
-    _require(actor, "quality.manage", "Raising a CAPA")
-    title = _text("title", title, "Title", limit=300)
+    require(actor, "quality.manage", "Raising a CAPA")
+    title = required_text("title", title, "Title", limit=300)
     source_id, source_reference = _source(source_type, source_id, source_reference)
-    problem_statement = _text("problem_statement", problem_statement, "Problem statement")
+    problem_statement = required_text("problem_statement", problem_statement, "Problem statement")
     root_cause = _optional_text("root_cause", root_cause, "Root cause")
     owner = _owner(owner_id)
     capa = Capa(title=title, source_type=source_type, source_id=source_id, source_reference=source_reference,
@@ -229,15 +192,15 @@ def update_capa(capa: Capa, *, actor: User, expected_row_version: int | str | No
                 problem_statement: str | None = None, root_cause: str | None = None, owner_id: int | None = None,
                 source_reference: str | None = None) -> Capa:
     """Change the CAPA's description (None: unchanged). Free in Draft; with a reason for change once approved."""
-    _require(actor, "quality.manage", "Editing a CAPA")
-    _lock(capa)
-    _check_status(capa, (DRAFT, OPEN, EFFECTIVENESS), "edit")
-    _check_fresh(capa, expected_row_version)
+    require(actor, "quality.manage", "Editing a CAPA")
+    lock_row(capa)
+    check_status(capa, (DRAFT, OPEN, EFFECTIVENESS), "edit", noun="CAPA", labels=STATUS_LABELS)
+    check_fresh(capa, expected_row_version)
     changes: dict[str, object] = {}
     if title is not None:
-        changes["title"] = _text("title", title, "Title", limit=300)
+        changes["title"] = required_text("title", title, "Title", limit=300)
     if problem_statement is not None:
-        changes["problem_statement"] = _text("problem_statement", problem_statement, "Problem statement")
+        changes["problem_statement"] = required_text("problem_statement", problem_statement, "Problem statement")
     if root_cause is not None:
         changes["root_cause"] = _optional_text("root_cause", root_cause, "Root cause")
         if capa.status != DRAFT and changes["root_cause"] is None:
@@ -287,7 +250,7 @@ def _ids(values: Iterable[object]) -> list[int]:
 def _check_action(data: ActionInput) -> ActionInput:
     if data.kind not in ACTION_KINDS:
         raise ValidationError("kind", f"Kind must be one of: {', '.join(ACTION_KINDS.values())}.")
-    description = _text("description", data.description, "Description")
+    description = required_text("description", data.description, "Description")
     owner = _active_user("owner_id", data.owner_id, "Action owner")
     due_on = _due("due_on", data.due_on, "Due date")
     documents, users, functions = _ids(data.document_ids), _ids(data.user_ids), _ids(data.job_function_ids)
@@ -329,10 +292,10 @@ def _apply_targets(action: CapaAction, data: ActionInput) -> None:
 
 def add_action(capa: Capa, data: ActionInput, *, actor: User, expected_row_version: int | str | None) -> CapaAction:
     """Plan an action while the CAPA is in Draft."""
-    _require(actor, "quality.manage", "Planning a CAPA action")
-    _lock(capa)
-    _check_status(capa, (DRAFT,), "add an action to")
-    _check_fresh(capa, expected_row_version)
+    require(actor, "quality.manage", "Planning a CAPA action")
+    lock_row(capa)
+    check_status(capa, (DRAFT,), "add an action to", noun="CAPA", labels=STATUS_LABELS)
+    check_fresh(capa, expected_row_version)
     data = _check_action(data)
     default_reason("CAPA action planned")
     action = CapaAction(capa_id=capa.id, kind=data.kind, description=data.description, owner_id=data.owner_id,
@@ -345,10 +308,10 @@ def add_action(capa: Capa, data: ActionInput, *, actor: User, expected_row_versi
 
 
 def _planned_action(action: CapaAction, actor: User, verb: str) -> Capa:
-    _require(actor, "quality.manage", f"{verb.capitalize()} a CAPA action")
+    require(actor, "quality.manage", f"{verb.capitalize()} a CAPA action")
     capa = action.capa
-    _lock(capa)
-    _check_status(capa, (DRAFT,), f"{verb} an action of")
+    lock_row(capa)
+    check_status(capa, (DRAFT,), f"{verb} an action of", noun="CAPA", labels=STATUS_LABELS)
     if action.status != ACTION_PLANNED:
         raise InvalidTransition(f"{action.audit_title()} is {action.status}; only a planned action can be changed.")
     return capa
@@ -357,7 +320,7 @@ def _planned_action(action: CapaAction, actor: User, verb: str) -> Capa:
 def edit_action(action: CapaAction, data: ActionInput, *, actor: User,
                 expected_row_version: int | str | None) -> CapaAction:
     capa = _planned_action(action, actor, "edit")
-    _check_fresh(capa, expected_row_version)
+    check_fresh(capa, expected_row_version)
     data = _check_action(data)
     default_reason("CAPA action edited")
     action.kind, action.description, action.owner_id = data.kind, data.description, data.owner_id
@@ -371,7 +334,7 @@ def edit_action(action: CapaAction, data: ActionInput, *, actor: User,
 def remove_action(action: CapaAction, *, actor: User, expected_row_version: int | str | None) -> CapaAction:
     """Withdraw a planned action from a draft (it stays on record as cancelled: GxP records are never deleted)."""
     capa = _planned_action(action, actor, "remove")
-    _check_fresh(capa, expected_row_version)
+    check_fresh(capa, expected_row_version)
     default_reason("CAPA action removed from the draft plan")
     action.status = ACTION_CANCELLED
     _touch(capa)
@@ -390,11 +353,11 @@ def approve_plan(capa: Capa, *, actor: User, proof: SignerProof, expected_row_ve
                  comment: str | None = None) -> Capa:
     """QA signs "Approved": Draft -> Open. The plan needs a root cause and at least one action. Actions other than
     retraining are approved with the plan; each retraining action is approved on its own (it assigns training)."""
-    _require(actor, "quality.approve", "Approving a CAPA plan")
-    _lock(capa)
-    _check_status(capa, (DRAFT,), "approve the plan of")
+    require(actor, "quality.approve", "Approving a CAPA plan")
+    lock_row(capa)
+    check_status(capa, (DRAFT,), "approve the plan of", noun="CAPA", labels=STATUS_LABELS)
     _not_owner(capa, actor, "approve the plan of")
-    _check_fresh(capa, expected_row_version)
+    check_fresh(capa, expected_row_version)
     if not (capa.root_cause or "").strip():
         raise ValidationError("root_cause", f"{capa.audit_title()} needs a root cause before its plan is approved.")
     actions = live_actions(capa)
@@ -439,16 +402,16 @@ def approve_retraining_action(action: CapaAction, *, actor: User, proof: SignerP
     each document's current revision (the newest approved or effective one) to the named people and the holders of
     the named job functions, due on the action's due date and linked to the action. People with open training on
     that revision keep it; people who completed it train again (the next cycle). Everything or nothing."""
-    _require(actor, "quality.approve", "Approving a retraining action")
+    require(actor, "quality.approve", "Approving a retraining action")
     capa = action.capa
-    _lock(capa)
-    _check_status(capa, (OPEN,), "approve a retraining action of")
+    lock_row(capa)
+    check_status(capa, (OPEN,), "approve a retraining action of", noun="CAPA", labels=STATUS_LABELS)
     _not_owner(capa, actor, "approve retraining for")
     if not action.retraining:
         raise InvalidTransition(f"{action.audit_title()} is not a retraining action; it was approved with the plan.")
     if action.status != ACTION_PLANNED:
         raise InvalidTransition(f"{action.audit_title()} is already {action.status}.")
-    _check_fresh(capa, expected_row_version)
+    check_fresh(capa, expected_row_version)
     targets: list[tuple[Document, Revision]] = []
     for link in action.documents:
         document = db.session.get(Document, link.document_id)
@@ -524,12 +487,12 @@ def complete_action(action: CapaAction, *, actor: User, evidence: str) -> CapaAc
         raise NotPermitted(f"Only the action owner or someone with the permission “"
                            f"{PERMISSIONS['quality.manage'].label}” (quality.manage) can complete "
                            f"{action.audit_title()}.")
-    _lock(capa)
-    _check_status(capa, (OPEN,), "complete an action of")
+    lock_row(capa)
+    check_status(capa, (OPEN,), "complete an action of", noun="CAPA", labels=STATUS_LABELS)
     if action.status != ACTION_APPROVED:
         raise InvalidTransition(f"{action.audit_title()} is {action.status}; only an approved action can be "
                                 f"completed.")
-    evidence = _text("evidence", evidence, "Evidence")
+    evidence = required_text("evidence", evidence, "Evidence")
     if action.retraining:
         open_rows = [a for a in action_assignments([action.id]) if a.status == OPEN_TRAINING]
         if open_rows:
@@ -547,10 +510,10 @@ def complete_action(action: CapaAction, *, actor: User, evidence: str) -> CapaAc
 def start_effectiveness_check(capa: Capa, *, actor: User, expected_row_version: int | str | None,
                               due_on: date | None) -> Capa:
     """Open -> Effectiveness check, once every action is done (or was withdrawn)."""
-    _require(actor, "quality.manage", "Starting the effectiveness check")
-    _lock(capa)
-    _check_status(capa, (OPEN,), "start the effectiveness check of")
-    _check_fresh(capa, expected_row_version)
+    require(actor, "quality.manage", "Starting the effectiveness check")
+    lock_row(capa)
+    check_status(capa, (OPEN,), "start the effectiveness check of", noun="CAPA", labels=STATUS_LABELS)
+    check_fresh(capa, expected_row_version)
     pending = [a for a in capa.actions if a.status not in (ACTION_DONE, ACTION_CANCELLED)]
     if pending:
         raise InvalidTransition(f"{capa.audit_title()} still has actions to carry out: "
@@ -566,11 +529,11 @@ def start_effectiveness_check(capa: Capa, *, actor: User, expected_row_version: 
 def record_effectiveness(capa: Capa, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
                          result: str, effective: bool | None, comment: str | None = None) -> Capa:
     """The verifier records the result and signs "Verified": the signature binds the result just written."""
-    _require(actor, "quality.manage", "Recording the effectiveness check")
-    _lock(capa)
-    _check_status(capa, (EFFECTIVENESS,), "record the effectiveness of")
-    _check_fresh(capa, expected_row_version)
-    result = _text("effectiveness_result", result, "Effectiveness result")
+    require(actor, "quality.manage", "Recording the effectiveness check")
+    lock_row(capa)
+    check_status(capa, (EFFECTIVENESS,), "record the effectiveness of", noun="CAPA", labels=STATUS_LABELS)
+    check_fresh(capa, expected_row_version)
+    result = required_text("effectiveness_result", result, "Effectiveness result")
     if not isinstance(effective, bool):
         raise ValidationError("effective", "Say whether the actions were effective (yes or no).")
     default_reason(f"Effectiveness verified: {'effective' if effective else 'not effective'}")
@@ -593,11 +556,11 @@ def close(capa: Capa, *, actor: User, proof: SignerProof, expected_row_version: 
           comment: str | None = None) -> Capa:
     """QA signs "Approved" to close, after the effectiveness check was recorded. Refused while any training the
     CAPA's actions created is open: the refusal names who is outstanding on what."""
-    _require(actor, "quality.approve", "Closing a CAPA")
-    _lock(capa)
-    _check_status(capa, (EFFECTIVENESS,), "close")
+    require(actor, "quality.approve", "Closing a CAPA")
+    lock_row(capa)
+    check_status(capa, (EFFECTIVENESS,), "close", noun="CAPA", labels=STATUS_LABELS)
     _not_owner(capa, actor, "close")
-    _check_fresh(capa, expected_row_version)
+    check_fresh(capa, expected_row_version)
     if capa.effective is None or not capa.effectiveness_result:
         raise InvalidTransition(f"{capa.audit_title()} cannot be closed before its effectiveness check is "
                                 f"recorded and signed.")
@@ -618,12 +581,12 @@ def cancel(capa: Capa, *, actor: User, proof: SignerProof, expected_row_version:
            reason: str) -> Capa:
     """QA signs the cancellation with its reason. Open actions are withdrawn and the open training they assigned is
     cancelled (completed training stays on record)."""
-    _require(actor, "quality.approve", "Cancelling a CAPA")
-    _lock(capa)
-    _check_status(capa, (DRAFT, OPEN, EFFECTIVENESS), "cancel")
+    require(actor, "quality.approve", "Cancelling a CAPA")
+    lock_row(capa)
+    check_status(capa, (DRAFT, OPEN, EFFECTIVENESS), "cancel", noun="CAPA", labels=STATUS_LABELS)
     _not_owner(capa, actor, "cancel")
-    _check_fresh(capa, expected_row_version)
-    reason = _text("reason", reason, "Reason for cancelling", limit=2000)
+    check_fresh(capa, expected_row_version)
+    reason = required_text("reason", reason, "Reason for cancelling", limit=2000)
     default_reason(f"CAPA cancelled: {reason}")
     signing.sign(capa, signer=actor, proof=proof, meaning=sig.APPROVED, comment=f"Cancellation approved: {reason}",
                  expected_version=expected_row_version, allowed=(sig.APPROVED,))
@@ -658,7 +621,7 @@ class Progress:
 def progress(action_ids: Iterable[int], today: date | None = None) -> dict[int, Progress]:
     """action id -> assigned / completed / open / overdue, and each assignment with its person, revision and
     completion signature."""
-    today = today or _today()
+    today = today or today_utc()
     ids = list(action_ids)
     out = {i: Progress() for i in ids}
     if not ids:

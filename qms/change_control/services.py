@@ -48,8 +48,8 @@ from qms.change_control.models import (
 )
 from qms.documents import services as documents
 from qms.documents.models import Document, Revision
-from qms.documents.services import _check_fresh, _lock, _require, _text  # the same rules for every signed record
 from qms.numbering import next_number
+from qms.rules import check_fresh, check_status, lock_row, require, required_text
 from signatures import models as sig
 from signatures import services as signing
 from signatures.services import SignerProof
@@ -63,13 +63,6 @@ EDITABLE_TASKS = (DRAFT, SUBMITTED, APPROVED, IMPLEMENTATION)
 
 
 # --- helpers ---------------------------------------------------------------------------------------------------------
-
-
-def _check_status(change: ChangeControl, allowed: Iterable[str], action: str) -> None:
-    allowed = tuple(allowed)
-    if change.status not in allowed:
-        raise InvalidTransition(f"Cannot {action} {change.audit_title()}: it is {change.status_label}; only a change "
-                                f"control in {' or '.join(STATUS_LABELS[s] for s in allowed)} can be.")
 
 
 def _choice(field_name: str, value: str | None, options: dict[str, str], label: str) -> str:
@@ -95,12 +88,12 @@ def _check_reason(action: str) -> None:
 
 def _fields(title: str, description: str, justification: str, change_type: str, risk_level: str,
             risk_rationale: str, owner_id: int | None) -> dict:
-    return {"title": _text("title", title, "Title", limit=300),
-            "description": _text("description", description, "Description"),
-            "justification": _text("justification", justification, "Justification"),
+    return {"title": required_text("title", title, "Title", limit=300),
+            "description": required_text("description", description, "Description"),
+            "justification": required_text("justification", justification, "Justification"),
             "change_type": _choice("change_type", change_type, CHANGE_TYPES, "Change type"),
             "risk_level": _choice("risk_level", risk_level, RISK_LEVELS, "Risk level"),
-            "risk_rationale": _text("risk_rationale", risk_rationale, "Risk rationale"),
+            "risk_rationale": required_text("risk_rationale", risk_rationale, "Risk rationale"),
             "owner_id": _owner("owner_id", owner_id).id}
 
 
@@ -133,7 +126,7 @@ def create_change(*, actor: User, title: str, description: str, justification: s
                   risk_level: str, risk_rationale: str, owner_id: int | None, document_ids: Iterable[int] = (),
                   job_function_ids: Iterable[int] = ()) -> ChangeControl:
     """Raise a change control in Draft. The number is taken last (it holds the counter's lock until commit)."""
-    _require(actor, "quality.manage", "Raising a change control")
+    require(actor, "quality.manage", "Raising a change control")
     values = _fields(title, description, justification, change_type, risk_level, risk_rationale, owner_id)
     docs, functions = _documents(document_ids), _job_functions(job_function_ids)
     change = ChangeControl(**values, status=DRAFT, created_at=now_utc(), number=next_number("CC"))
@@ -149,11 +142,11 @@ def update_change(change: ChangeControl, *, actor: User, expected_row_version: i
                   owner_id: int | None) -> ChangeControl:
     """Edit the record: freely in Draft; in later open states only with a reason for change (the transaction's).
     Signatures made on the earlier content stay on record, shown as made on an earlier version."""
-    _require(actor, "quality.manage", "Editing a change control")
-    _lock(change)
+    require(actor, "quality.manage", "Editing a change control")
+    lock_row(change)
     if change.status in FINAL:
         raise InvalidTransition(f"{change.audit_title()} is {change.status_label}; it can no longer be edited.")
-    _check_fresh(change, expected_row_version)
+    check_fresh(change, expected_row_version)
     values = _fields(title, description, justification, change_type, risk_level, risk_rationale, owner_id)
     if all(getattr(change, k) == v for k, v in values.items()):
         raise ValidationError("title", "Nothing changed.")
@@ -171,10 +164,11 @@ def set_scope(change: ChangeControl, *, actor: User, expected_row_version: int |
               document_ids: Iterable[int], job_function_ids: Iterable[int]) -> ChangeControl:
     """Set the affected documents and job functions. Only in Draft: the scope is what QA approves, and the drafts
     are started from it."""
-    _require(actor, "quality.manage", "Changing the scope of a change control")
-    _lock(change)
-    _check_status(change, (DRAFT,), "change the affected documents and job functions of")
-    _check_fresh(change, expected_row_version)
+    require(actor, "quality.manage", "Changing the scope of a change control")
+    lock_row(change)
+    check_status(change, (DRAFT,), "change the affected documents and job functions of", noun="change control",
+                 labels=STATUS_LABELS)
+    check_fresh(change, expected_row_version)
     docs, functions = set(_documents(document_ids)), set(_job_functions(job_function_ids))
     default_reason("Scope of the draft change control changed")
     for row in list(change.documents):
@@ -196,10 +190,10 @@ def set_scope(change: ChangeControl, *, actor: User, expected_row_version: int |
 
 def add_task(change: ChangeControl, *, actor: User, title: str, owner_id: int | None,
              due_on: date | None) -> ChangeTask:
-    _require(actor, "quality.manage", "Adding an implementation task")
-    _lock(change)
-    _check_status(change, EDITABLE_TASKS, "add a task to")
-    title = _text("task_title", title, "Task", limit=300)
+    require(actor, "quality.manage", "Adding an implementation task")
+    lock_row(change)
+    check_status(change, EDITABLE_TASKS, "add a task to", noun="change control", labels=STATUS_LABELS)
+    title = required_text("task_title", title, "Task", limit=300)
     owner = _owner("task_owner_id", owner_id, permission=None)
     if not isinstance(due_on, date):
         raise ValidationError("due_on", "Due date is required.")
@@ -215,8 +209,8 @@ def set_task_status(task: ChangeTask, *, actor: User, status: str, note: str | N
     if actor is None or not actor.active or not (actor.can("quality.manage") or actor.id == task.owner_id):
         raise NotPermitted("Only the task's owner or a quality manager (quality.manage) can change a task.")
     change = task.change
-    _lock(change)
-    _check_status(change, EDITABLE_TASKS, "change a task of")
+    lock_row(change)
+    check_status(change, EDITABLE_TASKS, "change a task of", noun="change control", labels=STATUS_LABELS)
     db.session.refresh(task, with_for_update=True)
     status = _choice("status", status, TASK_STATUS_LABELS, "Task status")
     if status == task.status:
@@ -241,12 +235,12 @@ def set_task_status(task: ChangeTask, *, actor: User, status: str, note: str | N
 def submit(change: ChangeControl, *, actor: User, proof: SignerProof,
            expected_row_version: int | str | None) -> ChangeControl:
     """The owner signs "Authored" and the change goes to QA for approval."""
-    _require(actor, "quality.manage", "Submitting a change control")
-    _lock(change)
-    _check_status(change, (DRAFT,), "submit")
+    require(actor, "quality.manage", "Submitting a change control")
+    lock_row(change)
+    check_status(change, (DRAFT,), "submit", noun="change control", labels=STATUS_LABELS)
     if actor.id != change.owner_id:
         raise NotPermitted(f"Only the owner of {change.audit_title()} ({change.owner.full_name}) can submit it.")
-    _check_fresh(change, expected_row_version)
+    check_fresh(change, expected_row_version)
     default_reason("Submitted for QA approval")
     signing.sign(change, signer=actor, proof=proof, meaning=sig.AUTHORED, expected_version=expected_row_version,
                  allowed=(sig.AUTHORED,))
@@ -257,7 +251,7 @@ def submit(change: ChangeControl, *, actor: User, proof: SignerProof,
 
 
 def _check_qa(change: ChangeControl, actor: User, action: str) -> None:
-    _require(actor, "quality.approve", action)
+    require(actor, "quality.approve", action)
     if actor.id == change.owner_id:
         raise NotPermitted(f"Segregation of duties: the owner of {change.audit_title()} cannot also approve, verify "
                            f"or override it.")
@@ -267,9 +261,9 @@ def approve(change: ChangeControl, *, actor: User, proof: SignerProof, expected_
             comment: str | None = None) -> ChangeControl:
     """QA signs "Approved": the change may be implemented."""
     _check_qa(change, actor, "Approving a change control")
-    _lock(change)
-    _check_status(change, (SUBMITTED,), "approve")
-    _check_fresh(change, expected_row_version)
+    lock_row(change)
+    check_status(change, (SUBMITTED,), "approve", noun="change control", labels=STATUS_LABELS)
+    check_fresh(change, expected_row_version)
     default_reason("Approved by QA")
     signing.sign(change, signer=actor, proof=proof, meaning=sig.APPROVED, comment=comment,
                  expected_version=expected_row_version, allowed=(sig.APPROVED,))
@@ -283,10 +277,10 @@ def reject(change: ChangeControl, *, actor: User, proof: SignerProof, expected_r
            comment: str) -> ChangeControl:
     """QA signs "Rejected" with a comment; the change returns to Draft for its owner."""
     _check_qa(change, actor, "Rejecting a change control")
-    _lock(change)
-    _check_status(change, (SUBMITTED,), "reject")
-    _check_fresh(change, expected_row_version)
-    comment = _text("comment", comment, "A comment explaining the rejection", limit=2000)
+    lock_row(change)
+    check_status(change, (SUBMITTED,), "reject", noun="change control", labels=STATUS_LABELS)
+    check_fresh(change, expected_row_version)
+    comment = required_text("comment", comment, "A comment explaining the rejection", limit=2000)
     default_reason(f"Rejected: {comment}")
     signing.sign(change, signer=actor, proof=proof, meaning=sig.REJECTED, comment=comment,
                  expected_version=expected_row_version, allowed=(sig.REJECTED,))
@@ -302,13 +296,13 @@ def start_implementation(change: ChangeControl, *, actor: User, expected_row_ver
     hold documents.author when there are documents), with a change summary and reason naming the change control,
     its content copied from the document's latest revision, linked in ChangeDocument.revision_id. A document that
     already has an open revision refuses the whole start (finish or reject that revision first)."""
-    _require(actor, "quality.manage", "Starting the implementation of a change control")
-    _lock(change)
-    _check_status(change, (APPROVED,), "start the implementation of")
-    _check_fresh(change, expected_row_version)
+    require(actor, "quality.manage", "Starting the implementation of a change control")
+    lock_row(change)
+    check_status(change, (APPROVED,), "start the implementation of", noun="change control", labels=STATUS_LABELS)
+    check_fresh(change, expected_row_version)
     rows = sorted(change.documents, key=lambda r: r.document_id)
     if rows:
-        _require(actor, "documents.author", "Starting the draft revisions of the affected documents")
+        require(actor, "documents.author", "Starting the draft revisions of the affected documents")
     default_reason(f"Implementation of {change.number} started")
     summary = f"{change.number}: {change.title}"
     reason = f"Change control {change.number} (approved): {change.justification}"[:4000]
@@ -334,10 +328,10 @@ def start_implementation(change: ChangeControl, *, actor: User, expected_row_ver
 
 def to_verification(change: ChangeControl, *, actor: User, expected_row_version: int | str | None) -> ChangeControl:
     """Implementation is finished: every task is done or cancelled."""
-    _require(actor, "quality.manage", "Moving a change control to verification")
-    _lock(change)
-    _check_status(change, (IMPLEMENTATION,), "move to verification")
-    _check_fresh(change, expected_row_version)
+    require(actor, "quality.manage", "Moving a change control to verification")
+    lock_row(change)
+    check_status(change, (IMPLEMENTATION,), "move to verification", noun="change control", labels=STATUS_LABELS)
+    check_fresh(change, expected_row_version)
     waiting = [t for t in change.tasks if t.status == TASK_OPEN]
     if waiting:
         raise InvalidTransition(f"{change.audit_title()} still has open tasks: "
@@ -434,9 +428,9 @@ def close(change: ChangeControl, *, actor: User, proof: SignerProof, expected_ro
     """QA signs "Verified" and closes the change, once every linked revision has taken effect and everyone
     assigned those revisions has trained. Refused otherwise, naming what and who is outstanding."""
     _check_qa(change, actor, "Closing a change control")
-    _lock(change)
-    _check_status(change, (VERIFICATION,), "close")
-    _check_fresh(change, expected_row_version)
+    lock_row(change)
+    check_status(change, (VERIFICATION,), "close", noun="change control", labels=STATUS_LABELS)
+    check_fresh(change, expected_row_version)
     revisions, people = _closure_blockers(change)
     if revisions:
         raise InvalidTransition(f"{change.audit_title()} cannot close: not yet effective: {'; '.join(revisions)}.")
@@ -460,10 +454,10 @@ def close_with_open_training(change: ChangeControl, *, actor: User, proof: Signe
     carries the justification and binds the list of outstanding people by its SHA-256; the list itself, never cut,
     is the record's audited `closure_override_note`. The revisions must still have taken effect."""
     _check_qa(change, actor, "Closing a change control with open training")
-    _lock(change)
-    _check_status(change, (VERIFICATION,), "close")
-    _check_fresh(change, expected_row_version)
-    justification = _text("justification", justification, "A justification", limit=1500)
+    lock_row(change)
+    check_status(change, (VERIFICATION,), "close", noun="change control", labels=STATUS_LABELS)
+    check_fresh(change, expected_row_version)
+    justification = required_text("justification", justification, "A justification", limit=1500)
     revisions, people = _closure_blockers(change)
     if revisions:
         raise InvalidTransition(f"{change.audit_title()} cannot close: not yet effective: {'; '.join(revisions)}.")
@@ -488,11 +482,12 @@ def cancel(change: ChangeControl, *, actor: User, proof: SignerProof, expected_r
            reason: str) -> ChangeControl:
     """QA cancels the change from any state but Closed, signing "Rejected" with the reason. Draft revisions already
     started stay with their documents (their authors finish or withdraw them through document control)."""
-    _require(actor, "quality.approve", "Cancelling a change control")
-    _lock(change)
-    _check_status(change, [s for s in STATUS_LABELS if s not in FINAL], "cancel")
-    _check_fresh(change, expected_row_version)
-    reason = _text("reason", reason, "A reason for cancelling", limit=1900)
+    require(actor, "quality.approve", "Cancelling a change control")
+    lock_row(change)
+    check_status(change, [s for s in STATUS_LABELS if s not in FINAL], "cancel", noun="change control",
+                 labels=STATUS_LABELS)
+    check_fresh(change, expected_row_version)
+    reason = required_text("reason", reason, "A reason for cancelling", limit=1900)
     default_reason(f"Cancelled: {reason}")
     signing.sign(change, signer=actor, proof=proof, meaning=sig.REJECTED, comment=f"Cancelled: {reason}",
                  expected_version=expected_row_version, allowed=(sig.REJECTED,))

@@ -35,9 +35,9 @@ from qms.deviations.models import (
     DeviationPerson,
 )
 from qms.documents.models import Document
-from qms.documents.services import _require, _text
 from qms.numbering import next_number
 from qms.qualification import Qualification, qualify_many
+from qms.rules import lock_row, require, required_text
 from signatures import models as sig
 from signatures import services as signing
 from signatures.services import SignerProof
@@ -63,11 +63,6 @@ def _moment(field: str, value: datetime | None, label: str) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _lock(deviation: Deviation) -> None:
-    """Reload under a row lock so the checks below see the committed state, not a page's copy."""
-    db.session.refresh(deviation, with_for_update=True)
-
-
 def _check_fresh(deviation: Deviation, expected_row_version: int | str | None) -> None:
     if expected_row_version is not None and str(expected_row_version) != str(deviation.row_version):
         raise InvalidTransition(f"{deviation.audit_title()} changed since the page was loaded; reload it and check "
@@ -84,8 +79,8 @@ def _check_status(deviation: Deviation, allowed: tuple[str, ...], action: str) -
 def _begin(deviation: Deviation, actor: User, expected_row_version: int | str | None, action: str,
            allowed: tuple[str, ...], verb: str, permission: str = "quality.manage") -> None:
     """Permission, then the committed state under a row lock, then the state and version the page showed."""
-    _require(actor, permission, action)
-    _lock(deviation)
+    require(actor, permission, action)
+    lock_row(deviation)
     _check_status(deviation, allowed, verb)
     _check_fresh(deviation, expected_row_version)
 
@@ -137,7 +132,7 @@ def _report_fields(*, title: str, occurred_at: datetime | None, discovered_at: d
                    department_id: object, area: str | None, description: str,
                    immediate_actions: str | None) -> dict:
     fields = {
-        "title": _text("title", title, "Title", limit=300),
+        "title": required_text("title", title, "Title", limit=300),
         "occurred_at": _moment("occurred_at", occurred_at, "Occurred at"),
         "discovered_at": _moment("discovered_at", discovered_at, "Discovered at"),
     }
@@ -147,7 +142,7 @@ def _report_fields(*, title: str, occurred_at: datetime | None, discovered_at: d
         raise ValidationError("discovered_at", "Discovered at cannot be in the future.")
     fields["site_id"], fields["department_id"] = _site_and_department(site_id, department_id)
     fields["area"] = _optional("area", area, "Area / equipment", limit=200)
-    fields["description"] = _text("description", description, "Description", limit=MAX_LONG_TEXT)
+    fields["description"] = required_text("description", description, "Description", limit=MAX_LONG_TEXT)
     fields["immediate_actions"] = _optional("immediate_actions", immediate_actions, "Immediate actions",
                                             limit=MAX_LONG_TEXT)
     return fields
@@ -211,7 +206,7 @@ def report_deviation(*, actor: User, title: str, occurred_at: datetime | None, d
                      person_ids: Iterable[int] = (), document_ids: Iterable[int] = ()) -> Deviation:
     """Record a new deviation (Open), numbered DEV-YYYY-NNNN. The owner (default: the reporter) must be able to
     manage quality records: they carry the investigation and sign its submission."""
-    _require(actor, "quality.manage", "Reporting a deviation")
+    require(actor, "quality.manage", "Reporting a deviation")
     fields = _report_fields(title=title, occurred_at=occurred_at, discovered_at=discovered_at, site_id=site_id,
                             department_id=department_id, area=area, description=description,
                             immediate_actions=immediate_actions)
@@ -259,7 +254,7 @@ def _set_links(deviation: Deviation, actor: User, expected_row_version: int | st
 def set_people(deviation: Deviation, *, actor: User, user_ids: Iterable[int], reason: str | None = None,
                expected_row_version: int | str | None = None) -> Deviation:
     """The people involved (the adequacy panel reads their training at the time of the deviation)."""
-    _require(actor, "quality.manage", "Changing the people involved")
+    require(actor, "quality.manage", "Changing the people involved")
     wanted = {u.id for u in _users(user_ids)}
     return _set_links(deviation, actor, expected_row_version, reason, "people", "user_id", wanted, DeviationPerson,
                       "people involved")
@@ -268,7 +263,7 @@ def set_people(deviation: Deviation, *, actor: User, user_ids: Iterable[int], re
 def set_documents(deviation: Deviation, *, actor: User, document_ids: Iterable[int], reason: str | None = None,
                   expected_row_version: int | str | None = None) -> Deviation:
     """The procedures (SOPs) the deviation concerns."""
-    _require(actor, "quality.manage", "Changing the procedures concerned")
+    require(actor, "quality.manage", "Changing the procedures concerned")
     wanted = {d.id for d in _documents(document_ids)}
     return _set_links(deviation, actor, expected_row_version, reason, "documents", "document_id", wanted,
                       DeviationDocument, "procedures concerned")
@@ -280,8 +275,8 @@ def classify(deviation: Deviation, *, actor: User, classification: str, justific
     if classification not in CLASSIFICATIONS:
         raise ValidationError("classification", f"Classification must be one of: "
                                                 f"{', '.join(CLASSIFICATIONS.values())}.")
-    justification = _text("classification_justification", justification, "Classification justification",
-                          limit=MAX_LONG_TEXT)
+    justification = required_text("classification_justification", justification, "Classification justification",
+                                  limit=MAX_LONG_TEXT)
     _edit_reason(deviation, reason, "Deviation classified")
     deviation.classification = classification
     deviation.classification_justification = justification
@@ -296,7 +291,7 @@ def record_investigation(deviation: Deviation, *, actor: User, investigation: st
     empty while the investigation is still running)."""
     _begin(deviation, actor, expected_row_version, "Recording the investigation", (INVESTIGATION,),
            "record the investigation of")
-    investigation = _text("investigation", investigation, "Investigation", limit=MAX_LONG_TEXT)
+    investigation = required_text("investigation", investigation, "Investigation", limit=MAX_LONG_TEXT)
     root_cause = _optional("root_cause", root_cause, "Root cause", limit=MAX_LONG_TEXT)
     root_cause_category = (root_cause_category or "").strip() or None
     if root_cause_category is not None and root_cause_category not in ROOT_CAUSE_CATEGORIES:
@@ -344,11 +339,11 @@ def start_investigation(deviation: Deviation, *, actor: User,
 def submit_for_approval(deviation: Deviation, *, actor: User, proof: SignerProof,
                         expected_row_version: int | str | None, comment: str | None = None) -> Deviation:
     """The owner signs "Authored" on the completed investigation; QA then approves closure."""
-    _require(actor, "quality.manage", "Submitting a deviation")
+    require(actor, "quality.manage", "Submitting a deviation")
     if actor.id != deviation.owner_id:
         raise NotPermitted(f"Only the owner of {deviation.audit_title()} ({deviation.owner.full_name}) can submit it "
                            f"for QA approval.")
-    _lock(deviation)
+    lock_row(deviation)
     _check_status(deviation, (INVESTIGATION,), "submit")
     _check_fresh(deviation, expected_row_version)
     missing = [label for label, value in (("classification", deviation.classification),
@@ -388,7 +383,7 @@ def reject(deviation: Deviation, *, actor: User, proof: SignerProof, expected_ro
            comment: str) -> Deviation:
     """QA signs "Rejected" with a comment; the deviation returns to investigation."""
     _qa_decision(deviation, actor, expected_row_version, "Reject")
-    comment = _text("comment", comment, "A comment saying what must change", limit=2000)
+    comment = required_text("comment", comment, "A comment saying what must change", limit=2000)
     default_reason(f"Rejected by QA: {comment}")
     signing.sign(deviation, signer=actor, proof=proof, meaning=sig.REJECTED, comment=comment,
                  expected_version=str(deviation.row_version), allowed=(sig.REJECTED,))
@@ -401,7 +396,7 @@ def cancel(deviation: Deviation, *, actor: User, reason: str,
            expected_row_version: int | str | None = None) -> Deviation:
     """A deviation raised in error (e.g. a duplicate) is cancelled with a reason, never deleted."""
     _begin(deviation, actor, expected_row_version, "Cancelling a deviation", ACTIVE, "cancel")
-    reason = _text("reason", reason, "Reason for cancelling", limit=2000)
+    reason = required_text("reason", reason, "Reason for cancelling", limit=2000)
     set_reason(f"Cancelled: {reason}")
     deviation.status = CANCELLED
     deviation.cancelled_reason = reason

@@ -1,5 +1,10 @@
 """Document control use cases: create documents, revise them, route, sign, approve, release, retire.
 
+Two parts live beside this module, which calls both: `qms.documents.matrix` (the training matrix: who trains on a
+document, and the training an approval or an audience change creates) and `qms.documents.release` (how a due
+revision takes effect, the "when trained" hold and QA's override of it). Neither imports this module. The rules
+shared with the other quality records are `qms.rules`.
+
 Every function flushes and never commits: views and CLI commands wrap the call in `core.db.transaction()`, so a
 refusal (ValidationError, InvalidTransition, NotPermitted, or a refused signature) rolls back everything the call
 wrote, signatures included. State changes that need a signature take the `SignerProof` from
@@ -12,11 +17,9 @@ several approvers signing at the same moment still moves the revision to Approve
 
 from __future__ import annotations
 
-import calendar
-import hashlib
 import re
 from collections.abc import Iterable
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 import sqlalchemy as sa
 from flask import current_app
@@ -26,7 +29,8 @@ from core.auth.permissions import PERMISSIONS, ROLES
 from core.clock import now_utc
 from core.db import db, default_reason
 from core.errors import InvalidTransition, NotPermitted, ValidationError
-from core.org import Department, JobFunction
+from core.org import Department
+from qms.documents.matrix import check_audience, requirement_added, requirement_removed, retraining_job_functions
 from qms.documents.models import (
     APPROVE,
     APPROVED,
@@ -36,29 +40,23 @@ from qms.documents.models import (
     IN_REVIEW,
     OBSOLETE,
     RELEASE_POLICIES,
-    RELEASE_WHEN_TRAINED,
-    RETRAIN_EVERY,
-    RETRAIN_MAJOR,
-    RETRAIN_POLICIES,
     REVIEW,
     STATUS_LABELS,
-    SUPERSEDED,
     Document,
     DocumentAudience,
     Revision,
     RevisionRoute,
 )
 from qms.documents.pdf import NotRenderable, check_renderable
+from qms.documents.release import held_for_training, release_revisions
 from qms.documents.rendering import render_markdown
+from qms.rules import add_months, check_fresh, check_status, lock_row, require, required_text, today_utc, whole_number
 from signatures import models as sig
 from signatures import services as signing
 from signatures.services import SignerProof
 from training import engine as training
-from training.models import COMPLETED, SOURCE_MATRIX, TrainingAssignment
-from training.models import OPEN as OPEN_TRAINING
 
 MAX_MARKDOWN_CHARS = 1_000_000
-MAX_TEXT_CHARS = 4000
 OPEN_STATUSES = (DRAFT, IN_REVIEW)
 STEP_PERMISSION = {REVIEW: "documents.review", APPROVE: "documents.approve"}
 STEP_FIELD = {REVIEW: "reviewer_ids", APPROVE: "approver_ids"}
@@ -69,58 +67,8 @@ _GERUND = {"review": "Reviewing", "approve": "Approving", "reject": "Rejecting"}
 # --- small helpers ---------------------------------------------------------------------------------------------------
 
 
-def _require(actor: User | None, permission: str, action: str) -> None:
-    if actor is None or not actor.active or not actor.can(permission):
-        raise NotPermitted(f"{action} needs the permission “{PERMISSIONS[permission].label}” ({permission}), "
-                           f"which your roles do not grant.")
-
-
-def _text(field: str, value: str | None, label: str, *, limit: int = MAX_TEXT_CHARS) -> str:
-    value = (value or "").strip()
-    if not value:
-        raise ValidationError(field, f"{label} is required.")
-    if len(value) > limit:
-        raise ValidationError(field, f"{label} must be at most {limit:,} characters.")
-    return value
-
-
-def _whole(field: str, value: object, label: str, minimum: int, maximum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-        raise ValidationError(field, f"{label} must be a whole number from {minimum} to {maximum}.")
-    return value
-
-
-def add_months(day: date, months: int) -> date:
-    """`day` plus `months` calendar months, on the last day of the month when the day does not exist (31 Jan + 1
-    month = 28/29 Feb): a periodic review is never due later than the interval says."""
-    index = day.month - 1 + months
-    year, month = day.year + index // 12, index % 12 + 1
-    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
-
-
-def _today() -> date:
-    return now_utc().date()
-
-
 def _names(users: Iterable[User]) -> str:
     return ", ".join(u.full_name for u in users)
-
-
-def _lock(revision: Revision) -> None:
-    """Reload the revision under a row lock so every check below sees the committed state, not a page's copy."""
-    db.session.refresh(revision, with_for_update=True)
-
-
-def _check_fresh(revision: Revision, expected_row_version: int | str | None) -> None:
-    if expected_row_version is None or str(expected_row_version) != str(revision.row_version):
-        raise InvalidTransition(f"{revision.audit_title()} changed since the page was loaded; reload it and check "
-                                f"it again.")
-
-
-def _check_status(revision: Revision, allowed: str, action: str) -> None:
-    if revision.status != allowed:
-        raise InvalidTransition(f"Cannot {action} {revision.audit_title()}: it is {revision.status_label}; only a "
-                                f"revision in {STATUS_LABELS[allowed]} can be.")
 
 
 # --- queries for views -----------------------------------------------------------------------------------------------
@@ -210,7 +158,7 @@ def outstanding(revision: Revision) -> dict[str, list[User]]:
 
 def reviews_due(today: date | None = None) -> list[Revision]:
     """Effective revisions whose periodic review is due on or before `today`, most overdue first."""
-    today = today or _today()
+    today = today or today_utc()
     return list(db.session.scalars(
         sa.select(Revision).join(Document).where(Revision.status == EFFECTIVE, Revision.review_due_on <= today)
         .order_by(Revision.review_due_on, Document.number)))
@@ -222,11 +170,11 @@ def record_periodic_review(revision: Revision, *, actor: User, proof: SignerProo
     periodic review falls due one interval from today. Changes found in the review go through a new revision."""
     if not (actor.can("documents.approve") or actor.id == revision.document.owner_id):
         raise NotPermitted("Only the document owner or QA can record a periodic review.")
-    _lock(revision)
-    _check_status(revision, EFFECTIVE, "record a periodic review of")
-    _check_fresh(revision, expected_row_version)
-    comment = _text("comment", comment, "Periodic review outcome", limit=2000)
-    today = _today()
+    lock_row(revision)
+    check_status(revision, EFFECTIVE, "record a periodic review of", noun="revision", labels=STATUS_LABELS)
+    check_fresh(revision, expected_row_version)
+    comment = required_text("comment", comment, "Periodic review outcome", limit=2000)
+    today = today_utc()
     default_reason(f"Periodic review: {comment}")
     signing.sign(revision, signer=actor, proof=proof, meaning=sig.REVIEWED, comment=f"Periodic review: {comment}",
                  expected_version=expected_row_version, allowed=(sig.REVIEWED,), since=now_utc())
@@ -266,39 +214,24 @@ def _check_owner(owner_id: int | None) -> int:
     return owner.id
 
 
-def _check_audience(ids: Iterable[int]) -> list[int]:
-    wanted = sorted(set(ids))
-    if not wanted:
-        return []
-    found = {jf.id: jf for jf in db.session.scalars(sa.select(JobFunction).where(JobFunction.id.in_(wanted)))}
-    missing = [i for i in wanted if i not in found]
-    if missing:
-        raise ValidationError("audience_job_function_ids", f"Unknown job function id(s): "
-                                                           f"{', '.join(map(str, missing))}.")
-    inactive = [found[i].code for i in wanted if not found[i].active]
-    if inactive:
-        raise ValidationError("audience_job_function_ids", f"Inactive job function(s) cannot be a training "
-                                                           f"audience: {', '.join(inactive)}.")
-    return wanted
-
-
 def create_document(*, number: str, title: str, doc_type: str, department_id: int, owner_id: int,
                     review_interval_months: int = 24, training_window_days: int = 14,
                     audience_job_function_ids: Iterable[int] = (), actor: User) -> Document:
     """Register a controlled document (its first revision is started separately with `start_revision`)."""
-    _require(actor, "documents.author", "Creating a document")
+    require(actor, "documents.author", "Creating a document")
     number = _check_number(number)
-    title = _text("title", title, "Title", limit=300)
+    title = required_text("title", title, "Title", limit=300)
     if doc_type not in DOC_TYPES:
         raise ValidationError("doc_type", f"Type must be one of: {', '.join(DOC_TYPES)}.")
     document = Document(
         number=number, title=title, doc_type=doc_type, department_id=_check_department(department_id),
         owner_id=_check_owner(owner_id),
-        review_interval_months=_whole("review_interval_months", review_interval_months,
-                                      "Periodic review interval (months)", 1, 120),
-        training_window_days=_whole("training_window_days", training_window_days, "Training window (days)", 0, 365),
+        review_interval_months=whole_number("review_interval_months", review_interval_months,
+                                            "Periodic review interval (months)", 1, 120),
+        training_window_days=whole_number("training_window_days", training_window_days, "Training window (days)",
+                                          0, 365),
         created_at=now_utc())
-    document.audience = [DocumentAudience(job_function_id=i) for i in _check_audience(audience_job_function_ids)]
+    document.audience = [DocumentAudience(job_function_id=i) for i in check_audience(audience_job_function_ids)]
     db.session.add(document)
     try:
         db.session.flush()
@@ -322,28 +255,28 @@ def update_document_metadata(document: Document, *, actor: User, owner_id: int |
                            "(documents.author) or “Approve document revisions (QA)” (documents.approve).")
     if not db.session.info.get("audit_reason"):
         raise ValidationError("reason", "A reason for change is required to change a document's details.")
-    # validate and read everything first, then change each row once (see _release)
+    # validate and read everything first, then change each row once (see qms.documents.release.release_revisions)
     changes: dict[str, int] = {}
     if owner_id is not None:
         changes["owner_id"] = _check_owner(owner_id)
     if department_id is not None:
         changes["department_id"] = _check_department(department_id)
     if training_window_days is not None:
-        changes["training_window_days"] = _whole("training_window_days", training_window_days,
-                                                 "Training window (days)", 0, 365)
+        changes["training_window_days"] = whole_number("training_window_days", training_window_days,
+                                                       "Training window (days)", 0, 365)
     if min_read_seconds is not None:
-        changes["min_read_seconds"] = _whole("min_read_seconds", min_read_seconds,
-                                             "Minimum reading time (seconds)", 0, 3600)
+        changes["min_read_seconds"] = whole_number("min_read_seconds", min_read_seconds,
+                                                   "Minimum reading time (seconds)", 0, 3600)
     if release_policy is not None:
         if release_policy not in RELEASE_POLICIES:
             raise ValidationError("release_policy", f"Release policy must be one of: {', '.join(RELEASE_POLICIES)}.")
         changes["release_policy"] = release_policy
     effective = None
     if review_interval_months is not None:
-        changes["review_interval_months"] = _whole("review_interval_months", review_interval_months,
-                                                   "Periodic review interval (months)", 1, 120)
+        changes["review_interval_months"] = whole_number("review_interval_months", review_interval_months,
+                                                         "Periodic review interval (months)", 1, 120)
         effective = current_effective(document)
-    wanted = set(_check_audience(audience_job_function_ids)) if audience_job_function_ids is not None else None
+    wanted = set(check_audience(audience_job_function_ids)) if audience_job_function_ids is not None else None
     current = {a.job_function_id: a for a in document.audience}
     with db.session.no_autoflush:
         for name, value in changes.items():
@@ -365,102 +298,8 @@ def update_document_metadata(document: Document, *, actor: User, owner_id: int |
     for row in added:
         requirement_added(document, row)
     if removed:
-        _requirement_removed(document, removed)
+        requirement_removed(document, removed)
     return document
-
-
-# --- the training matrix: requirements (job function -> document) ----------------------------------------------------
-
-
-def _optional_whole(field: str, value: object, label: str, minimum: int, maximum: int) -> int | None:
-    return None if value is None or value == "" else _whole(field, value, label, minimum, maximum)
-
-
-def set_requirement(document: Document, job_function_id: int, *, retrain: str = RETRAIN_EVERY,
-                    recurrence_months: int | None = None, days_allowed: int | None = None,
-                    actor: User) -> tuple[DocumentAudience, int]:
-    """Add a requirement to the training matrix, or change one (a change needs a reason for change).
-
-    A new requirement assigns the document's current revision to every holder of the job function in the same
-    transaction. Returns the requirement and how many people were assigned."""
-    _require(actor, "training.manage", "Changing the training matrix")
-    if retrain not in RETRAIN_POLICIES:
-        raise ValidationError("retrain", f"Retrain on must be one of: {', '.join(RETRAIN_POLICIES)}.")
-    recurrence_months = _optional_whole("recurrence_months", recurrence_months, "Retrain every (months)", 1, 120)
-    days_allowed = _optional_whole("days_allowed", days_allowed, "Days allowed", 0, 365)
-    job_function_id = _check_audience([job_function_id])[0]
-    row = next((a for a in document.audience if a.job_function_id == job_function_id), None)
-    if row is not None:
-        if (row.retrain, row.recurrence_months, row.days_allowed) == (retrain, recurrence_months, days_allowed):
-            raise ValidationError("retrain", "Nothing changed: the requirement already has these settings.")
-        if not db.session.info.get("audit_reason"):
-            raise ValidationError("reason", "A reason for change is required to change a training requirement.")
-        row.retrain, row.recurrence_months, row.days_allowed = retrain, recurrence_months, days_allowed
-        db.session.flush()
-        # a stricter requirement (e.g. "every revision" instead of "major only") may need training at once
-        return row, requirement_added(document, row)
-    row = DocumentAudience(job_function_id=job_function_id, retrain=retrain, recurrence_months=recurrence_months,
-                           days_allowed=days_allowed)
-    document.audience.append(row)
-    db.session.flush()
-    return row, requirement_added(document, row)
-
-
-def remove_requirement(requirement: DocumentAudience, *, actor: User) -> int:
-    """Take a requirement out of the matrix (a reason is required): open matrix training its holders no longer need
-    is cancelled with the reason. Returns how many assignments were cancelled."""
-    _require(actor, "training.manage", "Changing the training matrix")
-    if not db.session.info.get("audit_reason"):
-        raise ValidationError("reason", "A reason for change is required to remove a training requirement.")
-    document = requirement.document
-    job_function_id = requirement.job_function_id
-    document.audience.remove(requirement)
-    db.session.flush()
-    return _requirement_removed(document, [job_function_id])
-
-
-def requirement_added(document: Document, requirement: DocumentAudience) -> int:
-    """The holders of the requirement's job function train on the document's newest approved or effective revision,
-    due within the days allowed (or by its effective date, if later)."""
-    target = db.session.scalar(sa.select(Revision).where(Revision.document_id == document.id,
-                                                         Revision.status.in_([APPROVED, EFFECTIVE]))
-                               .order_by(Revision.major.desc(), Revision.minor.desc()).limit(1))
-    if target is None:
-        return 0
-    users = training.holders([requirement.job_function_id])
-    have = set(db.session.scalars(sa.select(TrainingAssignment.user_id).where(
-        TrainingAssignment.revision_id == target.id, TrainingAssignment.status.in_([OPEN_TRAINING, COMPLETED]))))
-    if requirement.retrain == RETRAIN_MAJOR and target.minor > 0:
-        # training on an earlier minor revision of the same major revision still counts (unless another of the
-        # person's job functions requires every revision)
-        every = {a.job_function_id for a in document.audience if a.retrain != RETRAIN_MAJOR}
-        strict = set(training.holders(every)) if every else set()
-        earlier = sa.select(Revision.id).where(Revision.document_id == document.id, Revision.major == target.major,
-                                               Revision.minor < target.minor)
-        have |= set(db.session.scalars(sa.select(TrainingAssignment.user_id).where(
-            TrainingAssignment.revision_id.in_(earlier), TrainingAssignment.status == COMPLETED))) - strict
-    cycles = training.latest_cycles(users, target.id)
-    days = requirement.days_allowed if requirement.days_allowed is not None else document.training_window_days
-    due = _today() + timedelta(days=days)
-    if target.effective_on is not None and target.effective_on > due:
-        due = target.effective_on
-    code = db.session.get(JobFunction, requirement.job_function_id).code
-    rows = [{"user_id": uid, "document_id": document.id, "revision_id": target.id,
-             "cycle": cycles[uid][0] + 1 if uid in cycles else 0, "source_type": SOURCE_MATRIX,
-             "source_id": requirement.id, "due_on": due,
-             "assigned_reason": f"{document.number} required for job function {code}"}
-            for uid in users if uid not in have]
-    return training.create_assignments(rows)
-
-
-def _requirement_removed(document: Document, job_function_ids: list[int]) -> int:
-    """Cancel the open matrix training on this document of the holders of the removed job functions, except those
-    another of their job functions still requires it to (set-based: one statement per chunk of people)."""
-    codes = ", ".join(db.session.scalars(sa.select(JobFunction.code).where(JobFunction.id.in_(job_function_ids))))
-    still = set(training.holders([a.job_function_id for a in document.audience]))
-    affected = [uid for uid in training.holders(job_function_ids) if uid not in still]
-    return training.cancel_open_matrix_training(
-        document.id, affected, reason=f"{document.number} no longer required for {codes} (training matrix changed)")
 
 
 # --- revisions: drafting ---------------------------------------------------------------------------------------------
@@ -522,7 +361,7 @@ def start_revision(document: Document, *, author: User, major: bool, change_summ
                    pdf_filename: str | None = None) -> Revision:
     """Open the next revision of `document` in Draft. Only one revision per document may be open (Draft or In
     review): the document row is locked first so two authors starting at once cannot both open one."""
-    _require(author, "documents.author", "Starting a revision")
+    require(author, "documents.author", "Starting a revision")
     db.session.execute(sa.select(Document.id).where(Document.id == document.id).with_for_update())
     existing = db.session.scalar(sa.select(Revision).where(Revision.document_id == document.id,
                                                            Revision.status.in_(OPEN_STATUSES))
@@ -530,8 +369,8 @@ def start_revision(document: Document, *, author: User, major: bool, change_summ
     if existing is not None:
         raise InvalidTransition(f"{document.number} already has an open revision ({existing.label}, "
                                 f"{existing.status_label}); finish or reject it before starting another.")
-    change_summary = _text("change_summary", change_summary, "Change summary")
-    reason = _text("reason", reason, "Reason for revision")
+    change_summary = required_text("change_summary", change_summary, "Change summary")
+    reason = required_text("reason", reason, "Reason for revision")
     revision_major, revision_minor = next_label(document, major=bool(major))
     revision = Revision(document=document, major=revision_major, minor=revision_minor, status=DRAFT,
                         change_summary=change_summary, reason=reason, author_id=author.id, created_at=now_utc())
@@ -542,7 +381,7 @@ def start_revision(document: Document, *, author: User, major: bool, change_summ
 
 
 def _check_author(revision: Revision, actor: User, action: str) -> None:
-    _require(actor, "documents.author", action)
+    require(actor, "documents.author", action)
     if actor.id != revision.author_id:
         raise NotPermitted(f"Only the author of {revision.audit_title()} ({revision.author.full_name}) can "
                            f"{action.lower()}.")
@@ -554,14 +393,14 @@ def update_draft(revision: Revision, *, actor: User, expected_row_version: int |
     """Edit a draft (None: unchanged; blank Markdown without a new file keeps a PDF draft's file, as an edit form
     that does not re-upload sends). The content is frozen once the revision leaves Draft; after a rejection it is a
     draft again and editable."""
-    _lock(revision)
-    _check_status(revision, DRAFT, "edit")
+    lock_row(revision)
+    check_status(revision, DRAFT, "edit", noun="revision", labels=STATUS_LABELS)
     _check_author(revision, actor, "Editing the draft")
-    _check_fresh(revision, expected_row_version)
+    check_fresh(revision, expected_row_version)
     if change_summary is not None:
-        revision.change_summary = _text("change_summary", change_summary, "Change summary")
+        revision.change_summary = required_text("change_summary", change_summary, "Change summary")
     if reason is not None:
-        revision.reason = _text("reason", reason, "Reason for revision")
+        revision.reason = required_text("reason", reason, "Reason for revision")
     keeps_pdf = revision.content_format == "pdf" and pdf_bytes is None and not (content_markdown or "").strip()
     if (content_markdown is not None or pdf_bytes is not None) and not keeps_pdf:
         _set_content(revision, content_markdown=content_markdown, pdf_bytes=pdf_bytes, pdf_filename=pdf_filename)
@@ -599,8 +438,8 @@ def set_routing(revision: Revision, *, actor: User, reviewer_ids: Iterable[int],
                 approver_ids: Iterable[int]) -> Revision:
     """Choose who reviews and who approves the draft. Each person takes one step: routing someone twice would let
     fewer people satisfy the routing than it shows."""
-    _lock(revision)
-    _check_status(revision, DRAFT, "change the routing of")
+    lock_row(revision)
+    check_status(revision, DRAFT, "change the routing of", noun="revision", labels=STATUS_LABELS)
     _check_author(revision, actor, "Routing the revision")
     reviewers = _routed_users(revision, reviewer_ids, REVIEW)
     approvers = _routed_users(revision, approver_ids, APPROVE)
@@ -631,10 +470,10 @@ def set_routing(revision: Revision, *, actor: User, reviewer_ids: Iterable[int],
 def submit_for_review(revision: Revision, *, actor: User, proof: SignerProof,
                       expected_row_version: int | str | None) -> Revision:
     """The author signs "Authored" and the revision goes to its routed reviewers and approvers."""
-    _lock(revision)
-    _check_status(revision, DRAFT, "submit")
+    lock_row(revision)
+    check_status(revision, DRAFT, "submit", noun="revision", labels=STATUS_LABELS)
     _check_author(revision, actor, "Submitting the revision")
-    _check_fresh(revision, expected_row_version)
+    check_fresh(revision, expected_row_version)
     approvers, reviewers = routed(revision, APPROVE), routed(revision, REVIEW)
     if not approvers:
         raise ValidationError("approver_ids", "Route the revision to at least one approver before submitting it.")
@@ -650,7 +489,7 @@ def submit_for_review(revision: Revision, *, actor: User, proof: SignerProof,
 
 
 def _check_routed_signer(revision: Revision, actor: User, step: str, verb: str) -> None:
-    _require(actor, STEP_PERMISSION[step], f"{_GERUND[verb]} a revision")
+    require(actor, STEP_PERMISSION[step], f"{_GERUND[verb]} a revision")
     if actor.id == revision.author_id:
         raise NotPermitted(f"Segregation of duties: the author can never {verb} their own revision.")
     if actor.id not in {u.id for u in routed(revision, step)}:
@@ -660,10 +499,10 @@ def _check_routed_signer(revision: Revision, actor: User, step: str, verb: str) 
 def review(revision: Revision, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
            comment: str | None = None) -> Revision:
     """A routed reviewer signs "Reviewed"."""
-    _lock(revision)
-    _check_status(revision, IN_REVIEW, "review")
+    lock_row(revision)
+    check_status(revision, IN_REVIEW, "review", noun="revision", labels=STATUS_LABELS)
     _check_routed_signer(revision, actor, REVIEW, "review")
-    _check_fresh(revision, expected_row_version)
+    check_fresh(revision, expected_row_version)
     if actor.id not in {u.id for u in outstanding(revision)[REVIEW]}:
         raise InvalidTransition(f"You have already reviewed {revision.audit_title()}.")
     default_reason("Reviewed")
@@ -677,17 +516,17 @@ def approve(revision: Revision, *, actor: User, proof: SignerProof, expected_row
     """A routed approver signs "Approved", once every routed reviewer has reviewed this submission. The last
     approver's signature approves the revision and fixes its effective date (default: today + the document's
     training window; never before the approval date)."""
-    _lock(revision)
-    _check_status(revision, IN_REVIEW, "approve")
+    lock_row(revision)
+    check_status(revision, IN_REVIEW, "approve", noun="revision", labels=STATUS_LABELS)
     _check_routed_signer(revision, actor, APPROVE, "approve")
-    _check_fresh(revision, expected_row_version)
+    check_fresh(revision, expected_row_version)
     waiting = outstanding(revision)
     if waiting[REVIEW]:
         raise InvalidTransition(f"{revision.audit_title()} cannot be approved before every reviewer has signed; "
                                 f"outstanding: {_names(waiting[REVIEW])}.")
     if actor.id not in {u.id for u in waiting[APPROVE]}:
         raise InvalidTransition(f"You have already approved {revision.audit_title()}.")
-    today = _today()
+    today = today_utc()
     if effective_on is not None and effective_on < today:
         raise ValidationError("effective_on", f"The effective date cannot be before the approval date ({today}).")
     final = len(waiting[APPROVE]) == 1
@@ -719,15 +558,15 @@ def reject(revision: Revision, *, actor: User, proof: SignerProof, expected_row_
            comment: str) -> Revision:
     """A routed reviewer or approver signs "Rejected" with their comments; the revision returns to Draft for the
     author. Signatures of this submission stay on record but do not count for the resubmission."""
-    _lock(revision)
-    _check_status(revision, IN_REVIEW, "reject")
+    lock_row(revision)
+    check_status(revision, IN_REVIEW, "reject", noun="revision", labels=STATUS_LABELS)
     steps = [step for step in (REVIEW, APPROVE) if actor is not None and actor.id in {u.id for u in
                                                                                           routed(revision, step)}]
     if not steps:
         raise NotPermitted(f"Only a routed reviewer or approver can reject {revision.audit_title()}.")
     _check_routed_signer(revision, actor, steps[0], "reject")
-    _check_fresh(revision, expected_row_version)
-    comment = _text("comment", comment, "A comment explaining the rejection", limit=2000)
+    check_fresh(revision, expected_row_version)
+    comment = required_text("comment", comment, "A comment explaining the rejection", limit=2000)
     default_reason(f"Rejected: {comment}")
     signing.sign(revision, signer=actor, proof=proof, meaning=sig.REJECTED, comment=comment,
                  expected_version=expected_row_version, allowed=(sig.REJECTED,))
@@ -736,67 +575,24 @@ def reject(revision: Revision, *, actor: User, proof: SignerProof, expected_row_
     return revision
 
 
-def _release(revisions: list[Revision], now: datetime) -> None:
-    """Release one document's due `revisions` (oldest label first): the newest revision of the document becomes
-    (or stays) effective and every other one that was or would have been in force is superseded. When two servers
-    split one document's due revisions, the one that runs second may find a newer revision already in force; its
-    older revision is then superseded at the moment it takes effect, never put back in force.
-
-    Each row is changed once, in one flush: a second flush of a row in the same transaction would rewrite its
-    version row, which the append-only audit tables refuse."""
-    document_id = revisions[0].document_id
-    db.session.execute(sa.select(Document.id).where(Document.id == document_id).with_for_update())
-    interval = revisions[0].document.review_interval_months
-    previous = list(db.session.scalars(
-        sa.select(Revision).where(Revision.document_id == document_id, Revision.status == EFFECTIVE)
-        .with_for_update().execution_options(populate_existing=True)))
-    newest = max([*revisions, *previous], key=lambda r: (r.major, r.minor))
-    with db.session.no_autoflush:
-        for old in previous:
-            if old is not newest:
-                old.status, old.superseded_at = SUPERSEDED, now
-        for revision in revisions:
-            if revision is newest:
-                revision.status, revision.effective_at = EFFECTIVE, now
-                revision.review_due_on = add_months(revision.effective_on, interval)
-            else:
-                revision.status, revision.effective_at, revision.superseded_at = SUPERSEDED, now, now
-    db.session.flush()
-    # open training on what is no longer in force is closed (or kept, by policy); the history keeps both
-    replaced = [r for r in [*previous, *revisions] if r is not newest]
-    if replaced:
-        # after a minor revision, training on an earlier minor revision of the same major still counts for people
-        # whose requirements say "major revisions only": their open training on it stays open
-        same_major = [r.id for r in replaced if r.major == newest.major]
-        keep = _major_only_holders(newest.document) if same_major else []
-        policy = current_app.config["ATTEST_TRAINING_SUPERSEDED_POLICY"]
-        reason = f"Superseded by revision {newest.label}"
-        if same_major:
-            training.supersede_open_assignments(revision_ids=same_major, reason=reason, policy=policy,
-                                                keep_user_ids=keep)
-        other = [r.id for r in replaced if r.major != newest.major]
-        if other:
-            training.supersede_open_assignments(revision_ids=other, reason=reason, policy=policy)
-
-
 def release_due(today: date | None = None) -> list[Revision]:
     """Make every approved revision whose effective date has come effective, superseding the revision in force.
     A document released "when trained" is held while anyone assigned its revision has not trained, unless QA signed
-    an override (`override_release`).
+    an override (`qms.documents.release.override_release`).
 
     Idempotent, and safe when several servers run it at once: on PostgreSQL each run locks the due revisions it
     takes (SKIP LOCKED leaves those another run holds to that run) and re-checks their status once locked; the
     document row is locked before its effective revision is superseded. On SQLite the write transaction already
     serialises runs. Returns the released revisions (when two of one document fall due together, the older one is
     released and superseded by the newer at once)."""
-    today = today or _today()
+    today = today or today_utc()
     default_reason("Released on its effective date")
     due = db.session.scalars(
         sa.select(Revision).where(Revision.status == APPROVED, Revision.effective_on <= today)
         .order_by(Revision.document_id, Revision.major, Revision.minor)
         .with_for_update(skip_locked=True).execution_options(populate_existing=True)).all()
     by_document: dict[int, list[Revision]] = {}
-    held = _held_for_training([r.id for r in due])
+    held = held_for_training([r.id for r in due])
     for revision in due:
         if revision.status == APPROVED and revision.effective_on is not None and revision.effective_on <= today \
                 and revision.id not in held:
@@ -804,90 +600,20 @@ def release_due(today: date | None = None) -> list[Revision]:
     now = now_utc()
     released: list[Revision] = []
     for revisions in by_document.values():
-        _release(revisions, now)
+        release_revisions(revisions, now)
         released.extend(revisions)
     return released
-
-
-def _held_for_training(revision_ids: list[int]) -> set[int]:
-    """Of these revisions, those whose document is released "when trained", with open assignments on the revision
-    and no override."""
-    if not revision_ids:
-        return set()
-    return set(db.session.scalars(
-        sa.select(Revision.id).join(Document, Document.id == Revision.document_id)
-        .where(Revision.id.in_(revision_ids), Document.release_policy == RELEASE_WHEN_TRAINED,
-               Revision.release_override_note.is_(None),
-               sa.exists().where(TrainingAssignment.revision_id == Revision.id,
-                                 TrainingAssignment.status == OPEN_TRAINING))))
-
-
-def untrained_assignees(revision: Revision) -> list[User]:
-    """People with open training on the revision, by name."""
-    return list(db.session.scalars(
-        sa.select(User).join(TrainingAssignment, TrainingAssignment.user_id == User.id)
-        .where(TrainingAssignment.revision_id == revision.id, TrainingAssignment.status == OPEN_TRAINING)
-        .order_by(User.full_name)))
-
-
-def release_held(revision: Revision) -> bool:
-    """Is this approved revision's release held until its assignees have trained?"""
-    return revision.status == APPROVED and revision.id in _held_for_training([revision.id])
-
-
-def held_releases(today: date | None = None) -> list[Revision]:
-    """Approved revisions past their effective date whose release is held for training."""
-    today = today or _today()
-    due = list(db.session.scalars(sa.select(Revision.id).where(Revision.status == APPROVED,
-                                                               Revision.effective_on <= today)))
-    held = _held_for_training(due)
-    return list(db.session.scalars(sa.select(Revision).where(Revision.id.in_(held))
-                                   .order_by(Revision.effective_on, Revision.id)))
-
-
-def override_release(revision: Revision, *, actor: User, proof: SignerProof,
-                     expected_row_version: int | str | None, justification: str) -> Revision:
-    """QA releases a revision held "until trained" although people have not trained yet. The signature ("Approved
-    with open training") carries the justification and names every outstanding person, and so does the revision's
-    audited override note. If the effective date has come, the revision becomes effective at once."""
-    _require(actor, "documents.approve", "Overriding a held release")
-    _lock(revision)
-    _check_status(revision, APPROVED, "override the held release of")
-    _check_fresh(revision, expected_row_version)
-    if revision.document.release_policy != RELEASE_WHEN_TRAINED or revision.release_override_note is not None:
-        raise InvalidTransition(f"{revision.audit_title()} is not held for training: nothing to override.")
-    justification = _text("justification", justification, "A justification", limit=2000)
-    outstanding = untrained_assignees(revision)
-    if not outstanding:
-        raise InvalidTransition(f"Everyone assigned {revision.audit_title()} has trained: nothing to override.")
-    names = "; ".join(f"{u.full_name} ({u.username})" for u in outstanding)
-    note = f"{justification} — not yet trained ({len(outstanding)}): {names}"
-    # the signature comment is short (signatures allow 2,000 characters) and binds the full list by its SHA-256; the
-    # list itself is the revision's audited override note, never cut
-    listed = hashlib.sha256(names.encode("utf-8")).hexdigest()
-    comment = f"{justification[:1500]} — {len(outstanding)} not yet trained, named in the override note " \
-              f"(SHA-256 of the list {listed})"
-    default_reason(f"Release approved with open training: {justification}")
-    signing.sign(revision, signer=actor, proof=proof, meaning=sig.APPROVED_DESPITE_TRAINING, comment=comment,
-                 expected_version=expected_row_version, allowed=(sig.APPROVED_DESPITE_TRAINING,))
-    today = _today()
-    with db.session.no_autoflush:
-        revision.release_override_note = note
-        if revision.effective_on is not None and revision.effective_on <= today:
-            _release([revision], now_utc())
-    db.session.flush()
-    return revision
 
 
 def make_obsolete(revision: Revision, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
                   reason: str) -> Revision:
     """QA retires the revision in force: it signs "Approved" with the reason, and the document has no effective
     revision any more."""
-    _require(actor, "documents.approve", "Making a document obsolete")
-    _lock(revision)
-    _check_status(revision, EFFECTIVE, "make obsolete")
-    _check_fresh(revision, expected_row_version)
-    reason = _text("reason", reason, "A reason for making the document obsolete", limit=2000)
+    require(actor, "documents.approve", "Making a document obsolete")
+    lock_row(revision)
+    check_status(revision, EFFECTIVE, "make obsolete", noun="revision", labels=STATUS_LABELS)
+    check_fresh(revision, expected_row_version)
+    reason = required_text("reason", reason, "A reason for making the document obsolete", limit=2000)
     waiting = pending_revisions(revision.document)
     if waiting:
         raise InvalidTransition(f"{revision.document.number} revision {waiting[0].label} is approved and becomes "
@@ -903,63 +629,3 @@ def make_obsolete(revision: Revision, *, actor: User, proof: SignerProof, expect
     training.cancel_open_on_document(revision.document_id,
                                      reason=f"{revision.document.number} made obsolete: {reason}")
     return revision
-
-
-def retraining_job_functions(revision: Revision) -> list[int]:
-    """The job functions whose holders train on this revision: all of the document's training requirements for a
-    major revision, only those set to "every revision" for a minor one."""
-    return [a.job_function_id for a in revision.document.audience
-            if revision.minor == 0 or a.retrain != RETRAIN_MAJOR]
-
-
-def _major_only_holders(document: Document) -> list[int]:
-    """People for whom every requirement on this document says "major revisions only"."""
-    major = [a.job_function_id for a in document.audience if a.retrain == RETRAIN_MAJOR]
-    every = [a.job_function_id for a in document.audience if a.retrain != RETRAIN_MAJOR]
-    if not major:
-        return []
-    return sorted(set(training.holders(major)) - set(training.holders(every)))
-
-
-@training.register_source
-def _audience_requirements(job_function_ids: list[int], on: date) -> list[tuple[int, int, date | None, tuple]]:
-    """What a holder of these job functions must be trained on: for each document whose training requirements
-    include one of them, its newest approved-or-effective revision, due by its effective date or the days allowed
-    from today (the requirement's, else the document's training window), whichever is later; and, when every one
-    of those requirements says "major revisions only", the earlier revisions of the same major revision whose
-    completed training still counts."""
-    requirements: dict[int, int | None] = {}
-    every: set[int] = set()
-    for document_id, days, retrain in db.session.execute(
-            sa.select(DocumentAudience.document_id, DocumentAudience.days_allowed, DocumentAudience.retrain)
-            .where(DocumentAudience.job_function_id.in_(job_function_ids))):
-        # several job functions requiring one document: the shortest window given applies
-        if document_id not in requirements or (days is not None and (requirements[document_id] is None
-                                                                     or days < requirements[document_id])):
-            requirements[document_id] = days
-        if retrain != RETRAIN_MAJOR:
-            every.add(document_id)
-    rows = db.session.execute(
-        sa.select(Revision.document_id, Revision.id, Revision.effective_on, Document.training_window_days,
-                  Revision.major, Revision.minor, Revision.status)
-        .join(Document, Document.id == Revision.document_id)
-        .where(Revision.document_id.in_(list(requirements)),
-               Revision.status.in_([APPROVED, EFFECTIVE, SUPERSEDED]))
-        .order_by(Revision.document_id, Revision.major, Revision.minor)).all()
-    newest: dict[int, tuple[int, date | None, int, int]] = {}
-    for document_id, revision_id, effective_on, window, major, minor, status in rows:
-        if status == SUPERSEDED:
-            continue
-        days = requirements[document_id]
-        due = on + timedelta(days=window if days is None else days)
-        if effective_on is not None and effective_on > due:
-            due = effective_on
-        newest[document_id] = (revision_id, due, major, minor)
-    targets = []
-    for doc, (rev, due, major, minor) in newest.items():
-        counting = () if doc in every else tuple(
-            r_id for d, r_id, _e, _w, r_major, r_minor, _s in rows
-            if d == doc and r_id != rev and r_major == major and r_minor < minor)
-        targets.append((doc, rev, due, counting))
-    return targets
-

@@ -18,7 +18,7 @@ from core.clock import now_utc
 from core.db import db, transaction
 from core.errors import AttestError, ValidationError
 from core.org import Department, JobFunction
-from qms.documents import services
+from qms.documents import matrix, release, services
 from qms.documents.diff import side_by_side, summary
 from qms.documents.forms import (
     ApproveForm,
@@ -300,7 +300,7 @@ def revision(document_id: int, revision_id: int):
     previous = [r for r in doc.revisions if r.id < rev.id and r.content_format == "markdown"]
     return render_template(
         "qms/documents/revision.html", document=doc, revision=rev, routing=routing,
-        held=services.release_held(rev), untrained=services.untrained_assignees(rev) if rev.status == APPROVED else [],
+        held=release.release_held(rev), untrained=release.untrained_assignees(rev) if rev.status == APPROVED else [],
         RELEASE_POLICIES=RELEASE_POLICIES,
         html=render_markdown(rev.content_markdown) if rev.content_format == "markdown" else None,
         signatures=_signature_lines(rev), outstanding=services.outstanding(rev),
@@ -361,8 +361,8 @@ def _ceremony(document_id: int, revision_id: int, action: str):
                 services.record_periodic_review(rev, actor=user, proof=proof, expected_row_version=expected,
                                                 comment=comment)
             elif action == "release-override":
-                services.override_release(rev, actor=user, proof=proof, expected_row_version=expected,
-                                          justification=form.reason.data)
+                release.override_release(rev, actor=user, proof=proof, expected_row_version=expected,
+                                         justification=form.reason.data)
             else:
                 services.make_obsolete(rev, actor=user, proof=proof, expected_row_version=expected,
                                        reason=form.reason.data)
@@ -381,14 +381,14 @@ def _ceremony(document_id: int, revision_id: int, action: str):
     if action == "approve":
         from training import engine as training_engine
 
-        training_impact = training_engine.impact(services.retraining_job_functions(rev), revision_id=rev.id)
+        training_impact = training_engine.impact(matrix.retraining_job_functions(rev), revision_id=rev.id)
         default_effective = now_utc().date().toordinal() + doc.training_window_days
         default_effective = date.fromordinal(default_effective)
     return render_template("qms/documents/sign.html", form=form, document=doc, revision=rev, meaning=meaning,
                            button=button, action=action, declaration=signing.DECLARATION,
                            content_hash=signing.content_hash(rev), default_effective=default_effective,
                            training_impact=training_impact,
-                           untrained=services.untrained_assignees(rev) if action == "release-override" else None,
+                           untrained=release.untrained_assignees(rev) if action == "release-override" else None,
                            totp=current_user.security.totp_enrolled), status
 
 

@@ -12,7 +12,8 @@ from core import clock
 from core.audit import AuditTransaction, ReasonRequired
 from core.db import db, transaction
 from core.errors import InvalidTransition, NotPermitted, ValidationError
-from qms.documents import services
+from qms import rules
+from qms.documents import release, services
 from qms.documents.models import (
     APPROVED,
     DRAFT,
@@ -408,8 +409,8 @@ def test_an_older_revision_released_after_a_newer_one_never_returns_to_force(app
     middle = approved_revision(p, document, major=False, effective_on=day, content="# 1.1\n")
     last = approved_revision(p, document, major=False, effective_on=day, content="# 1.2\n")
     now = clock.now_utc()
-    run(services._release, [last], now, audit_reason="Released by server A")
-    run(services._release, [middle], now, audit_reason="Released by server B")
+    run(release.release_revisions, [last], now, audit_reason="Released by server A")
+    run(release.release_revisions, [middle], now, audit_reason="Released by server B")
     assert [_status(r) for r in (first, middle, last)] == [SUPERSEDED, SUPERSEDED, EFFECTIVE]
     assert middle.effective_at == middle.superseded_at == now
     assert run(services.release_due, day) == []
@@ -743,10 +744,10 @@ def test_a_superseded_revision_has_no_review_due(app, p):
 
 
 def test_periodic_review_months_end_on_the_last_day_of_a_shorter_month():
-    assert services.add_months(date(2025, 1, 31), 1) == date(2025, 2, 28)
-    assert services.add_months(date(2024, 1, 31), 1) == date(2024, 2, 29)
-    assert services.add_months(date(2025, 11, 15), 3) == date(2026, 2, 15)
-    assert services.add_months(date(2025, 3, 3), 24) == date(2027, 3, 3)
+    assert rules.add_months(date(2025, 1, 31), 1) == date(2025, 2, 28)
+    assert rules.add_months(date(2024, 1, 31), 1) == date(2024, 2, 29)
+    assert rules.add_months(date(2025, 11, 15), 3) == date(2026, 2, 15)
+    assert rules.add_months(date(2025, 3, 3), 24) == date(2027, 3, 3)
 
 
 # --- document details ---------------------------------------------------------------------------------------------
@@ -770,7 +771,7 @@ def test_a_new_review_interval_moves_the_periodic_review_of_the_revision_in_forc
     run(services.update_document_metadata, document, actor=p.qa, review_interval_months=6,
         audit_reason="Higher risk after deviation DEV-12")
     assert _status(revision) == EFFECTIVE
-    assert revision.review_due_on == services.add_months(revision.effective_on, 6)
+    assert revision.review_due_on == rules.add_months(revision.effective_on, 6)
     assert all(is_valid(s, revision) for s in signatures_of(revision))  # details are not signed content
 
 

@@ -174,7 +174,7 @@ def test_the_batch_answer_for_a_matrix_equals_the_one_by_one_answer(app, p, make
 
 
 def test_changing_the_matrix_today_does_not_change_an_answer_about_the_past(app, p, coordinator):
-    from qms.documents.services import set_requirement
+    from qms.documents.matrix import set_requirement
 
     document = new_document(p)
     first = effective_revision(p, document)

@@ -320,7 +320,7 @@ def test_a_person_who_regains_a_job_function_or_is_reactivated_is_assigned_again
 
 
 def test_major_only_training_that_still_counts_is_not_assigned_again(app, p, make_user, coordinator):
-    from qms.documents import services as doc_services
+    from qms.documents import matrix
     from qms.documents.models import RETRAIN_MAJOR
     from tests.integration.documents_helpers import effective_revision, train
     from training import services as training_services
@@ -331,7 +331,7 @@ def test_major_only_training_that_still_counts_is_not_assigned_again(app, p, mak
     first = effective_revision(p, document)
     train(operator, first)
     with transaction(reason="Minor changes need no retraining"):
-        doc_services.set_requirement(document, p.job_function_id, retrain=RETRAIN_MAJOR, actor=coordinator)
+        matrix.set_requirement(document, p.job_function_id, retrain=RETRAIN_MAJOR, actor=coordinator)
     minor = effective_revision(p, document, major=False)
     with transaction():  # an unrelated change for the person: reconciling must not assign 1.1
         from core.org import JobFunction
@@ -343,6 +343,6 @@ def test_major_only_training_that_still_counts_is_not_assigned_again(app, p, mak
     assert _assignments(minor.id) == []
     # tightening the requirement to every revision assigns 1.1 at once
     with transaction(reason="Every change now matters"):
-        _row, assigned = doc_services.set_requirement(document, p.job_function_id, retrain="every",
-                                                      actor=coordinator)
+        _row, assigned = matrix.set_requirement(document, p.job_function_id, retrain="every",
+                                                actor=coordinator)
     assert assigned == 1 and [a.user_id for a in _assignments(minor.id)] == [operator.id]

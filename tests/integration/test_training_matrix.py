@@ -11,7 +11,7 @@ from core import clock
 from core.db import db, transaction
 from core.errors import InvalidTransition, NotPermitted, ValidationError
 from core.org import JobFunction
-from qms.documents import services
+from qms.documents import matrix, release, services
 from qms.documents.models import APPROVED, EFFECTIVE, RELEASE_WHEN_TRAINED, DocumentAudience
 from signatures.models import APPROVED_DESPITE_TRAINING
 from tests.integration.documents_helpers import (
@@ -48,14 +48,14 @@ def test_adding_a_requirement_assigns_the_current_revision_to_every_holder_at_on
     hold(people, packer.id)
     document = new_document(p)
     revision = effective_revision(p, document)
-    requirement, assigned = run(services.set_requirement, document, packer.id, days_allowed=5, actor=coordinator)
+    requirement, assigned = run(matrix.set_requirement, document, packer.id, days_allowed=5, actor=coordinator)
     assert assigned == 3
     rows = _rows(revision_id=revision.id)
     assert {(a.user_id, a.status, a.source_type, a.source_id, a.due_on) for a in rows} == {
         (u.id, OPEN, "matrix", requirement.id, clock.now_utc().date() + timedelta(days=5)) for u in people}
     assert rows[0].assigned_reason == "SOP-QA-001 required for job function OP-PACK"
     with pytest.raises(ValidationError, match="Nothing changed"), transaction(reason="again"):
-        services.set_requirement(document, packer.id, days_allowed=5, actor=coordinator)
+        matrix.set_requirement(document, packer.id, days_allowed=5, actor=coordinator)
     assert len(_rows(revision_id=revision.id)) == 3  # idempotent
 
 
@@ -64,8 +64,8 @@ def test_changing_a_requirement_needs_a_reason_and_is_audited(app, p, coordinato
 
     document = new_document(p)
     with pytest.raises(ValidationError), transaction():
-        services.set_requirement(document, p.job_function_id, recurrence_months=12, actor=coordinator)
-    run(services.set_requirement, document, p.job_function_id, recurrence_months=12, actor=coordinator,
+        matrix.set_requirement(document, p.job_function_id, recurrence_months=12, actor=coordinator)
+    run(matrix.set_requirement, document, p.job_function_id, recurrence_months=12, actor=coordinator,
         audit_reason="Annual retraining required by SOP-QA-010")
     vcls = version_class(DocumentAudience)
     versions = db.session.scalars(sa.select(vcls).order_by(vcls.transaction_id)).all()
@@ -75,7 +75,7 @@ def test_changing_a_requirement_needs_a_reason_and_is_audited(app, p, coordinato
 def test_only_a_training_coordinator_edits_the_matrix(app, p):
     document = new_document(p)
     with pytest.raises(NotPermitted), transaction():
-        services.set_requirement(document, p.job_function_id, recurrence_months=6, actor=p.operator)
+        matrix.set_requirement(document, p.job_function_id, recurrence_months=6, actor=p.operator)
 
 
 def test_bad_values_are_refused_naming_the_field(app, p, coordinator):
@@ -83,7 +83,7 @@ def test_bad_values_are_refused_naming_the_field(app, p, coordinator):
     for kwargs, field in [({"retrain": "sometimes"}, "retrain"), ({"recurrence_months": 0}, "recurrence_months"),
                           ({"days_allowed": 400}, "days_allowed")]:
         with pytest.raises(ValidationError) as caught, transaction(reason="x"):
-            services.set_requirement(document, p.job_function_id, actor=coordinator, **kwargs)
+            matrix.set_requirement(document, p.job_function_id, actor=coordinator, **kwargs)
         assert caught.value.field == field
 
 
@@ -95,7 +95,7 @@ def test_removing_a_requirement_cancels_open_matrix_training_but_keeps_manual_an
     revision = effective_revision(p, document)
     train(trained, revision)
     requirement = document.audience[0]
-    run(services.remove_requirement, requirement, actor=coordinator, audit_reason="Mixers no longer use this SOP")
+    run(matrix.remove_requirement, requirement, actor=coordinator, audit_reason="Mixers no longer use this SOP")
     by_user = {a.user_id: a for a in _rows(revision_id=revision.id)}
     assert by_user[trained.id].status == COMPLETED
     assert by_user[pending.id].status == CANCELLED
@@ -111,7 +111,7 @@ def test_when_trained_release_is_held_until_everyone_has_trained(app, p, make_us
     today = clock.now_utc().date()
     revision = approved_revision(p, document, effective_on=today)
     assert run(services.release_due, today) == []
-    assert services.held_releases(today) == [revision]
+    assert release.held_releases(today) == [revision]
     train(a, revision)
     assert run(services.release_due, today) == []
     train(b, revision)
@@ -130,14 +130,14 @@ def test_qa_override_releases_a_held_revision_naming_the_people_not_trained(app,
     train(a, revision)
     author_proof, row_version = prove(p.author), version(revision)
     with pytest.raises(NotPermitted), transaction():
-        services.override_release(revision, actor=p.author, proof=author_proof, expected_row_version=row_version,
-                                  justification="Production need")
+        release.override_release(revision, actor=p.author, proof=author_proof, expected_row_version=row_version,
+                                 justification="Production need")
     proof, row_version = prove(p.qa), version(revision)
     with pytest.raises(ValidationError), transaction():
-        services.override_release(revision, actor=p.qa, proof=proof, expected_row_version=row_version,
-                                  justification=" ")
+        release.override_release(revision, actor=p.qa, proof=proof, expected_row_version=row_version,
+                                 justification=" ")
     assert revision.status == APPROVED
-    run(services.override_release, revision, actor=p.qa, proof=prove(p.qa), expected_row_version=version(revision),
+    run(release.override_release, revision, actor=p.qa, proof=prove(p.qa), expected_row_version=version(revision),
         justification="Bert is on leave; he trains before his next shift")
     db.session.refresh(revision)
     assert revision.status == EFFECTIVE
@@ -147,8 +147,8 @@ def test_qa_override_releases_a_held_revision_naming_the_people_not_trained(app,
     assert "1 not yet trained, named in the override note" in override[0].comment
     proof, row_version = prove(p.qa), version(revision)
     with pytest.raises(InvalidTransition), transaction():
-        services.override_release(revision, actor=p.qa, proof=proof, expected_row_version=row_version,
-                                  justification="again")
+        release.override_release(revision, actor=p.qa, proof=proof, expected_row_version=row_version,
+                                 justification="again")
 
 
 def test_a_document_released_on_the_date_is_not_held(app, p, make_user):
@@ -160,7 +160,7 @@ def test_a_document_released_on_the_date_is_not_held(app, p, make_user):
 
 
 def test_periodic_retraining_is_assigned_before_it_lapses_once_and_by_the_daily_command(app, p, coordinator):
-    from qms.documents.services import set_requirement
+    from qms.documents.matrix import set_requirement
     from tests.integration.documents_helpers import train
 
     hold([p.operator], p.job_function_id)
@@ -180,7 +180,7 @@ def test_periodic_retraining_is_assigned_before_it_lapses_once_and_by_the_daily_
     rows = _rows(user_id=p.operator.id)
     assert [(a.revision_id, a.cycle, a.status, a.source_type) for a in rows] == [
         (revision.id, 0, COMPLETED, "revision_approval"), (revision.id, 1, OPEN, "recurrence")]
-    from qms.documents.services import add_months
+    from qms.rules import add_months
 
     assert rows[1].due_on == add_months(completed_on, 12)
     assert cli.invoke(args=["qms", "retraining-due"]).output.startswith("assigned 0")  # idempotent
@@ -193,7 +193,7 @@ def test_an_override_for_a_large_audience_names_everyone_in_the_note(app, p, mak
     run(services.update_document_metadata, document, actor=p.qa, release_policy=RELEASE_WHEN_TRAINED,
         audit_reason="Critical procedure")
     revision = approved_revision(p, document, effective_on=clock.now_utc().date())
-    run(services.override_release, revision, actor=p.qa, proof=prove(p.qa), expected_row_version=version(revision),
+    run(release.override_release, revision, actor=p.qa, proof=prove(p.qa), expected_row_version=version(revision),
         justification="Line restart approved by the site head")
     db.session.refresh(revision)
     assert revision.status == EFFECTIVE

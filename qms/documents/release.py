@@ -1,0 +1,155 @@
+"""The release of approved revisions: making them effective, and the "when trained" release policy.
+
+`qms.documents.services.release_due` (the daily job of the revision lifecycle) asks which due revisions are held
+(`held_for_training`) and releases the others (`release_revisions`). A document whose release policy is "when
+trained" is held while anyone assigned the revision has not trained, unless QA signs an override
+(`override_release`), which releases it at once if its effective date has come.
+
+Every function flushes and never commits (the caller wraps it in `core.db.transaction()`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from flask import current_app
+
+from core.auth.models import User
+from core.clock import now_utc
+from core.db import db, default_reason
+from core.errors import InvalidTransition
+from qms.documents.matrix import major_only_holders
+from qms.documents.models import (
+    APPROVED,
+    EFFECTIVE,
+    RELEASE_WHEN_TRAINED,
+    STATUS_LABELS,
+    SUPERSEDED,
+    Document,
+    Revision,
+)
+from qms.rules import add_months, check_fresh, check_status, lock_row, require, required_text, today_utc
+from signatures import models as sig
+from signatures import services as signing
+from signatures.services import SignerProof
+from training import engine as training
+from training.models import OPEN as OPEN_TRAINING
+from training.models import TrainingAssignment
+
+
+def release_revisions(revisions: list[Revision], now: datetime) -> None:
+    """Release one document's due `revisions` (oldest label first): the newest revision of the document becomes
+    (or stays) effective and every other one that was or would have been in force is superseded. When two servers
+    split one document's due revisions, the one that runs second may find a newer revision already in force; its
+    older revision is then superseded at the moment it takes effect, never put back in force.
+
+    Each row is changed once, in one flush: a second flush of a row in the same transaction would rewrite its
+    version row, which the append-only audit tables refuse.
+
+    No permission, status or hold is checked here: the callers (`services.release_due`, `override_release`) have
+    decided, under their locks, that these revisions are released."""
+    document_id = revisions[0].document_id
+    db.session.execute(sa.select(Document.id).where(Document.id == document_id).with_for_update())
+    interval = revisions[0].document.review_interval_months
+    previous = list(db.session.scalars(
+        sa.select(Revision).where(Revision.document_id == document_id, Revision.status == EFFECTIVE)
+        .with_for_update().execution_options(populate_existing=True)))
+    newest = max([*revisions, *previous], key=lambda r: (r.major, r.minor))
+    with db.session.no_autoflush:
+        for old in previous:
+            if old is not newest:
+                old.status, old.superseded_at = SUPERSEDED, now
+        for revision in revisions:
+            if revision is newest:
+                revision.status, revision.effective_at = EFFECTIVE, now
+                revision.review_due_on = add_months(revision.effective_on, interval)
+            else:
+                revision.status, revision.effective_at, revision.superseded_at = SUPERSEDED, now, now
+    db.session.flush()
+    # open training on what is no longer in force is closed (or kept, by policy); the history keeps both
+    replaced = [r for r in [*previous, *revisions] if r is not newest]
+    if replaced:
+        # after a minor revision, training on an earlier minor revision of the same major still counts for people
+        # whose requirements say "major revisions only": their open training on it stays open
+        same_major = [r.id for r in replaced if r.major == newest.major]
+        keep = major_only_holders(newest.document) if same_major else []
+        policy = current_app.config["ATTEST_TRAINING_SUPERSEDED_POLICY"]
+        reason = f"Superseded by revision {newest.label}"
+        if same_major:
+            training.supersede_open_assignments(revision_ids=same_major, reason=reason, policy=policy,
+                                                keep_user_ids=keep)
+        other = [r.id for r in replaced if r.major != newest.major]
+        if other:
+            training.supersede_open_assignments(revision_ids=other, reason=reason, policy=policy)
+
+
+def held_for_training(revision_ids: list[int]) -> set[int]:
+    """Of these revisions, those whose document is released "when trained", with open assignments on the revision
+    and no override."""
+    if not revision_ids:
+        return set()
+    return set(db.session.scalars(
+        sa.select(Revision.id).join(Document, Document.id == Revision.document_id)
+        .where(Revision.id.in_(revision_ids), Document.release_policy == RELEASE_WHEN_TRAINED,
+               Revision.release_override_note.is_(None),
+               sa.exists().where(TrainingAssignment.revision_id == Revision.id,
+                                 TrainingAssignment.status == OPEN_TRAINING))))
+
+
+def untrained_assignees(revision: Revision) -> list[User]:
+    """People with open training on the revision, by name."""
+    return list(db.session.scalars(
+        sa.select(User).join(TrainingAssignment, TrainingAssignment.user_id == User.id)
+        .where(TrainingAssignment.revision_id == revision.id, TrainingAssignment.status == OPEN_TRAINING)
+        .order_by(User.full_name)))
+
+
+def release_held(revision: Revision) -> bool:
+    """Is this approved revision's release held until its assignees have trained?"""
+    return revision.status == APPROVED and revision.id in held_for_training([revision.id])
+
+
+def held_releases(today: date | None = None) -> list[Revision]:
+    """Approved revisions past their effective date whose release is held for training."""
+    today = today or today_utc()
+    due = list(db.session.scalars(sa.select(Revision.id).where(Revision.status == APPROVED,
+                                                               Revision.effective_on <= today)))
+    held = held_for_training(due)
+    return list(db.session.scalars(sa.select(Revision).where(Revision.id.in_(held))
+                                   .order_by(Revision.effective_on, Revision.id)))
+
+
+def override_release(revision: Revision, *, actor: User, proof: SignerProof,
+                     expected_row_version: int | str | None, justification: str) -> Revision:
+    """QA releases a revision held "until trained" although people have not trained yet. The signature ("Approved
+    with open training") carries the justification and names every outstanding person, and so does the revision's
+    audited override note. If the effective date has come, the revision becomes effective at once."""
+    require(actor, "documents.approve", "Overriding a held release")
+    lock_row(revision)
+    check_status(revision, APPROVED, "override the held release of", noun="revision", labels=STATUS_LABELS)
+    check_fresh(revision, expected_row_version)
+    if revision.document.release_policy != RELEASE_WHEN_TRAINED or revision.release_override_note is not None:
+        raise InvalidTransition(f"{revision.audit_title()} is not held for training: nothing to override.")
+    justification = required_text("justification", justification, "A justification", limit=2000)
+    outstanding = untrained_assignees(revision)
+    if not outstanding:
+        raise InvalidTransition(f"Everyone assigned {revision.audit_title()} has trained: nothing to override.")
+    names = "; ".join(f"{u.full_name} ({u.username})" for u in outstanding)
+    note = f"{justification} — not yet trained ({len(outstanding)}): {names}"
+    # the signature comment is short (signatures allow 2,000 characters) and binds the full list by its SHA-256; the
+    # list itself is the revision's audited override note, never cut
+    listed = hashlib.sha256(names.encode("utf-8")).hexdigest()
+    comment = f"{justification[:1500]} — {len(outstanding)} not yet trained, named in the override note " \
+              f"(SHA-256 of the list {listed})"
+    default_reason(f"Release approved with open training: {justification}")
+    signing.sign(revision, signer=actor, proof=proof, meaning=sig.APPROVED_DESPITE_TRAINING, comment=comment,
+                 expected_version=expected_row_version, allowed=(sig.APPROVED_DESPITE_TRAINING,))
+    today = today_utc()
+    with db.session.no_autoflush:
+        revision.release_override_note = note
+        if revision.effective_on is not None and revision.effective_on <= today:
+            release_revisions([revision], now_utc())
+    db.session.flush()
+    return revision
