@@ -100,6 +100,10 @@ def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
     web.register_nav(app, "Deviations", "deviations.register", "quality.view")
     app.register_blueprint(capa_views.bp)
     web.register_nav(app, "CAPA", "capa.register", "quality.view")
+    from validation import views as validation_views
+
+    app.register_blueprint(validation_views.bp)
+    web.register_nav(app, "Validation", "validation.overview", "audit.view")  # engineers, QA and auditors hold it
     from core import org_views
     from training import people_views
 

@@ -102,6 +102,7 @@ EVENT_LABELS = {
     "signature.failure": "Signature authentication failed",
     "document.printed": "Controlled copy printed",
     "training_record.printed": "Training record printed",
+    "validation_run.printed": "Validation run printed",
     "user.deactivated": "Account deactivated",
     "user.reactivated": "Account reactivated",
     "roles.changed": "Roles changed",

@@ -166,7 +166,9 @@ def approve_files(paths: Iterable[str], *, actor: User, proof: SignerProof, reas
                                   approved_at=now_utc(), reason=(reason or "").strip() or None)
         db.session.add(version)
         db.session.flush()
-        signing.sign(version, signer=actor, proof=proof, meaning=sig.APPROVED,
+        # one ceremony signs every chosen file: the first signature spends the proof, the others use copies of it
+        signed_with = SignerProof(proof.user_id, proof.method, proof.at) if versions else proof
+        signing.sign(version, signer=actor, proof=signed_with, meaning=sig.APPROVED,
                      comment=comment or f"Protocol {rel} approved (SHA-256 {state.sha256[:16]}…)",
                      allowed=(sig.APPROVED,))
         versions.append(version)

@@ -112,12 +112,26 @@ def _example_ids(app, users, viewer=None) -> dict[str, int]:
             capa_action = CapaAction(capa_id=capa.id, kind="corrective", description="Example action",
                                      owner_id=users["qa_approver"].id, due_on=date(2030, 1, 1))
             db.session.add(capa_action)
+            from validation.models import ScenarioResult, StepResult, ValidationRun
+
+            run = ValidationRun(protocol="CANARY", status="completed", result="failed", scenarios=1, steps=1,
+                                failed=1, executor_id=users["validation_engineer"].id)
+            db.session.add(run)
+            db.session.flush()
+            scenario = ScenarioResult(run_id=run.id, position=1, feature_path="validation/canaries/canary.feature",
+                                      feature_name="Example", name="Example scenario", tags="URS-001",
+                                      outcome="failed")
+            db.session.add(scenario)
+            db.session.flush()
+            db.session.add(StepResult(run_id=run.id, scenario_id=scenario.id, position=1, keyword="Then",
+                                      text="the result is 5", expected="the result is 5", actual="the result is 4",
+                                      outcome="failed", incident_id=deviation.id))
             db.session.flush()
             app.extensions["test_examples"] = {"user_id": users["operator"].id, "document_id": doc.id,
                                                "revision_id": draft.id, "job_function_id": function.id,
                                                "username": users["operator"].username, "change_id": change.id,
                                                "deviation_id": deviation.id, "capa_id": capa.id,
-                                               "action_id": capa_action.id}
+                                               "action_id": capa_action.id, "run_id": run.id}
             app.extensions["test_example_assignments"] = {uid: a.id for uid, a in assignments.items()}
     own = app.extensions["test_example_assignments"]
     viewer_id = (viewer or users["operator"]).id

@@ -1,0 +1,189 @@
+"""The executed protocol of a validation run as a PDF: the run, its environment fingerprint and feature files, every
+scenario and step with expected and actual result, outcome, evidence and error, the test incidents, and the
+manifestation of each signature (21 CFR 11.50: printed name, date and time in UTC, meaning), or "not yet signed".
+
+The run id, protocol, status and result head every page; the footer says who printed it when and "Page n of m".
+Fonts: DejaVu when installed (as for the controlled copies), else a Latin-1 core font."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fpdf import FPDF
+
+from validation.models import ValidationRun
+
+FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/dejavu"))
+MARGIN = 16
+
+
+def utc(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S") + " UTC" if moment else "—"
+
+
+def _dejavu() -> tuple[Path, Path] | None:
+    for folder in FONT_DIRS:
+        regular, bold = folder / "DejaVuSans.ttf", folder / "DejaVuSans-Bold.ttf"
+        if regular.exists() and bold.exists():
+            return regular, bold
+    return None
+
+
+class RunPdf(FPDF):
+    def __init__(self, run: ValidationRun, printed_by: str, printed_at: datetime):
+        super().__init__(format="A4")
+        self.run, self.printed_by, self.printed_at = run, printed_by, printed_at
+        self.set_auto_page_break(auto=True, margin=20)
+        self.set_margins(MARGIN, 24, MARGIN)
+        fonts = _dejavu()
+        if fonts:
+            for style, path in (("", fonts[0]), ("B", fonts[1]), ("I", fonts[0])):
+                self.add_font("DejaVu", style, str(path))
+        self.family = "DejaVu" if fonts else "Helvetica"
+        self.set_font(self.family, size=9)
+        self.alias_nb_pages()
+
+    def safe(self, text: Any) -> str:
+        text = "" if text is None else str(text)
+        return text if self.family == "DejaVu" else text.encode("latin-1", "replace").decode("latin-1")
+
+    def header(self) -> None:
+        r = self.run
+        self.set_y(7)
+        self.set_font(self.family, "B", 9)
+        self.cell(0, 5, self.safe(f"Executed validation protocol — run {r.id} ({r.protocol})"), new_x="LMARGIN",
+                  new_y="NEXT")
+        self.set_font(self.family, "", 8)
+        self.cell(0, 5, self.safe(f"Status: {r.status_label} · Result: {r.result or 'none'} · Executor: "
+                                  f"{r.executor.full_name} ({r.executor.username})"), new_x="LMARGIN", new_y="NEXT")
+        self.line(MARGIN, 18, self.w - MARGIN, 18)
+        self.set_y(24)
+        self.set_font(self.family, "", 9)
+
+    def footer(self) -> None:
+        self.set_y(-16)
+        self.set_font(self.family, "", 7)
+        self.cell(0, 4, self.safe(f"Printed by {self.printed_by} at {utc(self.printed_at)} from Attest; the electronic "
+                                  f"record in Attest is the original."), new_x="LMARGIN", new_y="NEXT")
+        self.cell(0, 4, f"Page {self.page_no()} of {{nb}}", align="R")
+
+    def heading(self, text: str, size: int = 12) -> None:
+        if self.get_y() + 18 > self.page_break_trigger:
+            self.add_page()
+        self.ln(2)
+        self.set_font(self.family, "B", size)
+        self.multi_cell(0, size * 0.6, self.safe(text), new_x="LMARGIN", new_y="NEXT")
+        self.set_font(self.family, "", 9)
+
+    def line_of(self, label: str, value: Any, size: int = 9) -> None:
+        self.set_font(self.family, "B", size)
+        self.write(4.6, self.safe(f"{label}: "))
+        self.set_font(self.family, "", size)
+        self.multi_cell(0, 4.6, self.safe(value), new_x="LMARGIN", new_y="NEXT")
+
+
+def _fingerprint(pdf: RunPdf, run: ValidationRun) -> None:
+    data = run.fingerprint_data
+    pdf.heading("Environment fingerprint")
+    if not data:
+        pdf.multi_cell(0, 5, "Not recorded (the run has not started).", new_x="LMARGIN", new_y="NEXT")
+    else:
+        app, py, system = data.get("application", {}), data.get("python", {}), data.get("os", {})
+        pdf.line_of("Application", f"{app.get('name', 'attest')} {app.get('version')} · commit "
+                                   f"{app.get('commit') or 'unknown'}")
+        pdf.line_of("Python", f"{py.get('implementation')} {py.get('version')}")
+        pdf.line_of("Database", data.get("database", {}).get("scratch"))
+        pdf.line_of("Operating system", f"{system.get('platform')} · {system.get('machine')} · host "
+                                        f"{system.get('node')}")
+        pdf.line_of("Installed packages", f"{len(data.get('packages', {}))} (listed in the electronic record)")
+        pdf.line_of("Fingerprint SHA-256", run.fingerprint_sha256)
+    pdf.heading("Feature files executed", 10)
+    for f in run.files:
+        version = f.protocol_version
+        pdf.line_of(f.path, f"SHA-256 {f.sha256} · approved version {version.version} by "
+                            f"{version.approved_by.full_name} at {utc(version.approved_at)}", size=8)
+    if not run.files:
+        pdf.multi_cell(0, 5, "None.", new_x="LMARGIN", new_y="NEXT")
+
+
+def _scenarios(pdf: RunPdf, run: ValidationRun) -> list[tuple[Any, Any, Any]]:
+    incidents = []
+    pdf.heading(f"Scenarios and steps ({len(run.scenario_results)} scenarios)")
+    for sc in run.scenario_results:
+        pdf.heading(f"{sc.position}. {sc.name} — {sc.outcome.upper()}", 10)
+        pdf.line_of("Feature", f"{sc.feature_name} ({sc.feature_path})", size=8)
+        pdf.line_of("Requirements", ", ".join(sc.requirement_ids) or "none", size=8)
+        pdf.line_of("Executed", f"{utc(sc.started_at)} → {utc(sc.finished_at)}", size=8)
+        if sc.error:
+            pdf.line_of("Scenario error", sc.error, size=8)
+        for st in sc.step_results:
+            if pdf.get_y() + 24 > pdf.page_break_trigger:
+                pdf.add_page()
+            pdf.ln(1)
+            pdf.set_font(pdf.family, "B", 9)
+            pdf.multi_cell(0, 4.8, pdf.safe(f"Step {st.position}: {st.keyword} {st.text}"), new_x="LMARGIN",
+                           new_y="NEXT")
+            pdf.line_of("Expected", st.expected, size=8)
+            pdf.line_of("Actual", st.actual or "—", size=8)
+            pdf.line_of("Outcome", st.outcome.upper(), size=8)
+            if st.evidence_items:
+                pdf.line_of("Evidence", "; ".join(f"{label}: {value}" for label, value in st.evidence_items), size=8)
+            if st.error:
+                pdf.line_of("Error", st.error, size=8)
+            pdf.line_of("Time", f"{utc(st.started_at)} → {utc(st.finished_at)}", size=8)
+            if st.incident is not None:
+                pdf.line_of("Test incident", st.incident.number, size=8)
+                incidents.append((st.incident, sc, st))
+    if not run.scenario_results:
+        pdf.multi_cell(0, 5, "No scenario recorded.", new_x="LMARGIN", new_y="NEXT")
+    return incidents
+
+
+def _signatures(pdf: RunPdf, slots: list[tuple[str, str, list]]) -> None:
+    pdf.heading("Electronic signatures")
+    pdf.multi_cell(0, 4.6, pdf.safe(
+        "Each signature is an electronic signature under 21 CFR Part 11, bound to the SHA-256 of the run's signed "
+        "record (status, counts, environment fingerprint and every step's outcome and evidence). Times are UTC."),
+        new_x="LMARGIN", new_y="NEXT")
+    for meaning, who, lines in slots:
+        pdf.ln(1)
+        if not lines:
+            pdf.line_of(f"{meaning} ({who})", "not yet signed")
+        for s, _manifestation, state in lines:
+            status = {"valid": "valid", "earlier": f"signed on state “{s.record_version}”"}.get(
+                state, "INVALID: record altered after signing")
+            pdf.line_of(f"{meaning} ({who})", f"{s.printed_name} — {s.meaning} — {utc(s.signed_at)}")
+            pdf.line_of("Comment", s.comment or "none", size=8)
+            pdf.line_of("Signature", f"{status}; authenticated by {s.auth_method}; signed record SHA-256 "
+                                     f"{s.content_sha256}", size=8)
+
+
+def run_pdf(run: ValidationRun, *, signatures: list[tuple[str, str, list]], printed_by: str,
+            printed_at: datetime) -> bytes:
+    """`signatures`: (meaning, who signs, [(signature, manifestation, status)]) for Executed, Reviewed, Approved."""
+    pdf = RunPdf(run, printed_by, printed_at)
+    pdf.add_page()
+    pdf.set_font(pdf.family, "B", 14)
+    pdf.cell(0, 8, pdf.safe(f"Validation run {run.id}: {run.protocol}"), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font(pdf.family, "", 9)
+    for label, value in (("Status", run.status_label), ("Result", run.result or "none"),
+                         ("Executor", f"{run.executor.full_name} ({run.executor.username})"),
+                         ("Queued", utc(run.created_at)), ("Started", utc(run.started_at)),
+                         ("Finished", utc(run.finished_at)), ("Scratch database", run.database or "—"),
+                         ("Counts", f"{run.scenarios} scenario(s), {run.steps} step(s): {run.passed} passed, "
+                                    f"{run.failed} failed, {run.not_run} not run")):
+        pdf.line_of(label, value)
+    if run.error:
+        pdf.line_of("Runner error", run.error)
+    _fingerprint(pdf, run)
+    incidents = _scenarios(pdf, run)
+    pdf.heading(f"Test incidents ({len(incidents)})")
+    for incident, sc, st in incidents:
+        pdf.line_of(incident.number, f"{incident.status_label} — scenario “{sc.name}”, step {st.position}: "
+                                     f"{st.keyword} {st.text}", size=8)
+    if not incidents:
+        pdf.multi_cell(0, 5, "None.", new_x="LMARGIN", new_y="NEXT")
+    _signatures(pdf, signatures)
+    return bytes(pdf.output())
