@@ -18,8 +18,9 @@ VERIFIED = "Verified"
 REJECTED = "Rejected"
 MADE_OBSOLETE = "Made obsolete"
 APPROVED_DESPITE_TRAINING = "Approved with open training"
+CANCELLED = "Cancelled"  # QA ends a quality record (or one CAPA action) without completing it; the comment says why
 MEANINGS = (AUTHORED, REVIEWED, APPROVED, READ_AND_UNDERSTOOD, EXECUTED, VERIFIED, REJECTED, APPROVED_DESPITE_TRAINING,
-            MADE_OBSOLETE)
+            MADE_OBSOLETE, CANCELLED)
 # how the signer was authenticated; "demo-data" marks signatures written by `flask demo load` without a ceremony
 AUTH_METHODS = ("password", "password+totp", "demo-data")
 

@@ -68,7 +68,7 @@ class Capa(QualityRecord, Versioned, db.Model):
     owner = relationship("User")
 
     signable_type = "qms_capa"
-    allowed_meanings = (sig.AUTHORED, sig.APPROVED, sig.VERIFIED, sig.REJECTED)
+    allowed_meanings = (sig.AUTHORED, sig.APPROVED, sig.VERIFIED, sig.REJECTED, sig.CANCELLED)
     signed_fields = ("title", "source_type", "source_id", "source_reference", "problem_statement", "root_cause",
                      "effectiveness_due_on", "effectiveness_result", "effective")
     status_labels = STATUS_LABELS

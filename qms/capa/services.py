@@ -30,6 +30,7 @@ from qms.capa.models import (
     ACTION_DONE,
     ACTION_KINDS,
     ACTION_PLANNED,
+    ACTION_STATUS_LABELS,
     CANCELLED,
     CLOSED,
     DRAFT,
@@ -579,7 +580,7 @@ def close(capa: Capa, *, actor: User, proof: SignerProof, expected_row_version: 
 
 def cancel(capa: Capa, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
            reason: str) -> Capa:
-    """QA signs the cancellation with its reason. Open actions are withdrawn and the open training they assigned is
+    """QA signs "Cancelled" with the reason. Open actions are withdrawn and the open training they assigned is
     cancelled (completed training stays on record)."""
     require(actor, "quality.approve", "Cancelling a CAPA")
     lock_row(capa)
@@ -588,8 +589,8 @@ def cancel(capa: Capa, *, actor: User, proof: SignerProof, expected_row_version:
     check_fresh(capa, expected_row_version)
     reason = required_text("reason", reason, "Reason for cancelling", limit=2000)
     default_reason(f"CAPA cancelled: {reason}")
-    signing.sign(capa, signer=actor, proof=proof, meaning=sig.APPROVED, comment=f"Cancellation approved: {reason}",
-                 expected_version=expected_row_version, allowed=(sig.APPROVED,))
+    signing.sign(capa, signer=actor, proof=proof, meaning=sig.CANCELLED, comment=reason,
+                 expected_version=expected_row_version, allowed=(sig.CANCELLED,))
     capa.status = CANCELLED
     capa.cancelled_reason = reason
     ids = [a.id for a in capa.actions]
@@ -604,6 +605,48 @@ def cancel(capa: Capa, *, actor: User, proof: SignerProof, expected_row_version:
                          {"status": TRAINING_CANCELLED, "closed_reason": f"{capa.number} cancelled: {reason}"})
     return capa
 
+
+
+def cancel_action(action: CapaAction, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
+                  reason: str) -> CapaAction:
+    """QA withdraws one action of an open CAPA (planned or approved), signing "Cancelled" on the CAPA with the reason
+    (e.g. the action proved unnecessary or is replaced by another). The open training it assigned is cancelled;
+    completed training stays on record. A draft's actions are simply removed instead."""
+    require(actor, "quality.approve", "Cancelling a CAPA action")
+    capa = action.capa
+    lock_row(capa)
+    check_status(capa, (OPEN,), "cancel an action of", noun="CAPA", labels=STATUS_LABELS)
+    _not_owner(capa, actor, "cancel an action of")
+    if action.status not in (ACTION_PLANNED, ACTION_APPROVED):
+        raise InvalidTransition(f"{action.audit_title()} is {ACTION_STATUS_LABELS[action.status].lower()}; only a "
+                                f"planned or approved action can be cancelled.")
+    check_fresh(capa, expected_row_version)
+    reason = required_text("reason", reason, "Reason for cancelling", limit=1900)
+    note = f"Action {action.id} cancelled: {reason}"
+    default_reason(note)
+    signing.sign(capa, signer=actor, proof=proof, meaning=sig.CANCELLED, comment=note,
+                 expected_version=expected_row_version, allowed=(sig.CANCELLED,))
+    action.status = ACTION_CANCELLED
+    action.evidence = f"Cancelled: {reason}"
+    _touch(capa)
+    db.session.flush()
+    bulk.bulk_update(TrainingAssignment,
+                     sa.and_(TrainingAssignment.source_type == SOURCE_CAPA_ACTION,
+                             TrainingAssignment.source_id == action.id, TrainingAssignment.status == OPEN_TRAINING),
+                     {"status": TRAINING_CANCELLED, "closed_reason": f"{capa.number} action {action.id} cancelled: "
+                                                                    f"{reason}"[:2000]})
+    return action
+
+
+def overdue_capas(today: date | None = None) -> sa.Select:
+    """Open CAPAs with a planned or approved action past its due date, and CAPAs whose effectiveness check is past
+    its due date (the register's overdue view)."""
+    today = today or today_utc()
+    late_action = sa.exists().where(CapaAction.capa_id == Capa.id,
+                                    CapaAction.status.in_([ACTION_PLANNED, ACTION_APPROVED]), CapaAction.due_on < today)
+    return sa.select(Capa.id).where(sa.or_(
+        sa.and_(Capa.status.in_([DRAFT, OPEN]), late_action),
+        sa.and_(Capa.status == EFFECTIVENESS, Capa.effectiveness_due_on < today)))
 
 # --- progress for the record page ------------------------------------------------------------------------------------
 
@@ -653,3 +696,19 @@ def signatures_of(capa: Capa) -> list[sig.Signature]:
     return list(db.session.scalars(sa.select(sig.Signature).where(sig.Signature.record_type == capa.signable_type,
                                                                  sig.Signature.record_id == capa.id)
                                    .order_by(sig.Signature.signed_at, sig.Signature.id)))
+
+
+def next_due(capa_ids: Iterable[int]) -> dict[int, date]:
+    """capa id -> the next date something is due: the earliest open action, or the effectiveness check."""
+    ids = list(capa_ids)
+    if not ids:
+        return {}
+    due = dict(db.session.execute(
+        sa.select(CapaAction.capa_id, sa.func.min(CapaAction.due_on)).join(Capa, Capa.id == CapaAction.capa_id)
+        .where(CapaAction.capa_id.in_(ids), Capa.status.in_([DRAFT, OPEN]),
+               CapaAction.status.in_([ACTION_PLANNED, ACTION_APPROVED]))
+        .group_by(CapaAction.capa_id)).all())
+    for capa_id, when in db.session.execute(sa.select(Capa.id, Capa.effectiveness_due_on).where(
+            Capa.id.in_(ids), Capa.status == EFFECTIVENESS, Capa.effectiveness_due_on.is_not(None))):
+        due[capa_id] = when
+    return due

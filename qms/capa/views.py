@@ -48,7 +48,8 @@ ACTIONS = {
     "approve-retraining": ("quality.approve", sig.APPROVED, SignForm, "Sign and approve the retraining"),
     "effectiveness": ("quality.manage", sig.VERIFIED, EffectivenessSignForm, "Sign the effectiveness check"),
     "close": ("quality.approve", sig.APPROVED, SignForm, "Sign and close"),
-    "cancel": ("quality.approve", sig.APPROVED, CancelSignForm, "Sign and cancel the CAPA"),
+    "cancel": ("quality.approve", sig.CANCELLED, CancelSignForm, "Sign and cancel the CAPA"),
+    "cancel-action": ("quality.approve", sig.CANCELLED, CancelSignForm, "Sign and cancel the action"),
 }
 
 
@@ -110,14 +111,19 @@ def _fail(form, exc: AttestError) -> int:
 def register():
     status = request.args.get("status") or None
     query = (request.args.get("q") or "").strip()[:100]
+    overdue = request.args.get("overdue") == "1"
     stmt = sa.select(Capa).order_by(Capa.id.desc())
+    if overdue:
+        stmt = stmt.where(Capa.id.in_(services.overdue_capas()))
     if status in STATUS_LABELS:
         stmt = stmt.where(Capa.status == status)
     if query:
         like = f"%{query}%"
         stmt = stmt.where(sa.or_(Capa.number.ilike(like), Capa.title.ilike(like)))
     records = list(db.session.scalars(stmt.limit(500)))
-    return render_template("qms/capa/register.html", records=records, status=status, query=query,
+    late = set(db.session.scalars(services.overdue_capas().where(Capa.id.in_([r.id for r in records]))))
+    return render_template("qms/capa/register.html", records=records, status=status, query=query, overdue=overdue,
+                           late=late, next_due=services.next_due([r.id for r in records]),
                            STATUS_LABELS=STATUS_LABELS, title="CAPA")
 
 
@@ -362,6 +368,9 @@ def _ceremony(capa_id: int, step: str, action_id: int | None = None):
                                               effective=form.effective.data == "yes", comment=comment)
             elif step == "close":
                 services.close(capa, actor=user, proof=proof, expected_row_version=expected, comment=comment)
+            elif step == "cancel-action":
+                services.cancel_action(action, actor=user, proof=proof, expected_row_version=expected,
+                                       reason=form.reason.data)
             else:
                 services.cancel(capa, actor=user, proof=proof, expected_row_version=expected,
                                 reason=form.reason.data)
@@ -397,6 +406,9 @@ def _sign_view(step: str):
 for _step in ACTIONS:
     if _step == "approve-retraining":
         bp.add_url_rule("/<int:capa_id>/actions/<int:action_id>/approve", endpoint="sign_approve_retraining",
+                        view_func=_sign_view(_step), methods=["GET", "POST"])
+    elif _step == "cancel-action":
+        bp.add_url_rule("/<int:capa_id>/actions/<int:action_id>/cancel", endpoint="sign_cancel_action",
                         view_func=_sign_view(_step), methods=["GET", "POST"])
     else:
         bp.add_url_rule(f"/<int:capa_id>/{_step}", endpoint=f"sign_{_step.replace('-', '_')}",

@@ -66,7 +66,8 @@ class ChangeControl(QualityRecord, Versioned, db.Model):
     owner = relationship("User")
 
     signable_type = "qms_change_control"
-    allowed_meanings = (sig.AUTHORED, sig.APPROVED, sig.VERIFIED, sig.REJECTED, sig.APPROVED_DESPITE_TRAINING)
+    allowed_meanings = (sig.AUTHORED, sig.APPROVED, sig.VERIFIED, sig.REJECTED, sig.APPROVED_DESPITE_TRAINING,
+                        sig.CANCELLED)
     signed_fields = ("title", "description", "justification", "change_type", "risk_level", "risk_rationale",
                      "closure_override_note")
     status_labels = STATUS_LABELS

@@ -253,8 +253,8 @@ def submit(change: ChangeControl, *, actor: User, proof: SignerProof,
 def _check_qa(change: ChangeControl, actor: User, action: str) -> None:
     require(actor, "quality.approve", action)
     if actor.id == change.owner_id:
-        raise NotPermitted(f"Segregation of duties: the owner of {change.audit_title()} cannot also approve, verify "
-                           f"or override it.")
+        raise NotPermitted(f"Segregation of duties: the owner of {change.audit_title()} cannot also approve, verify, "
+                           f"override or cancel it: another QA approver must.")
 
 
 def approve(change: ChangeControl, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
@@ -480,17 +480,17 @@ def close_with_open_training(change: ChangeControl, *, actor: User, proof: Signe
 
 def cancel(change: ChangeControl, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
            reason: str) -> ChangeControl:
-    """QA cancels the change from any state but Closed, signing "Rejected" with the reason. Draft revisions already
+    """QA cancels the change from any state but Closed, signing "Cancelled" with the reason. Draft revisions already
     started stay with their documents (their authors finish or withdraw them through document control)."""
-    require(actor, "quality.approve", "Cancelling a change control")
+    _check_qa(change, actor, "Cancelling a change control")
     lock_row(change)
     check_status(change, [s for s in STATUS_LABELS if s not in FINAL], "cancel", noun="change control",
                  labels=STATUS_LABELS)
     check_fresh(change, expected_row_version)
     reason = required_text("reason", reason, "A reason for cancelling", limit=1900)
     default_reason(f"Cancelled: {reason}")
-    signing.sign(change, signer=actor, proof=proof, meaning=sig.REJECTED, comment=f"Cancelled: {reason}",
-                 expected_version=expected_row_version, allowed=(sig.REJECTED,))
+    signing.sign(change, signer=actor, proof=proof, meaning=sig.CANCELLED, comment=reason,
+                 expected_version=expected_row_version, allowed=(sig.CANCELLED,))
     change.status = CANCELLED
     change.cancelled_reason = reason
     db.session.flush()

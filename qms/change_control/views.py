@@ -42,7 +42,7 @@ ACTIONS = {
     "close": ("quality.approve", sig.VERIFIED, SignForm, "Sign as verified and close"),
     "close-override": ("quality.approve", sig.APPROVED_DESPITE_TRAINING, JustifiedSignForm,
                        "Sign and close with open training"),
-    "cancel": ("quality.approve", sig.REJECTED, JustifiedSignForm, "Sign and cancel the change"),
+    "cancel": ("quality.approve", sig.CANCELLED, JustifiedSignForm, "Sign and cancel the change"),
 }
 
 

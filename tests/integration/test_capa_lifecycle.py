@@ -13,6 +13,7 @@ from core.errors import InvalidTransition, NotPermitted, ValidationError
 from qms.capa import services
 from qms.capa.models import (
     ACTION_APPROVED,
+    ACTION_CANCELLED,
     ACTION_DONE,
     ACTION_PLANNED,
     CANCELLED,
@@ -214,6 +215,69 @@ def test_only_quality_roles_raise_approve_and_close(p, world):
     run(services.cancel, capa, actor=p.qa, proof=prove(p.qa), expected_row_version=v(capa), reason="Duplicate of "
         "another CAPA")
     assert capa.status == CANCELLED and capa.cancelled_reason.startswith("Duplicate")
+    last = services.signatures_of(capa)[-1]
+    assert (last.meaning, last.comment, last.signer_id) == ("Cancelled", "Duplicate of another CAPA", p.qa.id)
+
+
+def test_qa_cancels_one_action_signing_cancelled_and_its_open_training_is_cancelled(p, world):
+    document, revision, olga, nina = world
+    capa = raise_capa(p)
+    corrective = add(p, capa)
+    retraining = add(p, capa, kind=PREVENTIVE, description="Retrain mixing operators", retraining=True,
+                     document_ids=[document.id], job_function_ids=[p.job_function_id])
+    with pytest.raises(InvalidTransition, match="Cannot cancel an action of"):  # a draft's actions are withdrawn
+        run(services.cancel_action, corrective, actor=p.qa, proof=prove(p.qa), expected_row_version=v(capa),
+            reason="Not needed")
+    approve_plan(p, capa)
+    approve_retraining(p, retraining)
+    train(nina, revision)
+    with pytest.raises(NotPermitted, match="quality.approve"):
+        run(services.cancel_action, retraining, actor=p.reviewer, proof=prove(p.reviewer),
+            expected_row_version=v(capa), reason="Not needed")
+    with pytest.raises(ValidationError, match="Reason for cancelling"):
+        run(services.cancel_action, retraining, actor=p.qa, proof=prove(p.qa), expected_row_version=v(capa),
+            reason=" ")
+    run(services.cancel_action, retraining, actor=p.qa, proof=prove(p.qa), expected_row_version=v(capa),
+        reason="SOP withdrawn; the new line has its own training")
+    db.session.refresh(retraining)
+    assert retraining.status == ACTION_CANCELLED and capa.status == OPEN
+    statuses = {a.user_id: a.status for a in assignments(source_type=SOURCE_CAPA_ACTION, source_id=retraining.id)}
+    assert statuses == {p.operator.id: "cancelled", nina.id: COMPLETED}  # completed training stays on record
+    last = services.signatures_of(capa)[-1]
+    assert (last.meaning, last.comment) == ("Cancelled", f"Action {retraining.id} cancelled: SOP withdrawn; the new "
+                                                         f"line has its own training")
+    with pytest.raises(InvalidTransition, match="only a planned or approved action"):
+        run(services.cancel_action, retraining, actor=p.qa, proof=prove(p.qa), expected_row_version=v(capa),
+            reason="Again")
+    # the CAPA goes on without it
+    run(services.complete_action, corrective, actor=p.reviewer, evidence="SOP revised")
+    run(services.start_effectiveness_check, capa, actor=p.reviewer, expected_row_version=v(capa),
+        due_on=TODAY + timedelta(days=30))
+    assert capa.status == EFFECTIVENESS
+
+
+def test_overdue_view_lists_late_actions_and_late_effectiveness_checks(p, world, app):
+
+    early = raise_capa(p, title="Late action")
+    add(p, early, due_on=TODAY + timedelta(days=2))
+    on_time = raise_capa(p, title="On time")
+    add(p, on_time, due_on=TODAY + timedelta(days=20))
+    checking = raise_capa(p, title="Effectiveness check")
+    done = add(p, checking, due_on=TODAY + timedelta(days=1))
+    approve_plan(p, checking)
+    run(services.complete_action, done, actor=p.reviewer, evidence="Done")
+    run(services.start_effectiveness_check, checking, actor=p.reviewer, expected_row_version=v(checking),
+        due_on=TODAY + timedelta(days=5))
+    assert set(db.session.scalars(services.overdue_capas(TODAY))) == set()
+    assert set(db.session.scalars(services.overdue_capas(TODAY + timedelta(days=3)))) == {early.id}
+    assert set(db.session.scalars(services.overdue_capas(TODAY + timedelta(days=6)))) == {early.id, checking.id}
+    assert services.next_due([early.id, on_time.id, checking.id]) == {
+        early.id: TODAY + timedelta(days=2), on_time.id: TODAY + timedelta(days=20),
+        checking.id: TODAY + timedelta(days=5)}
+    cancelled = raise_capa(p, title="Cancelled late")
+    add(p, cancelled, due_on=TODAY + timedelta(days=1))
+    run(services.cancel, cancelled, actor=p.qa, proof=prove(p.qa), expected_row_version=v(cancelled), reason="Dup")
+    assert cancelled.id not in set(db.session.scalars(services.overdue_capas(TODAY + timedelta(days=6))))
 
 
 def test_bad_input_is_refused_with_the_field_and_nothing_is_written(p, world):

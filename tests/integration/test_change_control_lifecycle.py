@@ -279,5 +279,8 @@ def test_cancel_needs_a_signed_reason_from_any_open_state_but_not_after_closing(
     assert change.status == CANCELLED and change.cancelled_reason == "Superseded by CC for the new mixer."
     with pytest.raises(InvalidTransition, match="Cannot cancel"):
         signed(cc.cancel, change, p.qa, reason="Again")
+    qa_owned = new_change(owner, owner_id=p.qa.id)
+    with pytest.raises(NotPermitted, match="cannot also approve, verify, override or cancel"):
+        signed(cc.cancel, qa_owned, p.qa, reason="My own change")
     last = db.session.scalars(sa.select(sig.Signature).order_by(sig.Signature.id.desc())).first()
-    assert (last.meaning, last.comment) == (sig.REJECTED, "Cancelled: Superseded by CC for the new mixer.")
+    assert (last.meaning, last.comment) == (sig.CANCELLED, "Superseded by CC for the new mixer.")

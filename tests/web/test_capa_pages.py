@@ -176,3 +176,40 @@ def test_raise_a_capa_from_the_deviation_page_fills_in_the_source(app, p):
     form = text_of(client.get(html.unescape(link)))
     assert f"CAPA for {deviation.number}: Label mix-up" in client.get(html.unescape(link)).get_data(as_text=True)
     assert "Two label rolls were mixed on line 3" in form
+
+
+def test_qa_cancels_one_action_through_its_signing_page_and_the_register_shows_what_is_due(app, p):
+    from qms.capa import services
+    from qms.capa.models import ACTION_CANCELLED, CORRECTIVE
+    from tests.integration.documents_helpers import prove, run
+
+    capa = run(services.create_capa, actor=p.reviewer, title="Spill kit missing", source_type="audit_finding",
+               source_reference="IA-7", problem_statement="No spill kit at line 2", root_cause="Not in the checklist",
+               owner_id=p.reviewer.id)
+    keep = run(services.add_action, capa, services.ActionInput(kind=CORRECTIVE, description="Place a kit",
+                                                               owner_id=p.reviewer.id, due_on=TODAY),
+               actor=p.reviewer, expected_row_version=capa.row_version)
+    drop = run(services.add_action, capa, services.ActionInput(kind=CORRECTIVE, description="Buy a second kit",
+                                                               owner_id=p.reviewer.id,
+                                                               due_on=TODAY + timedelta(days=9)),
+               actor=p.reviewer, expected_row_version=capa.row_version)
+    db.session.refresh(capa)
+    run(services.approve_plan, capa, actor=p.qa, proof=prove(p.qa), expected_row_version=capa.row_version)
+
+    qa = client_for(app, p.qa)
+    record = text_of(qa.get(f"/capa/{capa.id}"))
+    assert record.count("Cancel action (sign)") == 2
+    url = f"/capa/{capa.id}/actions/{drop.id}/cancel"
+    response = sign(qa, url, p.qa, meaning="Cancelled", reason="")
+    assert response.status_code == 422 and any("Reason for cancelling" in e for e in field_errors(response))
+    response = sign(qa, url, p.qa, meaning="Cancelled", reason="One kit is enough for the line")
+    assert response.status_code == 200 and any("Signed: Cancelled" in a for a in alerts(response))
+    db.session.expire_all()
+    assert drop.status == ACTION_CANCELLED and keep.status == ACTION_APPROVED
+    assert f"Action {drop.id} cancelled: One kit is enough for the line" in text_of(qa.get(f"/capa/{capa.id}"))
+    # the register: the next due date of the open action; not overdue today
+    register = text_of(qa.get("/capa/"))
+    assert f"{capa.number} Spill kit missing Open (actions in progress) {TODAY.isoformat()}" in register
+    assert capa.number not in text_of(qa.get("/capa/?overdue=1"))
+    owner = client_for(app, p.reviewer)
+    assert owner.get(url).status_code == 403  # QA only
