@@ -74,14 +74,14 @@ class RunPdf(FPDF):
             self.add_page()
         self.ln(2)
         self.set_font(self.family, "B", size)
-        self.multi_cell(0, size * 0.6, self.safe(text), new_x="LMARGIN", new_y="NEXT")
+        self.multi_cell(0, size * 0.6, self.safe(text), align="L", new_x="LMARGIN", new_y="NEXT")
         self.set_font(self.family, "", 9)
 
     def line_of(self, label: str, value: Any, size: int = 9) -> None:
         self.set_font(self.family, "B", size)
         self.write(4.6, self.safe(f"{label}: "))
         self.set_font(self.family, "", size)
-        self.multi_cell(0, 4.6, self.safe(value), new_x="LMARGIN", new_y="NEXT")
+        self.multi_cell(0, 4.6, self.safe(value), align="L", new_x="LMARGIN", new_y="NEXT")
 
 
 def _fingerprint(pdf: RunPdf, run: ValidationRun) -> None:
@@ -114,7 +114,7 @@ def _scenarios(pdf: RunPdf, run: ValidationRun) -> list[tuple[Any, Any, Any]]:
     for sc in run.scenario_results:
         pdf.heading(f"{sc.position}. {sc.name} — {sc.outcome.upper()}", 10)
         pdf.line_of("Feature", f"{sc.feature_name} ({sc.feature_path})", size=8)
-        pdf.line_of("Requirements", ", ".join(sc.requirement_ids) or "none", size=8)
+        pdf.line_of("Tags (requirements)", ", ".join(sc.requirement_ids) or "none", size=8)
         pdf.line_of("Executed", f"{utc(sc.started_at)} → {utc(sc.finished_at)}", size=8)
         if sc.error:
             pdf.line_of("Scenario error", sc.error, size=8)
@@ -123,8 +123,8 @@ def _scenarios(pdf: RunPdf, run: ValidationRun) -> list[tuple[Any, Any, Any]]:
                 pdf.add_page()
             pdf.ln(1)
             pdf.set_font(pdf.family, "B", 9)
-            pdf.multi_cell(0, 4.8, pdf.safe(f"Step {st.position}: {st.keyword} {st.text}"), new_x="LMARGIN",
-                           new_y="NEXT")
+            pdf.multi_cell(0, 4.8, pdf.safe(f"Step {st.position}: {st.keyword} {st.text}"), align="L",
+                           new_x="LMARGIN", new_y="NEXT")
             pdf.line_of("Expected", st.expected, size=8)
             pdf.line_of("Actual", st.actual or "—", size=8)
             pdf.line_of("Outcome", st.outcome.upper(), size=8)
@@ -146,13 +146,13 @@ def _signatures(pdf: RunPdf, slots: list[tuple[str, str, list]]) -> None:
     pdf.multi_cell(0, 4.6, pdf.safe(
         "Each signature is an electronic signature under 21 CFR Part 11, bound to the SHA-256 of the run's signed "
         "record (status, counts, environment fingerprint and every step's outcome and evidence). Times are UTC."),
-        new_x="LMARGIN", new_y="NEXT")
+        align="L", new_x="LMARGIN", new_y="NEXT")
     for meaning, who, lines in slots:
         pdf.ln(1)
         if not lines:
             pdf.line_of(f"{meaning} ({who})", "not yet signed")
         for s, _manifestation, state in lines:
-            status = {"valid": "valid", "earlier": f"signed on state “{s.record_version}”"}.get(
+            status = {"valid": "valid", "earlier": f"signed when the run was {s.record_version}"}.get(
                 state, "INVALID: record altered after signing")
             pdf.line_of(f"{meaning} ({who})", f"{s.printed_name} — {s.meaning} — {utc(s.signed_at)}")
             pdf.line_of("Comment", s.comment or "none", size=8)

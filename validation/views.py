@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -54,6 +55,7 @@ bp = Blueprint("validation", __name__, url_prefix="/validation", template_folder
 
 READ = "audit.view"  # held by validation engineers, QA approvers, auditors and administrators
 REFRESH_SECONDS = 3
+STALLED_AFTER = timedelta(minutes=2)  # a queued run the background process has not picked up by then
 # signing step -> (permission, meaning, button label, service)
 SIGNING = {
     "executed": ("validation.execute", sig.EXECUTED, "Sign as executed", services.sign_executed),
@@ -244,8 +246,9 @@ def _signature_slots(run: ValidationRun) -> list[tuple[str, str, list]]:
 def run(run_id: int):
     record = _run(run_id)
     live = record.status in (QUEUED, RUNNING)
+    stalled = record.status == QUEUED and now_utc() - record.created_at > STALLED_AFTER
     response = Response(render_template(
-        "validation/run.html", run=record, live=live, progress=_progress(record) if live else None,
+        "validation/run.html", run=record, live=live, stalled=stalled, progress=_progress(record) if live else None,
         fingerprint=record.fingerprint_data, slots=_signature_slots(record), history=record_history(
             ValidationRun, record.id), refresh=REFRESH_SECONDS, COMPLETED=COMPLETED, EXECUTED=EXECUTED,
         REVIEWED=REVIEWED, FAILED=FAILED, title=record.audit_title()))
@@ -273,7 +276,7 @@ def _sign_run(run_id: int, step: str):
         if outcome.response is not None:
             return outcome.response
         if outcome.ok:
-            flash(f"Signed: {meaning}. {record.audit_title()} is now {record.status_label.lower()}.", "success")
+            flash(f"Signed: {meaning}. {record.audit_title()} is now: {record.status_label}.", "success")
             return redirect(url_for("validation.run", run_id=record.id))
         status = outcome.status
     elif form.errors:

@@ -13,11 +13,13 @@ import re
 import signal
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from core import clock
 from core.db import db, transaction
 from core.org import Department, Site
 from core.testing.pages import alerts, count, events, field_errors
@@ -389,10 +391,16 @@ def test_a_queued_run_page_refreshes_and_shows_progress(app, team):
     assert approve_files(client_for(app, team.qa), team.qa, [CANARY]).status_code == 302
     with transaction():
         run = services.create_run("CANARY", executor=team.engineer)
-    response = client_for(app, team.auditor).get(f"/validation/runs/{run.id}")
+    auditor = client_for(app, team.auditor)
+    response = auditor.get(f"/validation/runs/{run.id}")
     assert '<meta http-equiv="refresh" content="3">' in response.get_data(as_text=True)
     assert response.headers["Refresh"] == "3"
     assert "Queued: 0 scenario(s) and 0 step(s) recorded so far" in text_of(response)
+    assert "queued for more than 2 minutes" not in text_of(response)
+    # nobody picked it up (no background process here): after 2 minutes the page says so and where to look
+    clock.freeze(clock.now_utc() + timedelta(minutes=3))
+    text = text_of(auditor.get(f"/validation/runs/{run.id}"))
+    assert "queued for more than 2 minutes without starting" in text and f"run-{run.id}.log" in text
     assert run.status == QUEUED
 
 
