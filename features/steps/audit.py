@@ -20,7 +20,7 @@ from core.db import db, transaction
 from core.testing.pages import events, field_errors, fresh
 from core.testing.plugin import post_form
 from features.steps.access import account, client_of, user_form
-from features.steps.support import scalar_count, text_of
+from features.steps.support import as_application, scalar_count, text_of
 
 CHAIN_SEQ_RE = re.compile(r'<td class="text-muted small">(\d+)</td>')
 
@@ -188,14 +188,7 @@ def try_audit_changes(ctx, evidence):
                   "DELETE FROM core_user_version",
                   "UPDATE audit_chain_head SET seq = 0",
                   "DELETE FROM audit_chain_head"]
-    ctx.outcomes = {}
-    for sql in statements:
-        try:
-            with db.engine.begin() as conn:
-                conn.exec_driver_sql(sql)
-            ctx.outcomes[sql] = "accepted"
-        except sa.exc.DBAPIError as exc:
-            ctx.outcomes[sql] = str(exc.orig).splitlines()[0]
+    ctx.outcomes = as_application(statements)
     for sql, outcome in ctx.outcomes.items():
         evidence.record(sql, outcome)
 

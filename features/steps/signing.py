@@ -16,7 +16,7 @@ from core.db import db, transaction
 from core.testing.pages import alerts, events, fresh
 from core.testing.plugin import PASSWORD, csrf_token, totp_code
 from features.steps.access import account, client_of
-from features.steps.support import newest, text_of
+from features.steps.support import as_application, newest, text_of
 from signatures import manifest
 from signatures import services as signing
 from signatures.models import Signature
@@ -268,17 +268,10 @@ def orm_change_refused(ctx, evidence):
 
 @when("the application's database account tries to update and delete a signature row")
 def sql_change_signature(ctx, evidence):
-    db.session.rollback()
-    ctx.outcomes = {}
-    for sql in (f"UPDATE sig_signature SET printed_name = 'Mallory' WHERE id = {ctx.signature_id}",
-                f"DELETE FROM sig_signature WHERE id = {ctx.signature_id}"):
-        try:
-            with db.engine.begin() as conn:
-                conn.exec_driver_sql(sql)
-            ctx.outcomes[sql] = "accepted"
-        except sa.exc.DBAPIError as exc:
-            ctx.outcomes[sql] = str(exc.orig).splitlines()[0]
-        evidence.record(sql, ctx.outcomes[sql])
+    ctx.outcomes = as_application([f"UPDATE sig_signature SET printed_name = 'Mallory' WHERE id = {ctx.signature_id}",
+                                   f"DELETE FROM sig_signature WHERE id = {ctx.signature_id}"])
+    for sql, outcome in ctx.outcomes.items():
+        evidence.record(sql, outcome)
 
 
 @then("the database refuses both statements and the signature is unchanged")

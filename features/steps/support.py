@@ -30,3 +30,18 @@ def newest(model: type, *where: Any) -> Any:
 
 def short(digest: str) -> str:
     return f"{digest[:12]}…"
+
+
+def as_application(statements: list[str]) -> dict[str, str]:
+    """Run each statement on its own connection with the application's database account, as someone with its
+    credentials would: statement -> "accepted" or the database's refusal."""
+    db.session.rollback()
+    outcomes = {}
+    for sql in statements:
+        try:
+            with db.engine.begin() as conn:
+                conn.exec_driver_sql(sql)
+            outcomes[sql] = "accepted"
+        except sa.exc.DBAPIError as exc:
+            outcomes[sql] = str(exc.orig).splitlines()[0]
+    return outcomes
