@@ -357,6 +357,24 @@ def _read_new(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
     return lines, offset + len(complete.encode("utf-8")) + 1
 
 
+def _start(run: ValidationRun) -> None:
+    """Queued -> Running: the files must still be the approved ones (they may have changed since the run was
+    queued); the scratch database and the environment fingerprint are recorded."""
+    current = {f.path: f.sha256 for f in check_executable(run.protocol)}
+    if current != {f.path: f.sha256 for f in run.files}:
+        raise InvalidTransition(f"The feature files of {run.protocol} changed since {run.audit_title()} was "
+                                f"queued; start a new run.")
+    scratch_url, scratch_label = _scratch(current_app.config.get("ATTEST_VALIDATION_DATABASE_URL"))
+    run.status = RUNNING
+    run.started_at = now_utc()
+    run.database = scratch_label[:200]
+    data = fingerprint(run, scratch_url)
+    run.fingerprint = json.dumps(data, sort_keys=True, indent=1)
+    run.fingerprint_sha256 = hashlib.sha256(run.fingerprint.encode("utf-8")).hexdigest()
+    run.app_version = data["application"]["version"]
+    run.commit = data["application"]["commit"]
+
+
 def execute(run_id: int, *, echo: Callable[[str], None] | None = None, timeout_s: int = 3600) -> ValidationRun:
     """Execute a queued run: pytest-bdd on the protocol's folder in a separate process against a scratch database,
     storing scenarios and steps as they complete (each batch its own unit of work, attributed to the executor).
@@ -366,25 +384,23 @@ def execute(run_id: int, *, echo: Callable[[str], None] | None = None, timeout_s
         raise ValidationError("run", f"There is no validation run {run_id}.")
     executor = run.executor
     with audit.acting_as(executor):
-        with transaction(reason="Validation run started"):
-            run = db.session.get(ValidationRun, run_id)
-            if run.status != QUEUED:
-                raise InvalidTransition(f"{run.audit_title()} is {run.status_label.lower()}; only a queued run "
-                                        f"is executed.")
-            # the files must still be the approved ones (they may have changed since the run was queued)
-            current = {f.path: f.sha256 for f in check_executable(run.protocol)}
-            if current != {f.path: f.sha256 for f in run.files}:
-                raise InvalidTransition(f"The feature files of {run.protocol} changed since {run.audit_title()} "
-                                        f"was queued; start a new run.")
-            scratch_url, scratch_label = _scratch(current_app.config.get("ATTEST_VALIDATION_DATABASE_URL"))
-            run.status = RUNNING
-            run.started_at = now_utc()
-            run.database = scratch_label[:200]
-            data = fingerprint(run, scratch_url)
-            run.fingerprint = json.dumps(data, sort_keys=True, indent=1)
-            run.fingerprint_sha256 = hashlib.sha256(run.fingerprint.encode("utf-8")).hexdigest()
-            run.app_version = data["application"]["version"]
-            run.commit = data["application"]["commit"]
+        try:
+            with transaction(reason="Validation run started"):
+                run = db.session.get(ValidationRun, run_id)
+                if run.status != QUEUED:
+                    raise InvalidTransition(f"{run.audit_title()} is {run.status_label.lower()}; only a queued run "
+                                            f"is executed.")
+                _start(run)
+        except (InvalidTransition, ValidationError) as exc:
+            # a queued run that cannot start ends as a runner error with the reason (never queued for ever)
+            db.session.rollback()
+            with transaction(reason="Validation run could not start"):
+                run = db.session.get(ValidationRun, run_id)
+                if run.status == QUEUED:
+                    run.status, run.result, run.finished_at, run.error = ERROR, FAILED, now_utc(), exc.message
+            raise
+        scratch_url = current_app.config.get("ATTEST_VALIDATION_DATABASE_URL") or ""
+        scratch_label = run.database
         echo = echo or (lambda _line: None)
         echo(f"run {run_id}: protocol {run.protocol}, {len(run.files)} feature file(s), scratch database "
              f"{scratch_label}")

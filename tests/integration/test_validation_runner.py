@@ -282,3 +282,16 @@ def test_the_installation_qualification_runs_in_the_runner_against_the_installat
     assert (result.result, failures) == (PASSED, []), (result.error, failures)
     assert result.scenarios >= 4 and result.steps == result.passed
     assert all(s.requirement_ids for s in result.scenario_results)
+
+
+def test_a_queued_run_whose_files_changed_before_it_started_ends_as_a_runner_error(app, people, canaries):
+    vera, quinn, _ = people
+    approve(quinn, "CANARY")
+    queued = run(services.create_run, "CANARY", executor=vera)
+    feature = canaries / "canary.feature"
+    feature.write_text(feature.read_text() + "\n")
+    with pytest.raises(InvalidTransition, match="changed since its approved version"):
+        services.execute(queued.id)
+    db.session.expire_all()
+    assert (queued.status, queued.result) == ("error", FAILED) and "changed since" in queued.error
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(StepResult)) == 0
