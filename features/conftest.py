@@ -26,6 +26,7 @@ pytest_plugins = [
     "features.steps.training",
     "features.steps.quality",
     "features.steps.process",
+    "features.steps.validation",
 ]
 
 INSTALLED = "ATTEST_VALIDATION_INSTALLED"
