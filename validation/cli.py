@@ -56,6 +56,24 @@ def execute_command(run_id: int) -> None:
         raise click.ClickException(str(exc)) from None
 
 
+@validation_cli.command("abandon")
+@click.argument("run_id", type=int)
+@click.option("--reason", required=True, help="Why the run is abandoned (audited).")
+def abandon_command(run_id: int, reason: str) -> None:
+    """End a queued or running run whose process is gone (e.g. the server restarted): it becomes a runner error."""
+    from validation.models import ValidationRun
+
+    try:
+        with transaction():
+            run = db.session.get(ValidationRun, run_id)
+            if run is None:
+                raise click.ClickException(f"There is no validation run {run_id}.")
+            services.abandon(run, actor=None, reason=reason)
+    except AttestError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"run {run_id} abandoned: {reason}")
+
+
 @validation_cli.command("protocols")
 def protocols_command() -> None:
     """List the feature files of every protocol with their approval state."""

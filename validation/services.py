@@ -456,6 +456,10 @@ def execute(run_id: int, *, echo: Callable[[str], None] | None = None, timeout_s
 def _finish(run_id: int, error: str | None, echo: Callable[[str], None]) -> ValidationRun:
     with transaction(reason="Validation run finished"):
         run = db.session.get(ValidationRun, run_id)
+        db.session.refresh(run, with_for_update=True)
+        if run.status != RUNNING:  # abandoned meanwhile: the results stay, the status says why it is not complete
+            echo(f"run {run.id} was {run.status_label.lower()} before it finished: {run.error or ''}")
+            return run
         steps = list(db.session.scalars(sa.select(StepResult).where(StepResult.run_id == run_id)
                                         .order_by(StepResult.id)))
         scenarios = list(db.session.scalars(sa.select(ScenarioResult).where(ScenarioResult.run_id == run_id)))
@@ -527,6 +531,27 @@ def _raise_incident(run: ValidationRun, step: StepResult):
         actor=executor, title=f"Test incident: run {run.id} ({run.protocol}), {scenario.name}"[:300],
         occurred_at=occurred, discovered_at=now, site_id=site_id, department_id=department_id,
         area=f"Validation run {run.id} ({run.protocol})", description=description)
+
+
+def abandon(run: ValidationRun, *, actor: User | None, reason: str) -> ValidationRun:
+    """End a queued or running run whose process is gone (e.g. the server restarted): it becomes a runner error with
+    the reason. The executor or QA may do it; the command line (`flask validation abandon`) too. The steps recorded so
+    far stay; an executing process that later finishes leaves the status as it is."""
+    if actor is not None and actor.id != run.executor_id:
+        _require(actor, "validation.approve", "Abandoning another person's validation run")
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError("reason", "Say why the run is abandoned (e.g. the server restarted during the run).")
+    _lock(run)
+    if run.status not in (QUEUED, RUNNING):
+        raise InvalidTransition(f"{run.audit_title()} is {run.status_label.lower()}; only a queued or running run "
+                                f"can be abandoned.")
+    default_reason(f"Validation run abandoned: {reason}"[:2000])
+    who = actor.full_name if actor is not None else "the command line"
+    run.status, run.result, run.finished_at = ERROR, FAILED, now_utc()
+    _note(run, f"Abandoned by {who}: {reason}"[:4000])
+    db.session.flush()
+    return run
 
 
 # --- signatures ------------------------------------------------------------------------------------------------------

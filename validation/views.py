@@ -33,7 +33,7 @@ from signatures import models as sig
 from signatures import services as signing
 from signatures.forms import SignForm
 from validation import services
-from validation.forms import ApproveFilesForm, StartRunForm
+from validation.forms import AbandonRunForm, ApproveFilesForm, StartRunForm
 from validation.models import (
     COMPLETED,
     EXECUTED,
@@ -248,13 +248,36 @@ def run(run_id: int):
     live = record.status in (QUEUED, RUNNING)
     stalled = record.status == QUEUED and now_utc() - record.created_at > STALLED_AFTER
     response = Response(render_template(
-        "validation/run.html", run=record, live=live, stalled=stalled, progress=_progress(record) if live else None,
+        "validation/run.html", run=record, live=live, stalled=stalled,
+        abandon_form=AbandonRunForm() if live else None, progress=_progress(record) if live else None,
         fingerprint=record.fingerprint_data, slots=_signature_slots(record), history=record_history(
             ValidationRun, record.id), refresh=REFRESH_SECONDS, COMPLETED=COMPLETED, EXECUTED=EXECUTED,
         REVIEWED=REVIEWED, FAILED=FAILED, title=record.audit_title()))
     if live:
         response.headers["Refresh"] = str(REFRESH_SECONDS)
     return response
+
+
+@bp.route("/runs/<int:run_id>/abandon", methods=["POST"])
+@permission_required(READ)
+def abandon_run(run_id: int):
+    """The executor or QA ends a queued or running run whose process is gone, with a reason."""
+    record = _run(run_id)
+    form = AbandonRunForm()
+    if not form.validate_on_submit():
+        for messages in form.errors.values():
+            for message in messages:
+                flash(message, "danger")
+        return redirect(url_for("validation.run", run_id=record.id))
+    try:
+        with transaction():
+            services.abandon(record, actor=current_user, reason=form.reason.data)
+    except AttestError as exc:
+        db.session.rollback()
+        flash(exc.message, "danger")
+    else:
+        flash(f"Run {record.id} abandoned: it is recorded as a runner error with your reason.", "success")
+    return redirect(url_for("validation.run", run_id=record.id))
 
 
 def _sign_run(run_id: int, step: str):

@@ -295,3 +295,21 @@ def test_a_queued_run_whose_files_changed_before_it_started_ends_as_a_runner_err
     db.session.expire_all()
     assert (queued.status, queued.result) == ("error", FAILED) and "changed since" in queued.error
     assert db.session.scalar(sa.select(sa.func.count()).select_from(StepResult)) == 0
+
+
+def test_a_run_whose_process_is_gone_is_abandoned_with_a_reason(app, people, canaries):
+    vera, quinn, rita = people
+    approve(quinn, "CANARY")
+    queued = run(services.create_run, "CANARY", executor=vera)
+    with pytest.raises(ValidationError, match="Say why"):
+        run(services.abandon, queued, actor=vera, reason=" ")
+    result = app.test_cli_runner().invoke(args=["validation", "abandon", str(queued.id), "--reason",
+                                                "Server restarted during the run"])
+    assert result.exit_code == 0, result.output
+    db.session.expire_all()
+    assert (queued.status, queued.result) == ("error", FAILED)
+    assert queued.error == "Abandoned by the command line: Server restarted during the run"
+    with pytest.raises(InvalidTransition, match="only a queued or running run"):
+        run(services.abandon, queued, actor=rita, reason="Again")
+    with pytest.raises(InvalidTransition, match="only a queued run is executed"):
+        services.execute(queued.id)

@@ -402,6 +402,20 @@ def test_a_queued_run_page_refreshes_and_shows_progress(app, team):
     text = text_of(auditor.get(f"/validation/runs/{run.id}"))
     assert "queued for more than 2 minutes without starting" in text and f"run-{run.id}.log" in text
     assert run.status == QUEUED
+    assert "Abandon the run" not in text  # auditors read only
+
+    # the executor abandons it with a reason; it becomes a runner error and the page stops refreshing
+    engineer = client_for(app, team.engineer)
+    url = f"/validation/runs/{run.id}/abandon"
+    response = post_form(engineer, url, {"reason": ""}, token_from=f"/validation/runs/{run.id}",
+                         follow_redirects=True)
+    assert "Reason for abandoning the run is required." in text_of(response)
+    assert run.status == QUEUED
+    response = post_form(engineer, url, {"reason": "Server restarted"}, token_from=f"/validation/runs/{run.id}",
+                         follow_redirects=True)
+    db.session.expire_all()
+    assert run.status == "error" and "Abandoned by Eve Engineer: Server restarted" in text_of(response)
+    assert "Refresh" not in response.headers
 
 
 def test_an_unknown_protocol_or_run_is_refused(app, team):
