@@ -127,6 +127,9 @@ def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
     from qms import quality_demo
 
     demo.register_loader(quality_demo.load)  # change controls, deviations and CAPAs, on the trained organisation
+    from validation import demo as validation_demo
+
+    demo.register_loader(validation_demo.load)  # protocols approved, ready to execute
     from core.auth import services as auth_services
     from training import services as training_services
 

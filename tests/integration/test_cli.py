@@ -123,4 +123,11 @@ def test_demo_load_is_idempotent_and_prints_the_demo_logins(app):
         TrainingAssignment.source_type == "capa_action")) > 0
     assert db.session.scalar(sa.select(sa.func.count()).select_from(ChangeControl).where(
         ChangeControl.closure_override_note.is_not(None))) == 1
+    from validation import services as validation
+    from validation.models import ProtocolVersion
+
+    files = validation.protocol_files()
+    assert files and all(f.state == "approved" for f in files)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(ProtocolVersion)) == len(files)
+    assert "demo validation skipped" in second.output
     assert _cli(app, "audit", "verify").exit_code == 0
