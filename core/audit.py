@@ -103,6 +103,8 @@ EVENT_LABELS = {
     "document.printed": "Controlled copy printed",
     "training_record.printed": "Training record printed",
     "validation_run.printed": "Validation run printed",
+    "backup.created": "Database backup created",
+    "backup.restored": "Database restored from a backup",
     "user.deactivated": "Account deactivated",
     "user.reactivated": "Account reactivated",
     "roles.changed": "Roles changed",

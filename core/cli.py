@@ -1,4 +1,4 @@
-"""Command-line interface: `flask users ...`, `flask audit verify`, `flask demo load`.
+"""Command-line interface: `flask users ...`, `flask audit verify`, `flask demo load`, `flask backup ...`.
 
 Each command is one unit of work (core.db.transaction) and is recorded as a system action with the OS user that
 ran it.
@@ -12,7 +12,7 @@ import click
 import sqlalchemy as sa
 from flask.cli import AppGroup
 
-from core import audit
+from core import audit, backup
 from core.auth import services
 from core.auth.models import User
 from core.auth.permissions import ROLES
@@ -167,3 +167,4 @@ def register(app) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(audit_cli)
     app.cli.add_command(demo_cli)
+    app.cli.add_command(backup.backup_cli)
