@@ -58,6 +58,9 @@ def complete(assignment: TrainingAssignment, *, user: User, proof: signing.Signe
     """Sign `record` (the assignment's exact revision) as "Read and understood" and complete the assignment, no
     sooner than `min_read_seconds` after the person first opened it (the document's minimum reading time), and never
     on a `retired` (obsolete) revision."""
+    # lock the assignment and read it as committed (the page's copy may be older): of several submissions at once
+    # (two tabs, a double click), the first completes it and the others find it completed
+    db.session.refresh(assignment, with_for_update=True)
     _check_assignee(assignment, user)
     if assignment.status != OPEN:
         raise InvalidTransition("This training is not open (it is completed, cancelled or superseded).")
