@@ -19,6 +19,7 @@ from core.errors import InvalidTransition
 from qms.documents import services
 from qms.documents.models import APPROVED, EFFECTIVE, IN_REVIEW, Document, Revision
 from tests.integration.documents_helpers import (
+    hold,
     new_document,
     new_revision,
     prove,
@@ -28,6 +29,7 @@ from tests.integration.documents_helpers import (
     submit,
     version,
 )
+from training.models import TrainingAssignment
 
 HOLD = 0.5  # seconds the first transaction stays open after its change, so the second really overlaps it
 
@@ -95,6 +97,7 @@ def test_two_authors_starting_a_revision_at_once_open_only_one(app, p):
 
 
 def test_the_last_two_approvers_signing_at_once_still_approve_the_revision(app, p):
+    hold([p.operator, p.reviewer2], p.job_function_id)
     revision = new_revision(p, new_document(p))
     route(p, revision, reviewers=[p.reviewer], approvers=[p.qa, p.qa2])
     submit(p, revision)
@@ -114,6 +117,14 @@ def test_the_last_two_approvers_signing_at_once_still_approve_the_revision(app, 
     revision = db.session.get(Revision, revision_id)
     assert revision.status == APPROVED, "both signed, but neither saw the other's signature"
     assert services.outstanding(revision) == {"review": [], "approve": []}
+    statuses = db.session.scalars(sa.select(version_class(Revision).status)
+                                  .where(version_class(Revision).id == revision_id)).all()
+    assert statuses.count(APPROVED) == 1, "approved by one transition"
+    assigned = db.session.scalars(sa.select(TrainingAssignment.user_id)
+                                  .where(TrainingAssignment.revision_id == revision_id)).all()
+    assert sorted(assigned) == sorted([p.operator.id, p.reviewer2.id]), "training assigned once"
+    result = app.test_cli_runner().invoke(args=["audit", "verify"])
+    assert result.exit_code == 0, result.output
 
 
 THREADS = 6

@@ -1,0 +1,76 @@
+"""Shared by the concurrency stress and fault-injection tests: records written directly as set-up, threads lined up
+on a barrier, and the audit check every such test ends with."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from core import clock
+from core.db import db, transaction
+from core.errors import AttestError
+from qms.documents.models import EFFECTIVE, Document, DocumentAudience, Revision
+
+
+def revision_in_force(p: Any, number: str) -> Revision:
+    """A document for the job function of `p` with revision 1.0 in force since today, written directly: the tests
+    using it are about what happens to a revision in force (training, retraining), not about how it was signed."""
+    now = clock.now_utc()
+    with transaction():
+        document = Document(number=number, title=f"Procedure {number}", doc_type="SOP", department_id=p.department_id,
+                            owner_id=p.author.id, created_at=now,
+                            audience=[DocumentAudience(job_function_id=p.job_function_id)])
+        revision = Revision(document=document, major=1, minor=0, status=EFFECTIVE, author_id=p.author.id,
+                            content_markdown=f"# {number}\n\nDo it right.\n", change_summary="First issue",
+                            reason="New procedure", created_at=now, submitted_at=now, approved_at=now,
+                            effective_on=now.date(), effective_at=now)
+        revision.content_sha256 = revision.computed_content_sha256()
+        db.session.add_all([document, revision])
+    return revision
+
+
+def audit_verifies(app: Any) -> str:
+    """`flask audit verify` passes: the hash chain is unbroken and every live record matches its last version."""
+    result = app.test_cli_runner().invoke(args=["audit", "verify"])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def race(app: Any, count: int, prepare: Callable[[int], Any], act: Callable[[int, Any], Any]) -> list[Any]:
+    """Run `count` threads, each in its own application context, session and connection: `prepare(i)` (what a page
+    load does), then all wait on one barrier, then `act(i, prepared)` in one unit of work each, at the same instant.
+
+    Returns each thread's result, or the exception it raised (a refusal or anything else, for the test to judge)."""
+    outcomes: list[Any] = [None] * count
+    barrier = threading.Barrier(count)
+
+    def target(i: int) -> None:
+        try:
+            with app.app_context():
+                try:
+                    prepared = prepare(i)
+                    barrier.wait(60)
+                    with transaction():
+                        outcomes[i] = act(i, prepared)
+                finally:
+                    db.session.remove()
+        except BaseException as exc:  # judged by the test
+            outcomes[i] = exc
+
+    db.session.rollback()  # the test's own session holds no snapshot or lock while the threads run
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads), "a thread is still waiting"
+    db.session.expire_all()
+    return outcomes
+
+
+def refusals(outcomes: list[Any]) -> list[AttestError]:
+    """The refusals among `outcomes`; anything else raised (a deadlock, an integrity error) fails the test."""
+    unexpected = [o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, AttestError)]
+    assert unexpected == [], f"not a clean refusal: {unexpected!r}"
+    return [o for o in outcomes if isinstance(o, AttestError)]
