@@ -1,9 +1,9 @@
-"""Access control: every page declares its permission, each role gets exactly what the matrix grants, denials are
-audited, segregation of duties holds, and user IDs are never reused."""
+"""Access control: every page declares its permission, denials are audited, segregation of duties holds, and user
+IDs are never reused. Who gets which route, role by role, is the authorisation matrix's sweep
+(tests/web/test_authorization_matrix.py)."""
 
 from __future__ import annotations
 
-import html
 import json
 
 import pytest
@@ -15,24 +15,14 @@ from core.auth.permissions import PERMISSIONS, ROLES
 from core.db import db
 from core.testing.pages import alerts, events, field_errors, fresh
 from core.testing.plugin import ROLE_CODES, login, post_form
+from tests.web.route_examples import UNCHECKED_ENDPOINTS
+from tests.web.route_examples import _example_ids as _example_ids  # re-exported: tests/web/test_fuzz_forms.py
 
-UNCHECKED_ENDPOINTS = {"static", "bootstrap.static"}
 PUBLIC_ENDPOINTS = {"auth.login", "auth.login_totp", "api.qualification", "api.openapi"}  # the API: token only
-
-
-
-
-
-
-
-
-
 
 
 def user_count() -> int:
     return db.session.scalar(sa.select(sa.func.count()).select_from(User))
-
-
 
 
 def unprotected_views(app) -> list[str]:
@@ -43,114 +33,6 @@ def unprotected_views(app) -> list[str]:
         if rule.endpoint not in UNCHECKED_ENDPOINTS
         and getattr(app.view_functions[rule.endpoint], "required_permission", None) not in allowed
     )
-
-
-def _tiny_pdf() -> bytes:
-    from fpdf import FPDF
-
-    pdf = FPDF()
-    pdf.add_page()
-    pdf.set_font("Helvetica", size=12)
-    pdf.cell(0, 10, "Example PDF procedure")
-    return bytes(pdf.output())
-
-
-def _example_ids(app, users, viewer=None) -> dict[str, int]:
-    """Real records for parametrised pages: a user, a document with a Markdown revision and a PDF draft, and a
-    training assignment on the effective revision for each user (created once per test's database). Assignments
-    are visible only to their assignee, so `assignment_id` is the viewer's own (the operator's by default)."""
-    if "test_examples" not in app.extensions:
-        from core.db import transaction
-        from core.org import Department, JobFunction, Site
-        from qms.documents.models import Document, Revision
-        from training.models import TrainingAssignment
-
-        author = users["document_author"]
-        with transaction(reason="Example records for the permission sweep"):
-            site = Site(code="EX", name="Example site")
-            dept = Department(site=site, code="EXD", name="Example department")
-            doc = Document(number="SOP-EX-001", title="Example procedure", doc_type="SOP", department=dept,
-                           owner_id=author.id)
-            function = JobFunction(code="EX-OPR", name="Example operator", department=dept)
-            db.session.add_all([site, dept, doc, function])
-            # the example person reports to the supervisor: supervisors see their direct reports' training
-            users["operator"].supervisor_id = users["supervisor"].id
-            db.session.flush()
-            first = Revision(document_id=doc.id, major=1, minor=0, status="effective", content_format="markdown",
-                             content_markdown="# Example", change_summary="First issue", reason="New",
-                             author_id=author.id, content_sha256="0" * 64)
-            draft = Revision(document_id=doc.id, major=2, minor=0, status="draft", content_format="pdf",
-                             content_pdf=_tiny_pdf(), content_filename="example.pdf",
-                             change_summary="PDF version", reason="Layout", author_id=author.id,
-                             content_sha256="0" * 64)
-            db.session.add_all([first, draft])
-            db.session.flush()
-            assignments = {u.id: TrainingAssignment(user_id=u.id, document_id=doc.id, revision_id=first.id,
-                                                    source_type="revision_approval", source_id=first.id)
-                           for u in users.values()}
-            db.session.add_all(assignments.values())
-            db.session.flush()
-            from qms.change_control.models import ChangeControl
-
-            change = ChangeControl(number="CC-2000-0001", title="Example change", description="Example",
-                                   justification="Example", change_type="document", risk_level="low",
-                                   risk_rationale="Example", owner_id=users["qa_approver"].id)
-            db.session.add(change)
-            from datetime import UTC, date, datetime
-
-            from qms.capa.models import Capa, CapaAction
-            from qms.deviations.models import Deviation
-
-            deviation = Deviation(number="DEV-2000-0001", title="Example deviation",
-                                  occurred_at=datetime(2000, 1, 1, tzinfo=UTC),
-                                  discovered_at=datetime(2000, 1, 2, tzinfo=UTC), site_id=site.id,
-                                  department_id=dept.id, description="Example", owner_id=users["qa_approver"].id)
-            capa = Capa(number="CAPA-2000-0001", title="Example CAPA", source_type="other",
-                        source_reference="Example", problem_statement="Example", owner_id=users["qa_approver"].id)
-            db.session.add_all([deviation, capa])
-            db.session.flush()
-            capa_action = CapaAction(capa_id=capa.id, kind="corrective", description="Example action",
-                                     owner_id=users["qa_approver"].id, due_on=date(2030, 1, 1))
-            db.session.add(capa_action)
-            from validation.models import ScenarioResult, StepResult, ValidationRun
-
-            run = ValidationRun(protocol="CANARY", status="completed", result="failed", scenarios=1, steps=1,
-                                failed=1, executor_id=users["validation_engineer"].id)
-            db.session.add(run)
-            db.session.flush()
-            scenario = ScenarioResult(run_id=run.id, position=1, feature_path="validation/canaries/canary.feature",
-                                      feature_name="Example", name="Example scenario", tags="URS-001",
-                                      outcome="failed")
-            db.session.add(scenario)
-            db.session.flush()
-            db.session.add(StepResult(run_id=run.id, scenario_id=scenario.id, position=1, keyword="Then",
-                                      text="the result is 5", expected="the result is 5", actual="the result is 4",
-                                      outcome="failed", incident_id=deviation.id))
-            db.session.flush()
-            app.extensions["test_examples"] = {"user_id": users["operator"].id, "document_id": doc.id,
-                                               "revision_id": draft.id, "job_function_id": function.id,
-                                               "username": users["operator"].username, "change_id": change.id,
-                                               "deviation_id": deviation.id, "capa_id": capa.id,
-                                               "action_id": capa_action.id, "run_id": run.id}
-            app.extensions["test_example_assignments"] = {uid: a.id for uid, a in assignments.items()}
-    own = app.extensions["test_example_assignments"]
-    viewer_id = (viewer or users["operator"]).id
-    return {**app.extensions["test_examples"], "assignment_id": own.get(viewer_id, own[users["operator"].id])}
-
-
-def get_routes(app, users, viewer=None) -> list[tuple[str, str, str]]:
-    """(endpoint, path, required permission) for every GET page; parametrised pages use real records (the
-    viewer's own where a record is private to its owner)."""
-    example = _example_ids(app, users, viewer)
-    routes = []
-    for rule in app.url_map.iter_rules():
-        if rule.endpoint in UNCHECKED_ENDPOINTS or "GET" not in rule.methods:
-            continue
-        if set(rule.arguments) - example.keys():
-            raise AssertionError(f"no example value for the URL parameters of {rule.rule}; add one to this test")
-        path = rule.build({k: v for k, v in example.items() if k in rule.arguments}, append_unknown=False)[1]
-        routes.append((rule.endpoint, path, app.view_functions[rule.endpoint].required_permission))
-    return sorted(routes)
 
 
 # --- (a) every view declares its permission ---------------------------------------------------------------------------
@@ -194,43 +76,7 @@ def test_an_unknown_permission_code_is_refused_when_the_view_is_defined():
         permission_required("documents.destroy")
 
 
-# --- (b) each role gets exactly what its permissions allow ------------------------------------------------------------
-
-
-@pytest.mark.parametrize("role", ROLE_CODES)
-def test_each_role_gets_exactly_the_pages_its_permissions_allow(app, users, role):
-    user = users[role]
-    client = app.test_client()
-    assert login(client, user).status_code == 302
-    checked = 0
-    for _endpoint, path, needed in get_routes(app, users, user):
-        if needed == PUBLIC:
-            continue
-        response = client.get(path)
-        text = response.get_data(as_text=True) if response.mimetype.startswith("text/") else ""
-        if needed == AUTHENTICATED or user.can(needed):
-            assert response.status_code == 200, (role, path, response.status_code, text[:500])
-        else:
-            assert response.status_code == 403, (role, path, response.status_code)
-            assert f"({needed})" in html.unescape(text), (role, path)
-            assert PERMISSIONS[needed].label in html.unescape(text)
-            denied = [json.loads(e.detail) for e in events("permission.denied", user)]
-            assert {"permission": needed, "method": "GET", "path": path} in denied, (role, path)
-        checked += 1
-    assert checked >= 10
-    expected_denials = sum(1 for _, _, needed in get_routes(app, users)
-                           if needed not in (PUBLIC, AUTHENTICATED) and not user.can(needed))
-    assert len(events("permission.denied", user)) == expected_denials
-
-
-def test_anonymous_visitors_are_sent_to_the_login_page(app, users, client):
-    for _endpoint, path, needed in get_routes(app, users):
-        if needed == PUBLIC:
-            continue
-        response = client.get(path)
-        assert response.status_code == 302, path
-        assert response.headers["Location"].startswith("/login?next="), path
-    assert events("permission.denied") == []
+# --- (b) a refused POST ---------------------------------------------------------------------------------------------
 
 
 def test_a_denied_post_is_audited_and_changes_nothing(app, users):
