@@ -98,6 +98,7 @@ EVENT_LABELS = {
     "totp.reset": "TOTP reset by administrator",
     "totp.replay": "TOTP code replay refused",
     "permission.denied": "Permission denied",
+    "csrf.refused": "Form refused (CSRF token missing or wrong)",
     "audit.exported": "Audit trail exported",
     "signature.failure": "Signature authentication failed",
     "document.printed": "Controlled copy printed",

@@ -142,9 +142,26 @@ def _error_page(code: int, title: str, message: str):
     return render_template("core/error.html", code=code, title=title, message=message), code
 
 
+def _record_csrf_refusal(exc: CSRFError) -> None:
+    """A form of a logged-in session refused for its CSRF token may be a request forged by another site through the
+    user's browser: a security event (Annex 11 12.4). An anonymous one (the login form) is not recorded: there is
+    nobody to attribute it to, and anyone could fill the audit trail with them."""
+    if not current_user.is_authenticated:
+        return
+    from core import audit
+    from core.db import db, transaction
+
+    user = current_user._get_current_object()
+    db.session.rollback()
+    with transaction():
+        audit.record_event("csrf.refused", subject=user, method=request.method, path=request.path,
+                           reason=exc.description)
+
+
 def register_error_handlers(app) -> None:
     @app.errorhandler(CSRFError)
     def _csrf(exc):
+        _record_csrf_refusal(exc)
         return _error_page(400, "Form expired or not sent from Attest",
                            f"{exc.description} Go back, reload the page and submit the form again.")
 
