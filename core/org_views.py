@@ -15,6 +15,7 @@ from core.audit import ReasonRequired
 from core.audit_views import record_history
 from core.auth.access import permission_required
 from core.auth.forms import ReasonForm, ReasonMixin, choices, show_error
+from core.auth.forms import _coerce_optional_int as _optional_int  # bounded: no database overflow
 from core.db import db, transaction
 from core.errors import AttestError, ValidationError
 from core.org import Department, JobFunction, Site
@@ -35,10 +36,6 @@ def _rule(problem):
             raise FieldError(message)
 
     return validate
-
-
-def _optional_int(value):
-    return None if value in (None, "", "None") else int(value)
 
 
 def _upper(value):

@@ -6,7 +6,7 @@ import logging
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import exc as sa_exc
@@ -53,6 +53,20 @@ def _gates():
     if services.totp_required(current_user) and not current_user.security.totp_enrolled:
         return redirect(url_for("auth.totp_enroll"))
     return None
+
+
+@bp.before_app_request
+def _refuse_nul():
+    """No person types a NUL character (U+0000), and PostgreSQL can neither store nor compare text holding one: a
+    form field or query parameter with one is refused here, naming it, instead of failing in the database. The JSON
+    API refuses it as an invalid parameter, in its audited request (qms.api)."""
+    if request.path.startswith("/api/"):
+        return
+    for source in (request.args, request.form):
+        for name, value in source.items(multi=True):
+            if "\x00" in value:
+                abort(400, description=f"The value of “{name[:64]}” contains a NUL character (U+0000), which is "
+                                       f"never valid text. Nothing was saved: remove it and send the form again.")
 
 
 @bp.after_app_request

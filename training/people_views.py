@@ -21,6 +21,7 @@ from wtforms.validators import ValidationError as FieldError
 from core.audit_views import record_history
 from core.auth.access import permission_required, require_person_visible, sees_everyone
 from core.auth.forms import ReasonMixin, choices
+from core.auth.forms import _coerce_optional_int as _optional_int  # bounded: no database overflow
 from core.auth.models import User
 from core.clock import now_utc
 from core.db import db
@@ -45,10 +46,6 @@ def _not_future(form, field) -> None:
     if field.data and field.data > _today():
         raise FieldError(f"{field.data.isoformat()} is later than today ({_today().isoformat()}): enter the change on "
                          f"its day.")
-
-
-def _optional_int(value):
-    return None if value in (None, "", "None") else int(value)
 
 
 class GrantForm(FlaskForm):

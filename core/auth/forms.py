@@ -8,6 +8,8 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Email, Length, Optional, Regexp
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from core.converters import MAX_ID
+
 
 class LoginForm(FlaskForm):
     username = StringField("Username", validators=[DataRequired(message="Username is required."),
@@ -50,9 +52,14 @@ class MultiCheckboxField(SelectMultipleField):
 
 
 def _coerce_optional_int(value):
+    """An optional record id from a select; a number no id column can hold is refused ("could not coerce") before
+    it reaches the database, which would fail on it."""
     if value in (None, "", "None"):
         return None
-    return int(value)
+    number = int(value)
+    if abs(number) > MAX_ID:
+        raise ValueError(f"{value} is not a record id")
+    return number
 
 
 class UserForm(FlaskForm):
