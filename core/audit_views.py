@@ -140,6 +140,15 @@ def record_types() -> dict[str, type]:
     return {cls.__table__.name: cls for cls in versioned_classes()}
 
 
+def _midnight(day: date, zone, days_after: int = 0) -> datetime | None:
+    """The start of `day` (plus `days_after`) in `zone`, in UTC; None where that falls off the calendar (before year
+    1 or after 9999), which bounds nothing."""
+    try:
+        return datetime.combine(day + timedelta(days=days_after), time.min, zone).astimezone(UTC)
+    except OverflowError:
+        return None
+
+
 @dataclass
 class Filters:
     username: str = ""
@@ -183,11 +192,9 @@ class Filters:
             stmt = stmt.where(sa.exists().where(AuditEvent.transaction_id == tx.id)
                               .where(AuditEvent.event_type == self.event_type))
         zone = user_zone()
-        if self.date_from:
-            start = datetime.combine(self.date_from, time.min, zone).astimezone(UTC)
+        if self.date_from and (start := _midnight(self.date_from, zone)) is not None:
             stmt = stmt.where(tx.issued_at >= start)
-        if self.date_to:
-            end = datetime.combine(self.date_to + timedelta(days=1), time.min, zone).astimezone(UTC)
+        if self.date_to and (end := _midnight(self.date_to, zone, days_after=1)) is not None:
             stmt = stmt.where(tx.issued_at < end)
         return stmt
 

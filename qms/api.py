@@ -183,6 +183,9 @@ def _required(name: str, example: str, max_length: int) -> str:
     if len(value) > max_length:
         raise Refusal(400, "invalid_parameter", f"Parameter '{name}' is at most {max_length} characters.",
                       parameter=name)
+    if "\x00" in value:  # never in a name or number, and PostgreSQL cannot compare text holding one
+        raise Refusal(400, "invalid_parameter", f"Parameter '{name}' must not contain a NUL character (%00).",
+                      parameter=name)
     return value
 
 
@@ -197,7 +200,11 @@ def _point_in_time() -> datetime | None:
     if at is None or at.tzinfo is None:
         raise Refusal(400, "invalid_parameter", f"Parameter 'at' must be {AT_FORMAT} (a '+' in an offset must be "
                                                 f"sent as %2B); got {raw!r}.", parameter="at")
-    at = at.astimezone(UTC)
+    try:
+        at = at.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00 lies before year 1 in UTC
+        raise Refusal(400, "invalid_parameter", f"Parameter 'at' lies outside the years 1 to 9999 in UTC; got "
+                                                f"{raw!r}.", parameter="at") from None
     if at > now_utc():
         raise Refusal(400, "invalid_parameter", "Parameter 'at' must not lie in the future: the answer comes from "
                                                 "the training history.", parameter="at")

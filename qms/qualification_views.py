@@ -55,13 +55,17 @@ def parse_moment(raw: str) -> datetime:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError("Write the date and time as YYYY-MM-DD HH:MM.") from None
-    if parsed.tzinfo is None:
-        zone = user_zone()
-        local = parsed.replace(tzinfo=zone)
-        if local.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != parsed:
-            raise ValueError(f"{parsed:%Y-%m-%d %H:%M} does not exist in {zone.key} (the clocks were put forward).")
-        parsed = local
-    moment = parsed.astimezone(UTC)
+    try:
+        if parsed.tzinfo is None:
+            zone = user_zone()
+            local = parsed.replace(tzinfo=zone)
+            if local.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != parsed:
+                raise ValueError(f"{parsed:%Y-%m-%d %H:%M} does not exist in {zone.key} (the clocks were put "
+                                 f"forward).")
+            parsed = local
+        moment = parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01 00:00 east of Greenwich lies before year 1 in UTC
+        raise ValueError("The moment lies outside the years 1 to 9999 in UTC.") from None
     if moment > now_utc():
         raise ValueError("The moment must not be in the future: qualification is answered from what happened.")
     return moment

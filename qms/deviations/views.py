@@ -53,11 +53,14 @@ def _deviation(deviation_id: int) -> Deviation:
     return deviation
 
 
-def _to_utc(value: datetime | None) -> datetime | None:
+def _to_utc(value: datetime | None, field: str) -> datetime | None:
     """A datetime-local input is in the viewer's time zone."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=user_zone()).astimezone(UTC) if value.tzinfo is None else value
+    if value is None or value.tzinfo is not None:
+        return value
+    try:
+        return value.replace(tzinfo=user_zone()).astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01 00:00 east of Greenwich lies before year 1 in UTC
+        raise ValidationError(field, "This moment lies outside the years 1 to 9999 in UTC.") from None
 
 
 def _to_local(value: datetime | None) -> datetime | None:
@@ -159,8 +162,8 @@ def report():
     if form.validate_on_submit():
         def call():
             created.append(services.report_deviation(
-                actor=current_user, title=form.title.data, occurred_at=_to_utc(form.occurred_at.data),
-                discovered_at=_to_utc(form.discovered_at.data), site_id=form.site_id.data,
+                actor=current_user, title=form.title.data, occurred_at=_to_utc(form.occurred_at.data, "occurred_at"),
+                discovered_at=_to_utc(form.discovered_at.data, "discovered_at"), site_id=form.site_id.data,
                 department_id=form.department_id.data, area=form.area.data, description=form.description.data,
                 immediate_actions=form.immediate_actions.data, owner_id=form.owner_id.data,
                 person_ids=form.person_ids.data or [], document_ids=form.document_ids.data or []))
@@ -205,8 +208,9 @@ def edit(deviation_id: int):
         def call():
             services.update_deviation(
                 deviation, actor=current_user, expected_row_version=form.expected_version.data,
-                reason=form.reason.data, title=form.title.data, occurred_at=_to_utc(form.occurred_at.data),
-                discovered_at=_to_utc(form.discovered_at.data), site_id=form.site_id.data,
+                reason=form.reason.data, title=form.title.data,
+                occurred_at=_to_utc(form.occurred_at.data, "occurred_at"),
+                discovered_at=_to_utc(form.discovered_at.data, "discovered_at"), site_id=form.site_id.data,
                 department_id=form.department_id.data, area=form.area.data, description=form.description.data,
                 immediate_actions=form.immediate_actions.data)
 

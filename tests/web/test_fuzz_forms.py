@@ -430,3 +430,32 @@ def test_a_nul_character_is_refused_naming_its_field(app, users):
     assert "The value of “name” contains a NUL character (U+0000)" in message_of(response)[0]
     assert client.get("/admin/users/?q=ad%00min").status_code == 400
     assert snapshot() == before
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00", "9999-12-31T23:59"])
+def test_a_moment_off_the_calendar_in_utc_is_a_field_error(app, users, moment):
+    """A local time in the first or last hours of the calendar lies outside it in UTC for a viewer east or west of
+    Greenwich: converting it raised OverflowError (500) in the deviation form, the qualification lookup and the audit
+    log's date filters."""
+    from core.db import transaction
+    from core.org import Department
+
+    post_example_ids(app, users)
+    user = users["qa_approver"]
+    with transaction():
+        user.timezone = "Asia/Tokyo" if moment.startswith("0001") else "America/New_York"
+    client = app.test_client()
+    assert login(client, user).status_code == 302
+    department = db.session.scalar(sa.select(Department))
+    before = snapshot()
+    response = client.post("/deviations/new", data={
+        "title": "Off the calendar", "occurred_at": moment, "discovered_at": moment, "site_id": department.site_id,
+        "department_id": department.id, "description": "Fuzz", "csrf_token": csrf(client, "/deviations/new")})
+    assert response.status_code == 422
+    assert "Occurred at: This moment lies outside the years 1 to 9999 in UTC." in field_errors(response)
+    lookup = client.get("/training/qualification", query_string={"at": moment})
+    assert lookup.status_code == 422
+    assert any("outside the years 1 to 9999" in e for e in field_errors(lookup))
+    day = moment[:10]
+    assert client.get("/audit/", query_string={"date_from": day, "date_to": day}).status_code == 200
+    assert snapshot() == before
