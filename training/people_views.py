@@ -24,6 +24,7 @@ from core.auth.forms import ReasonMixin, choices
 from core.auth.forms import _coerce_optional_int as _optional_int  # bounded: no database overflow
 from core.auth.models import User
 from core.clock import now_utc
+from core.converters import record_id
 from core.db import db
 from core.org import Department, JobFunction, Site
 from core.org_views import save_form
@@ -90,8 +91,8 @@ def _held_now(user_ids: list[int]) -> dict[int, list[str]]:
 @permission_required(VIEW)
 def index():
     q = (request.args.get("q") or "").strip()[:100]
-    department_id = request.args.get("department", type=int)
-    job_function_id = request.args.get("job_function", type=int)
+    department_id = request.args.get("department", type=record_id)
+    job_function_id = request.args.get("job_function", type=record_id)
     status = request.args.get("status", "active")
     stmt = sa.select(User).options(sa.orm.selectinload(User.department), sa.orm.selectinload(User.supervisor))
     if not sees_everyone(current_user):

@@ -459,3 +459,12 @@ def test_a_moment_off_the_calendar_in_utc_is_a_field_error(app, users, moment):
     day = moment[:10]
     assert client.get("/audit/", query_string={"date_from": day, "date_to": day}).status_code == 200
     assert snapshot() == before
+
+
+def test_a_filter_id_no_database_column_holds_is_ignored(app, users):
+    """The people list's filters passed any integer to the query, which overflowed on PostgreSQL (500)."""
+    post_example_ids(app, users)
+    client = app.test_client()
+    assert login(client, users["training_coordinator"]).status_code == 302
+    for name in ("department", "job_function"):
+        assert client.get("/training/people/", query_string={name: str(2**40)}).status_code == 200
