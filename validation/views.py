@@ -259,7 +259,7 @@ def run(run_id: int):
 
 
 @bp.route("/runs/<int:run_id>/abandon", methods=["POST"])
-@permission_required(READ)
+@permission_required("validation.execute", "validation.approve")
 def abandon_run(run_id: int):
     """The executor or QA ends a queued or running run whose process is gone, with a reason."""
     record = _run(run_id)

@@ -86,22 +86,29 @@ def check_session_limits() -> Any:
     return None
 
 
-def permission_required(code: str) -> Callable:
-    """Protect a view: anonymous users go to the login page; users lacking `code` get a 403 naming it, and the
-    denial is recorded as a security event."""
-    if code not in PERMISSIONS and code != AUTHENTICATED:
-        raise ValueError(f"unknown permission {code!r}")
+def permission_required(code: str, *alternatives: str) -> Callable:
+    """Protect a view: anonymous users go to the login page; users holding none of `code` and `alternatives` get a
+    403 naming them, and the denial is recorded as a security event. Alternatives are for actions two kinds of people
+    may take (e.g. the executor or QA abandons a validation run); the service then applies the record-level rule."""
+    codes = (code, *alternatives)
+    for each in codes:
+        if each not in PERMISSIONS and each != AUTHENTICATED:
+            raise ValueError(f"unknown permission {each!r}")
+    if AUTHENTICATED in codes and alternatives:
+        raise ValueError("a page open to every logged-in user needs no alternative permission")
 
     def decorator(view: Callable) -> Callable:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if not current_user.is_authenticated:
                 return login_manager.unauthorized()
-            if code != AUTHENTICATED and not current_user.can(code):
-                deny(code)
+            if code != AUTHENTICATED and not any(current_user.can(each) for each in codes):
+                deny(*codes)
             return view(*args, **kwargs)
 
-        wrapper.required_permission = code  # read by the test that every view checks a permission
+        # read by the tests that every view checks a permission and that the authorisation matrix agrees
+        wrapper.required_permission = code
+        wrapper.required_permissions = codes
         return wrapper
 
     return decorator
@@ -120,15 +127,18 @@ def token_only(view: Callable) -> Callable:
     return view
 
 
-def deny(code: str) -> None:
+def deny(*codes: str) -> None:
+    """Refuse the request with a 403 naming the permission (or the permissions, any of which would do) and record
+    the refusal as a `permission.denied` security event."""
     user = current_user._get_current_object()
     db.session.rollback()
     with transaction():
-        audit.record_event("permission.denied", subject=user, permission=code, method=request.method,
+        audit.record_event("permission.denied", subject=user, permission=" or ".join(codes), method=request.method,
                            path=request.path)
-    g.missing_permission = code
-    abort(403, description=f"This page needs the permission “{PERMISSIONS[code].label}” ({code}), which your "
-                           f"roles do not grant.")
+    g.missing_permission = codes[0]
+    named = " or ".join(f"“{PERMISSIONS[each].label}” ({each})" for each in codes)
+    noun = "the permission" if len(codes) == 1 else "one of the permissions"
+    abort(403, description=f"This page needs {noun} {named}, which your roles do not grant.")
 
 
 # who may look at a person's training and job functions beyond their own: everyone with these permissions, and a

@@ -32,19 +32,6 @@ SESSION_ENDING = {("auth.login_totp", "GET"), ("auth.login_totp", "POST"), ("aut
 LOGIN_REDIRECT = "/login?next="
 CSRF_REFUSED = "Form expired or not sent from Attest"
 
-# Cells (endpoint, method, role) where the product does not yet do what the matrix says. Each is checked by an
-# xfail(strict=True) test below, so fixing the defect makes that test fail until the cell is removed from here.
-ABANDON_GATE = ("validation.abandon_run is gated by audit.view (every reader of the validation pages): an auditor "
-                "or administrator passes the gate; the service then refuses with a message and a redirect, not a "
-                "403, and no permission.denied security event is written (docs/validation.md: the executor or QA)")
-KNOWN_DEFECTS: dict[tuple[str, str, str], str] = {
-    ("validation.abandon_run", "POST", "auditor"): ABANDON_GATE,
-    ("validation.abandon_run", "POST", "system_admin"): ABANDON_GATE,
-}
-DEFECT_CELLS = [pytest.param(cell, id="-".join(cell), marks=pytest.mark.xfail(strict=True, reason=reason))
-                for cell, reason in sorted(KNOWN_DEFECTS.items())]
-
-
 @pytest.fixture
 def app_config():
     # the sweep asks the API without a token once per role; refusals are otherwise limited to 20 a minute
@@ -153,18 +140,17 @@ def admitted_by_decorator(view) -> frozenset[str] | str:
         return API_TOKEN if getattr(view, "sessionless", False) else PUBLIC
     if needed == AUTHENTICATED:
         return ANYONE_LOGGED_IN
-    return frozenset(code for code, role in ROLES.items() if needed in role.permissions)
+    any_of = set(view.required_permissions)
+    return frozenset(code for code, role in ROLES.items() if any_of & role.permissions)
 
 
-def disagreement(app, endpoint: str, method: str, *, known: bool = False) -> str | None:
+def disagreement(app, endpoint: str, method: str) -> str | None:
     decided, gate = MATRIX[endpoint][method], admitted_by_decorator(app.view_functions[endpoint])
     if decided == PUBLIC and gate == API_TOKEN:
         gate = PUBLIC  # a public page of the API (its description) is served without a session too
-    if not known and isinstance(decided, frozenset) and isinstance(gate, frozenset):
-        gate = gate - {role for (e, m, role) in KNOWN_DEFECTS if (e, m) == (endpoint, method)}
     if decided == gate:
         return None
-    needed = app.view_functions[endpoint].required_permission
+    needed = " or ".join(app.view_functions[endpoint].required_permissions)
     if isinstance(decided, frozenset) and isinstance(gate, frozenset):
         return (f"{method} {endpoint}: permission {needed} admits {sorted(gate - decided)} beyond the matrix and "
                 f"refuses {sorted(decided - gate)} whom the matrix admits")
@@ -175,12 +161,6 @@ def test_the_matrix_agrees_with_each_views_permission_and_the_role_matrix(routes
     problems = [disagreement(routes_app, endpoint, method)
                 for endpoint, methods in sorted(MATRIX.items()) for method in methods]
     assert [p for p in problems if p] == []
-
-
-@pytest.mark.parametrize("cell", DEFECT_CELLS)
-def test_known_defect_the_decorator_agrees_with_the_matrix(routes_app, cell):
-    endpoint, method, _role = cell
-    assert disagreement(routes_app, endpoint, method, known=True) is None
 
 
 # --- the sweep: every route x every role (and anonymous) -------------------------------------------------------------
@@ -240,8 +220,6 @@ def test_each_role_gets_exactly_what_the_matrix_grants(app, users, fast_sweep, r
     client = app.test_client()
     wrong, expected_denials, checked, needs_login = [], [], 0, True
     for endpoint, method, path in cells(app, users, user):
-        if (endpoint, method, role) in KNOWN_DEFECTS:
-            continue
         if needs_login:  # once, and again after a request that ended the session
             assert login(client, user).status_code == 302
             token = csrf_token(client, "/account")
@@ -255,7 +233,7 @@ def test_each_role_gets_exactly_what_the_matrix_grants(app, users, fast_sweep, r
             if with_token.status_code in (401, 403) or with_token.status_code >= 500 or not with_token.is_json:
                 problem = f"the token API refused its owner's token: {with_token.status_code}"
         elif isinstance(who, frozenset) and role not in who:
-            needed = app.view_functions[endpoint].required_permission
+            needed = " or ".join(app.view_functions[endpoint].required_permissions)
             expected_denials.append(json.dumps({"method": method, "path": path, "permission": needed},
                                                sort_keys=True))
         if problem:
@@ -278,16 +256,3 @@ def test_anonymous_visitors_are_sent_to_log_in_everywhere_but_the_public_routes(
     assert wrong == []
     assert checked >= 180
     assert events("permission.denied") == []
-
-
-@pytest.mark.parametrize("cell", DEFECT_CELLS)
-def test_known_defect_the_route_refuses_whom_the_matrix_refuses(app, users, cell):
-    endpoint, method, role = cell
-    user = users[role]
-    client = app.test_client()
-    assert login(client, user).status_code == 302
-    path = next(p for e, m, p in cells(app, users, user) if (e, m) == (endpoint, method))
-    response = client.post(path, data={"csrf_token": csrf_token(client, "/account"),
-                                       "reason": "The server restarted during the run"})
-    assert response.status_code == 403
-    assert [json.loads(e.detail)["path"] for e in events("permission.denied", user)] == [path]

@@ -409,6 +409,15 @@ def test_a_queued_run_page_refreshes_and_shows_progress(app, team):
     assert "queued for more than 2 minutes without starting" in text and f"run-{run.id}.log" in text
     assert run.status == QUEUED
     assert "Abandon the run" not in text  # auditors read only
+    response = post_form(auditor, f"/validation/runs/{run.id}/abandon", {"reason": "Server restarted"},
+                         token_from=f"/validation/runs/{run.id}")
+    refusal = html.unescape(response.get_data(as_text=True))
+    assert response.status_code == 403 and "(validation.execute) or" in refusal and "(validation.approve)" in refusal
+    denied = [json.loads(e.detail) for e in events("permission.denied", team.auditor)]
+    assert denied == [{"method": "POST", "path": f"/validation/runs/{run.id}/abandon",
+                       "permission": "validation.execute or validation.approve"}]
+    db.session.expire_all()
+    assert run.status == QUEUED
 
     # the executor abandons it with a reason; it becomes a runner error and the page stops refreshing
     engineer = client_for(app, team.engineer)
