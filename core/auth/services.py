@@ -271,6 +271,9 @@ GENERIC_LOGIN_FAILURE = "Invalid username or password, or the account is locked 
 
 def _count_failure(user: User, event: str, **detail) -> None:
     sec = user.security
+    # lock the row and read the count afresh: wrong passwords sent at the same instant all count (on PostgreSQL an
+    # unlocked read-increment-write would lose some of them, and an attacker would get more guesses than the limit)
+    db.session.refresh(sec, with_for_update=True)
     sec.failed_attempts += 1
     audit.record_event(event, subject=user, attempt=sec.failed_attempts, **detail)
     threshold = _setting("LOCKOUT_THRESHOLD", 5)

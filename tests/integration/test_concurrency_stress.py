@@ -8,6 +8,7 @@ are covered in test_documents_concurrency.py.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sqlite3
@@ -26,6 +27,7 @@ from core.audit import AuditTransaction
 from core.auth.models import User
 from core.db import db, transaction
 from core.errors import InvalidTransition
+from core.testing.pages import events
 from core.testing.plugin import PASSWORD
 from qms.documents import services
 from qms.documents.models import APPROVED, EFFECTIVE, SUPERSEDED, Document, Revision
@@ -129,6 +131,36 @@ def test_twenty_read_and_understood_submissions_at_once_complete_the_assignment_
     read = [s.id for s in docs.signatures_of(db.session.get(Revision, ids[1])) if s.meaning == sig.READ_AND_UNDERSTOOD]
     assert read == signed, "exactly one signature"
     assert _statuses(TrainingAssignment, assignment.id) == [OPEN, OPEN, COMPLETED]  # assigned, opened, completed
+    audit_verifies(app)
+
+
+# --- wrong passwords sent at the same instant -----------------------------------------------------------------------
+
+GUESSES = 10
+
+
+def test_wrong_passwords_sent_at_once_all_count_toward_lockout(app, make_user):
+    """An attacker sending guesses in parallel gets no more than the limit: every failure is counted (the security
+    row is locked while counting), the account locks once, and each failure is audited with its own attempt number."""
+    from core.auth import services as auth
+
+    victim = make_user("victor.victim", roles={"operator"}, full_name="Victor Victim")
+    threshold = app.config["ATTEST_LOCKOUT_THRESHOLD"]
+    assert GUESSES > threshold
+
+    def guess(i: int, _prepared) -> bool:
+        return auth.authenticate("victor.victim", f"wrong guess {i}").ok
+
+    outcomes = race(app, GUESSES, lambda i: None, guess)
+
+    assert outcomes == [False] * GUESSES
+    victim = db.session.get(User, victim.id)
+    assert victim.security.failed_attempts == GUESSES
+    assert victim.security.locked
+    attempts = sorted(json.loads(e.detail)["attempt"] for e in events("login.failure", victim))
+    assert attempts == list(range(1, GUESSES + 1))
+    assert [json.loads(e.detail)["failed_attempts"] for e in events("account.locked", victim)] == [threshold]
+    assert not auth.authenticate("victor.victim", PASSWORD).ok  # locked, even with the right password
     audit_verifies(app)
 
 
