@@ -36,6 +36,7 @@ def perform(form, action: Callable[[Any, services.SignerProof], Any]) -> Outcome
     Refusals are shown to the user (a field error when the refusal names a field of the form, else a message) and
     leave nothing written."""
     user = current_user._get_current_object()
+    services.precheck(user, form.password.data)
     with transaction():
         proof = services.authenticate(user, password=form.password.data, totp_code=form.totp_code.data)
     if proof is None:

@@ -82,6 +82,12 @@ class SignatureRefused(AttestError):
     status = 409
 
 
+def precheck(user: User, password: str) -> None:
+    """Check the signer's password before the ceremony's unit of work opens (core.auth.passwords.precheck), so that
+    argon2 does not run while SQLite's write lock is held; authenticate() then uses the answer. Reads only."""
+    passwords.precheck(user.security.password_hash, password or "")
+
+
 def authenticate(user: User, *, password: str, totp_code: str | None) -> SignerProof | None:
     """Re-authenticate `user` (the logged-in person: callers pass current_user, never a user id from the request).
 

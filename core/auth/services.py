@@ -284,6 +284,13 @@ def _count_failure(user: User, event: str, **detail) -> None:
     db.session.flush()
 
 
+def precheck_login(username: str, password: str) -> None:
+    """Check the password before the login's unit of work opens, so that argon2 does not run while it holds SQLite's
+    write lock (core.auth.passwords.precheck); authenticate() then uses the answer. Reads only."""
+    user = get_by_username(username)
+    passwords.precheck(user.security.password_hash if user is not None else None, password or "")
+
+
 def authenticate(username: str, password: str) -> LoginResult:
     """Check a username and password. Failures are audited and count toward lockout; the message never reveals
     whether the username exists."""

@@ -56,6 +56,7 @@ def login():
     form = LoginForm()
     next_url = request.args.get("next")
     if form.validate_on_submit():
+        services.precheck_login(form.username.data, form.password.data)
         with transaction():
             result = services.authenticate(form.username.data, form.password.data)
         if not result.ok:
