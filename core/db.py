@@ -22,6 +22,8 @@ from sqlalchemy_continuum import unit_of_work as continuum_uow
 from sqlalchemy_continuum import utils as continuum_utils
 from sqlalchemy_continuum.plugins.base import Plugin
 
+from core.versioning_safety import make_thread_safe
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -79,6 +81,9 @@ class _AuditPlugin(Plugin):
             tables.add(version_obj.__table__.name)
 
 
+# Continuum's manager is not thread-safe (upstream issue #390); this must precede make_versioned, which registers the
+# manager's methods as listeners
+make_thread_safe(versioning_manager)
 make_versioned(user_cls=None, plugins=[_AuditPlugin()], options={"strategy": "subquery"})
 
 
