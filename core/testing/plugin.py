@@ -94,15 +94,31 @@ def _test_config(url: str) -> dict[str, Any]:
 
 
 def reset_database() -> None:
-    """PostgreSQL: empty every table (keeping the schema and its migration stamp) and restart the audit chain."""
+    """PostgreSQL: empty every table (keeping the schema and its migration stamp), restart the id sequences and the
+    audit chain.
+
+    As a superuser (the CI and development servers' `postgres`), rows are deleted with triggers off for this
+    transaction (session_replication_role = replica: neither the audit tables' append-only triggers nor the foreign
+    key checks fire): about 10 ms. TRUNCATE of the 66 tables, the fallback for other accounts, takes 0.5 to 1 s (a new
+    file per table), which was most of the PostgreSQL pass's time."""
     from core.db import db
 
     with db.engine.begin() as conn:
         if conn.dialect.name != "postgresql":
             return  # SQLite tests start from a fresh copy of the migrated template
-        names = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
-        # TRUNCATE is not a row DELETE: the append-only triggers of the audit tables do not fire
-        conn.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+        tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+        if conn.exec_driver_sql("SHOW is_superuser").scalar() == "on":
+            conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+            conn.exec_driver_sql("; ".join(f'DELETE FROM "{name}"' for name in tables))
+            sequences = conn.exec_driver_sql(
+                "SELECT quote_ident(schemaname) || '.' || quote_ident(sequencename) FROM pg_sequences "
+                "WHERE schemaname = current_schema()").scalars().all()
+            if sequences:
+                conn.exec_driver_sql("SELECT " + ", ".join(f"setval('{name}', 1, false)" for name in sequences))
+        else:
+            # TRUNCATE is not a row DELETE: the append-only triggers of the audit tables do not fire
+            quoted = ", ".join(f'"{name}"' for name in tables)
+            conn.exec_driver_sql(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE")
         conn.exec_driver_sql("INSERT INTO audit_chain_head (id, seq, hash) VALUES (1, 0, '" + "0" * 64 + "')")
 
 

@@ -34,7 +34,7 @@ def _hold(users, job_function_id, *, days_ago=30, until=None):
 
 
 def _assignments(revision_id=None):
-    stmt = sa.select(TrainingAssignment).order_by(TrainingAssignment.user_id)
+    stmt = sa.select(TrainingAssignment).order_by(TrainingAssignment.user_id, TrainingAssignment.id)
     if revision_id is not None:
         stmt = stmt.where(TrainingAssignment.revision_id == revision_id)
     return list(db.session.scalars(stmt))
