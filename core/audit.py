@@ -99,6 +99,7 @@ EVENT_LABELS = {
     "totp.replay": "TOTP code replay refused",
     "permission.denied": "Permission denied",
     "csrf.refused": "Form refused (CSRF token missing or wrong)",
+    "action.refused": "Action refused (the record's state or rules do not allow it)",
     "audit.exported": "Audit trail exported",
     "signature.failure": "Signature authentication failed",
     "document.printed": "Controlled copy printed",

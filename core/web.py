@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, g, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import exc as sa_exc
@@ -16,7 +16,7 @@ from core import config as config_module
 from core.auth import services
 from core.auth.access import AUTHENTICATED, check_session_limits, permission_required
 from core.auth.permissions import PERMISSIONS, ROLES
-from core.errors import AttestError
+from core.errors import REFUSALS, AttestError
 
 bp = Blueprint("main", __name__)
 
@@ -89,9 +89,12 @@ def localtime(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
     """A UTC instant in the viewer's time zone, with the zone named: '2026-11-23 14:08:31 CET (UTC+01:00)'."""
     if value is None:
         return ""
-    local = value.astimezone(user_zone())
+    try:
+        local = value.astimezone(user_zone())
+    except (OverflowError, ValueError):  # an instant at the very edge of the calendar (year 1 or 9999): shown in UTC
+        local = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
     offset = local.strftime("%z")
-    return f"{local.strftime(fmt)} {local.tzname()} (UTC{offset[:3]}:{offset[3:]})"
+    return f"{local.strftime(fmt)} {local.tzname()} (UTC{offset[:3]}:{offset[3:5]})"
 
 
 @bp.app_template_filter("event_detail")
@@ -172,7 +175,33 @@ def _record_csrf_refusal(exc: CSRFError) -> None:
                            reason=exc.description)
 
 
+def _record_refusals(response):
+    """after_request: a logged-in person's POST that a service refused for the record's state or rules (editing an
+    effective revision, approving one's own change, signing a record changed meanwhile...) is a security event
+    (`action.refused`, with the message they were shown), written after the request's own unit of work rolled back.
+    Refused input (a field's rule) is not: the form tells the person, and nothing was attempted on a record."""
+    refusals = g.pop(REFUSALS, None)
+    if not refusals or not current_user.is_authenticated:
+        return response
+    from core import audit
+    from core.db import db, transaction
+
+    user = current_user._get_current_object()
+    db.session.rollback()
+    with transaction():
+        seen = set()
+        for refusal in refusals:
+            if (type(refusal), refusal.message) in seen:
+                continue
+            seen.add((type(refusal), refusal.message))
+            audit.record_event("action.refused", subject=user, method=request.method, path=request.path,
+                               status=refusal.status, refusal=type(refusal).__name__, message=refusal.message[:1000])
+    return response
+
+
 def register_error_handlers(app) -> None:
+    app.after_request(_record_refusals)
+
     @app.errorhandler(CSRFError)
     def _csrf(exc):
         _record_csrf_refusal(exc)

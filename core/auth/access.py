@@ -15,11 +15,13 @@ from typing import Any
 
 from flask import abort, current_app, flash, g, redirect, request, session, url_for
 from flask_login import LoginManager, current_user, login_user, logout_user
+from sqlalchemy.orm import joinedload
 
 from core import audit
 from core.auth.models import User
 from core.auth.permissions import PERMISSIONS
 from core.clock import now_utc
+from core.converters import MAX_ID
 from core.db import db, transaction
 
 login_manager = LoginManager()
@@ -34,7 +36,9 @@ PUBLIC = "public"
 
 @login_manager.user_loader
 def _load_user(user_id: str) -> User | None:
-    user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
+    # one statement for the person, their security row and their role grants (every request needs all three)
+    user = db.session.get(User, int(user_id), options=[joinedload(User.security), joinedload(User.role_grants)]) \
+        if user_id.isdigit() and int(user_id) <= MAX_ID else None
     if user is None or not user.active or user.security.locked:
         return None
     nonce = session.get("_nonce")

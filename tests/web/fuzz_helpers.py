@@ -39,9 +39,10 @@ def hostile_text(*known: str) -> st.SearchStrategy[str]:
     return st.one_of(st.sampled_from(NASTY), TEXT, NUMBERS, DATES, LONG, real, spiked)
 
 
-# refusals that are themselves recorded (a denied permission, a failed signature or login)
+# refusals that are themselves recorded (a denied permission, a failed signature or login, an action the record's
+# state or rules refuse)
 SECURITY_EVENTS = {"permission.denied", "signature.failure", "login.failure", "login.totp_failure", "totp.replay",
-                   "account.locked", "csrf.refused"}
+                   "account.locked", "csrf.refused", "action.refused"}
 AUDIT_TABLES = {"audit_event", "audit_transaction", "audit_chain_head"}
 _COUNT_SQL: dict[tuple[str, frozenset[str]], str] = {}
 

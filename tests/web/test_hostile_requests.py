@@ -275,9 +275,13 @@ def test_the_edit_route_of_an_effective_revision_refuses_and_writes_nothing(app,
 
     after = fresh_revision(revision)
     assert (after.content_markdown, after.content_sha256, after.row_version) == (content, digest, version)
-    # refused for the record's state, not for a missing permission (the author holds documents.author): not a
-    # security event, and nothing else is written
-    assert written_since(transactions) == []
+    # refused for the record's state (the author holds documents.author): the attempt is recorded as a security event
+    # with what the author was told, and nothing else is written
+    assert written_since(transactions) == ["action.refused"]
+    refused = json.loads(events("action.refused", p.author)[-1].detail)
+    assert (refused["method"], refused["path"], refused["status"], refused["refusal"]) == (
+        "POST", url, 409, "InvalidTransition")
+    assert refused["message"] in " ".join(alerts(response))
 
 
 # --- the audit trail through the web (adversarial test 10) -----------------------------------------------------------

@@ -118,6 +118,8 @@ def test_an_administrator_cannot_grant_themself_roles(admin, admin_client):
     assert response.status_code == 403
     assert fresh(admin).role_codes == {"system_admin"}
     assert events("roles.changed") == []
+    assert [json.loads(e.detail)["message"] for e in events("action.refused", admin)] == [
+        "Segregation of duties: nobody can change their own roles; ask another administrator."]
 
 
 def test_another_administrator_can_change_roles(make_user, admin, admin_client):

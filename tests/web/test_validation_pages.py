@@ -246,6 +246,11 @@ def test_the_executor_cannot_review_or_approve_their_own_run(app, team, monkeypa
     assert response.status_code == 403
     assert any("Segregation of duties: the executor of" in a for a in alerts(response))
     assert count(Signature) == signatures and latest_run().status == EXECUTED
+    # the attempt is a security event, with what the executor was told
+    refused = [json.loads(e.detail) for e in events("action.refused", team.both)]
+    assert [(r["path"], r["status"], r["refusal"]) for r in refused] == [
+        (f"/validation/runs/{run.id}/sign-review", 403, "NotPermitted")]
+    assert refused[0]["message"].startswith("Segregation of duties: the executor of")
     # another engineer cannot sign someone else's run as executed either
     other = client_for(app, team.engineer)
     assert "Review (sign)" not in text_of(other.get(f"/validation/runs/{run.id}"))
