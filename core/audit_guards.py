@@ -107,3 +107,12 @@ def uninstall(op, tables: Iterable[str]) -> None:
         else:
             op.execute(f'DROP TRIGGER IF EXISTS "{t}_no_update"')
             op.execute(f'DROP TRIGGER IF EXISTS "{t}_no_delete"')
+
+
+def reinstall(op, tables: Iterable[str], *, versions: bool = True) -> None:
+    """Call after `op.batch_alter_table` changed guarded tables: on SQLite, Alembic rebuilds a table to drop a column
+    (create a copy, drop the old table, rename), and the old table's triggers go with it. Same result on PostgreSQL,
+    whose ALTER TABLE keeps them."""
+    tables = list(tables)
+    uninstall(op, tables)
+    install(op, tables, versions=versions)

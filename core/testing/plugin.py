@@ -12,6 +12,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -47,23 +48,31 @@ def is_postgres() -> bool:
     return (os.environ.get("ATTEST_TEST_DATABASE_URL") or "").startswith("postgresql")
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory) -> Iterator[str]:
-    admin_url = os.environ.get("ATTEST_TEST_DATABASE_URL")
-    if admin_url and admin_url.startswith("postgresql"):
-        name = f"attest_test_{uuid.uuid4().hex[:10]}"
-        admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-        _migrate(url)
-        yield url
+@contextmanager
+def postgres_database(admin_url: str, prefix: str = "attest_test") -> Iterator[str]:
+    """An empty database created on the server of `admin_url` and dropped afterwards (its connections ended)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
         with admin.connect() as conn:
             conn.exec_driver_sql(
                 f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' "
                 f"AND pid <> pg_backend_pid()")
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory) -> Iterator[str]:
+    admin_url = os.environ.get("ATTEST_TEST_DATABASE_URL")
+    if admin_url and admin_url.startswith("postgresql"):
+        with postgres_database(admin_url) as url:
+            _migrate(url)
+            yield url
     else:
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'attest-test.db'}"
         _migrate(url)

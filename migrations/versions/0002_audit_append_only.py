@@ -34,3 +34,6 @@ def downgrade():
                         ('audit_chain_head_no_delete', 'audit_chain_head'),
                         ('audit_chain_head_advance', 'audit_chain_head')):
         op.execute(f'DROP TRIGGER IF EXISTS "{name}"' + (f' ON "{table}"' if dialect == 'postgresql' else ''))
+    if dialect == 'postgresql':  # no trigger uses them any more (later migrations' guards are gone before this one)
+        op.execute('DROP FUNCTION IF EXISTS attest_version_append_only()')
+        op.execute('DROP FUNCTION IF EXISTS attest_audit_append_only()')

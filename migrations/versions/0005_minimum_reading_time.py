@@ -8,6 +8,7 @@ Create Date: 2026-11-23 15:23:09.522894
 from alembic import op
 import sqlalchemy as sa
 import core.db
+from core import audit_guards
 
 
 # revision identifiers, used by Alembic.
@@ -38,3 +39,5 @@ def downgrade():
         batch_op.drop_column('min_read_seconds')
 
     # ### end Alembic commands ###
+    # SQLite rebuilt qms_document_version to drop the column, and its append-only triggers with it
+    audit_guards.reinstall(op, ['qms_document_version'])

@@ -147,3 +147,6 @@ def downgrade():
 
     op.drop_table('core_api_token_version')
     # ### end Alembic commands ###
+    # SQLite rebuilt these version tables to drop their new columns, and their append-only triggers with them
+    audit_guards.reinstall(op, ['training_assignment_version', 'qms_document_version', 'qms_document_revision_version',
+                                'qms_document_audience_version'])
