@@ -489,6 +489,7 @@ def complete_action(action: CapaAction, *, actor: User, evidence: str) -> CapaAc
                            f"{PERMISSIONS['quality.manage'].label}” (quality.manage) can complete "
                            f"{action.audit_title()}.")
     lock_row(capa)
+    lock_row(action)  # read before the CAPA's lock was granted: someone may have completed it meanwhile
     check_status(capa, (OPEN,), "complete an action of", noun="CAPA", labels=STATUS_LABELS)
     if action.status != ACTION_APPROVED:
         raise InvalidTransition(f"{action.audit_title()} is {action.status}; only an approved action can be "

@@ -42,6 +42,28 @@ def race(app: Any, count: int, prepare: Callable[[int], Any], act: Callable[[int
     load does), then all wait on one barrier, then `act(i, prepared)` in one unit of work each, at the same instant.
 
     Returns each thread's result, or the exception it raised (a refusal or anything else, for the test to judge)."""
+
+    def body(i: int, barrier: threading.Barrier) -> Any:
+        prepared = prepare(i)
+        barrier.wait(60)
+        with transaction():
+            return act(i, prepared)
+
+    return _in_threads(app, count, body)
+
+
+def at_once(app: Any, *actions: Callable[[], Any]) -> list[Any]:
+    """Like `race`, for actions that open their own units of work (a background job and a page, say): each in its
+    own thread, application context and session, released together. Returns each result or the exception raised."""
+
+    def body(i: int, barrier: threading.Barrier) -> Any:
+        barrier.wait(60)
+        return actions[i]()
+
+    return _in_threads(app, len(actions), body)
+
+
+def _in_threads(app: Any, count: int, body: Callable[[int, threading.Barrier], Any]) -> list[Any]:
     outcomes: list[Any] = [None] * count
     barrier = threading.Barrier(count)
 
@@ -49,10 +71,7 @@ def race(app: Any, count: int, prepare: Callable[[int], Any], act: Callable[[int
         try:
             with app.app_context():
                 try:
-                    prepared = prepare(i)
-                    barrier.wait(60)
-                    with transaction():
-                        outcomes[i] = act(i, prepared)
+                    outcomes[i] = body(i, barrier)
                 finally:
                     db.session.remove()
         except BaseException as exc:  # judged by the test
