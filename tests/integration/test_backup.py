@@ -175,3 +175,15 @@ def test_a_missing_or_too_old_pg_dump_is_refused_with_the_fix(tmp_path):
                                                   r"\(12\).*--pg-bin"):
         backups.find_pg_tool("pg_dump", min_major=15, pg_bin=tmp_path, why="the server is 15.2")
     assert backups.find_pg_tool("pg_dump", min_major=12, pg_bin=tmp_path, why="").major == 12
+
+
+@pytest.mark.skipif(is_postgres(), reason="SQLite only: a PostgreSQL backup is a dump file, never the database itself")
+def test_a_sqlite_backup_never_overwrites_the_live_database_file_even_with_force(app, make_user):
+    make_user("kept.user", roles={"operator"})
+    live = Path(make_url(app.config["SQLALCHEMY_DATABASE_URI"]).database)
+    before = _facts()
+    result = _cli(app, "backup", "create", live, "--force")
+    assert result.exit_code != 0 and "cannot be the live database file" in result.output, result.output
+    assert _facts() == before
+    assert _events("backup.created") == []
+    assert not list(live.parent.glob(".*partial"))

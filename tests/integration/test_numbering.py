@@ -101,6 +101,17 @@ def test_a_number_outside_a_unit_of_work_is_refused(app):
         next_number("CC", 2026)
 
 
+def test_a_database_without_an_atomic_upsert_of_ours_is_refused_and_takes_no_number(app, monkeypatch):
+    """The counter is one INSERT ... ON CONFLICT DO UPDATE ... RETURNING in PostgreSQL's or SQLite's dialect; any
+    other database is refused, never served by a read-then-write that two creators could interleave."""
+    monkeypatch.setattr(db.engine.dialect, "name", "mysql")
+    with pytest.raises(RuntimeError, match="not implemented for the mysql database"), transaction():
+        next_number("CC", 2026)
+    monkeypatch.undo()
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(NumberSequence)) == 0
+    assert _take("CC", 2026) == "CC-2026-0001"
+
+
 def test_a_rolled_back_transaction_gives_its_number_back(app):
     with pytest.raises(Abandoned), transaction():
         assert next_number("CC", 2026) == "CC-2026-0001"  # the counter row is created ...

@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy_continuum import version_class
 
@@ -20,17 +21,31 @@ from core import audit, clock
 from core.auth.models import User
 from core.db import db, transaction
 from core.errors import AttestError, InvalidTransition, ValidationError
+from core.testing.plugin import PASSWORD
 from qms.capa import services as capas
 from qms.capa.models import ACTION_APPROVED, CORRECTIVE, PREVENTIVE, CapaAction
 from qms.capa.services import ActionInput
 from qms.change_control import services as changes
 from qms.change_control.models import APPROVED, DRAFT, TASK_DONE, ChangeControl, ChangeTask
+from qms.documents import services as documents
+from qms.documents.models import APPROVED as DOCUMENT_APPROVED
+from qms.documents.models import Revision
 from signatures import models as sig
+from signatures.services import authenticate
 from tests.integration.documents_helpers import TODAY, effective_revision, hold, new_document, prove, run, train
-from tests.integration.stress_helpers import at_once, audit_verifies, race, refusals
-from training.models import SOURCE_CAPA_ACTION, TrainingAssignment
+from tests.integration.stress_helpers import at_once, audit_verifies, race, refusals, revision_in_force
+from training import engine, read_and_sign
+from training.models import (
+    COMPLETED,
+    OPEN,
+    SOURCE_CAPA_ACTION,
+    SOURCE_REVISION_APPROVAL,
+    SUPERSEDED,
+    TrainingAssignment,
+)
 from validation import services as validation
-from validation.models import COMPLETED, ERROR, PASSED, RUNNING, ScenarioResult, StepResult, ValidationRun
+from validation.models import COMPLETED as RUN_COMPLETED
+from validation.models import ERROR, PASSED, RUNNING, ScenarioResult, StepResult, ValidationRun
 
 
 def _history(model: type, record_id: int, column: str = "status") -> list[Any]:
@@ -201,6 +216,66 @@ def test_an_action_completed_by_its_owner_and_a_quality_manager_at_once_is_compl
     audit_verifies(app)
 
 
+# --- read-and-sign at the instant the revision is superseded (core.bulk's lock on PostgreSQL) -----------------------
+
+TRAINEES = 6
+
+
+@pytest.mark.parametrize("app_config", [{"TOTP_REQUIRED": "none"}], ids=["password-signing"])
+def test_training_signed_at_the_instant_its_revision_is_superseded_is_completed_or_superseded_never_both(app, p,
+                                                                                                         make_user):
+    """The release supersedes open training in bulk (core.bulk.bulk_update: it selects the open rows, then updates
+    them by id). On PostgreSQL the rows are selected FOR UPDATE, so a signature committed meanwhile takes its row out
+    of the selection; unlocked, the release would overwrite completed training as superseded. SQLite's writers
+    take turns."""
+    trainees = [make_user(f"tara.{n}", roles={"operator"}, full_name=f"Tara Trainee {n}") for n in range(TRAINEES)]
+    old = revision_in_force(p, "SOP-RL-001")
+    with transaction():
+        engine.create_assignments([{"user_id": t.id, "document_id": old.document_id, "revision_id": old.id,
+                                    "source_type": SOURCE_REVISION_APPROVAL} for t in trainees])
+        now = clock.now_utc()
+        new = Revision(document_id=old.document_id, major=2, minor=0, status=DOCUMENT_APPROVED, author_id=p.author.id,
+                       content_markdown="# SOP-RL-001\n\nDo it better.\n", change_summary="Better",
+                       reason="Improvement", created_at=now, submitted_at=now, approved_at=now,
+                       effective_on=now.date())
+        new.content_sha256 = new.computed_content_sha256()
+        db.session.add(new)
+    assignments = {a.user_id: a.id for a in db.session.scalars(sa.select(TrainingAssignment))}
+    with transaction():
+        for t in trainees:
+            read_and_sign.mark_opened(db.session.get(TrainingAssignment, assignments[t.id]), t)
+    old_id, users = old.id, [t.id for t in trainees]
+
+    def open_sign_page(i: int):
+        if i == TRAINEES:
+            return None  # the release job
+        user, revision = db.session.get(User, users[i]), db.session.get(Revision, old_id)
+        token = str(revision.concurrency_token)
+        with transaction():
+            proof = authenticate(user, password=PASSWORD, totp_code=None)
+        return db.session.get(TrainingAssignment, assignments[users[i]]), revision, user, token, proof
+
+    def act(i: int, page) -> Any:
+        if page is None:
+            return [r.id for r in documents.release_due(clock.now_utc().date())]
+        assignment, revision, user, token, proof = page
+        return read_and_sign.complete(assignment, user=user, proof=proof, record=revision, expected_version=token).id
+
+    outcomes = race(app, TRAINEES + 1, open_sign_page, act)
+
+    released = outcomes.pop()
+    assert released == [new.id], released
+    refusals(outcomes)  # a signature after the release is refused with a message, never a server error
+    signed = {users[i] for i, o in enumerate(outcomes) if isinstance(o, int)}
+    for user_id, assignment_id in assignments.items():
+        assignment = db.session.get(TrainingAssignment, assignment_id)
+        expected = COMPLETED if user_id in signed else SUPERSEDED
+        assert assignment.status == expected, (user_id, assignment.status)
+        assert (assignment.signature_id is not None) == (user_id in signed)
+        assert _history(TrainingAssignment, assignment_id) == [OPEN, OPEN, expected], "closed once, one way"
+    audit_verifies(app)
+
+
 # --- a validation run: abandoned by QA at the instant its runner records the results ----------------------------------
 
 
@@ -238,7 +313,7 @@ def test_a_run_abandoned_while_its_results_are_recorded_ends_in_one_consistent_s
     assert unexpected == [], f"not a clean outcome: {unexpected!r}"
     if isinstance(abandoned, InvalidTransition):  # the results were recorded first: the run stays complete
         assert "only a queued or running run can be abandoned" in abandoned.message
-        assert (finished, validation_run.status, validation_run.result) == (COMPLETED, COMPLETED, PASSED)
+        assert (finished, validation_run.status, validation_run.result) == (RUN_COMPLETED, RUN_COMPLETED, PASSED)
         assert validation_run.error is None and validation_run.passed == 1
     else:  # abandoned first: the late finish leaves the runner error as it is, with the abandonment's reason
         assert abandoned == finished == ERROR

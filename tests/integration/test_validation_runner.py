@@ -297,6 +297,31 @@ def test_a_queued_run_whose_files_changed_before_it_started_ends_as_a_runner_err
     assert db.session.scalar(sa.select(sa.func.count()).select_from(StepResult)) == 0
 
 
+def _refused_to_start(app, people, scratch_url: str) -> ValidationRun:
+    vera, quinn, _ = people
+    approve(quinn, "CANARY")
+    queued = run(services.create_run, "CANARY", executor=vera)
+    app.config["ATTEST_VALIDATION_DATABASE_URL"] = scratch_url
+    with pytest.raises(ValidationError) as refusal:
+        services.execute(queued.id)
+    db.session.expire_all()
+    assert (queued.status, queued.result, queued.error) == ("error", FAILED, refusal.value.message)
+    assert queued.started_at is None and queued.fingerprint is None, "nothing ran"
+    return queued
+
+
+def test_a_scratch_database_that_is_not_a_postgresql_server_is_refused_before_anything_runs(app, people, canaries,
+                                                                                              tmp_path):
+    queued = _refused_to_start(app, people, f"sqlite:///{tmp_path / 'scratch.db'}")
+    assert "must name a PostgreSQL server" in queued.error
+
+
+@pytest.mark.postgres_only
+def test_the_production_database_is_refused_as_the_scratch_database(app, people, canaries):
+    queued = _refused_to_start(app, people, app.config["SQLALCHEMY_DATABASE_URI"])
+    assert queued.error == "The scratch database server URL must not be the production database."
+
+
 def test_a_run_whose_process_is_gone_is_abandoned_with_a_reason(app, people, canaries):
     vera, quinn, rita = people
     approve(quinn, "CANARY")
