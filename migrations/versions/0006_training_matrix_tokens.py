@@ -17,6 +17,9 @@ down_revision = '0005'
 branch_labels = None
 depends_on = None
 
+# SQLite rebuilds a table to drop a column; the copy must keep AUTOINCREMENT (core.db.table_args)
+_NEVER_REUSE_IDS = {'sqlite_autoincrement': True}
+
 
 VERSION_TABLES = ['core_api_token_version']
 
@@ -107,7 +110,7 @@ def downgrade():
         batch_op.drop_column('assigned_reason')
         batch_op.drop_column('cycle')
 
-    with op.batch_alter_table('training_assignment', schema=None) as batch_op:
+    with op.batch_alter_table('training_assignment', schema=None, table_kwargs=_NEVER_REUSE_IDS) as batch_op:
         batch_op.drop_constraint(batch_op.f('uq_training_assignment_user_id_revision_id_cycle'), type_='unique')
         batch_op.create_unique_constraint(batch_op.f('uq_training_assignment_user_id_revision_id'), ['user_id', 'revision_id'])
         batch_op.drop_column('assigned_reason')
@@ -119,7 +122,7 @@ def downgrade():
     with op.batch_alter_table('qms_document_revision_version', schema=None) as batch_op:
         batch_op.drop_column('release_override_note')
 
-    with op.batch_alter_table('qms_document_revision', schema=None) as batch_op:
+    with op.batch_alter_table('qms_document_revision', schema=None, table_kwargs=_NEVER_REUSE_IDS) as batch_op:
         batch_op.drop_column('release_override_note')
 
     with op.batch_alter_table('qms_document_audience_version', schema=None) as batch_op:
@@ -127,12 +130,12 @@ def downgrade():
         batch_op.drop_column('recurrence_months')
         batch_op.drop_column('retrain')
 
-    with op.batch_alter_table('qms_document_audience', schema=None) as batch_op:
+    with op.batch_alter_table('qms_document_audience', schema=None, table_kwargs=_NEVER_REUSE_IDS) as batch_op:
         batch_op.drop_column('days_allowed')
         batch_op.drop_column('recurrence_months')
         batch_op.drop_column('retrain')
 
-    with op.batch_alter_table('qms_document', schema=None) as batch_op:
+    with op.batch_alter_table('qms_document', schema=None, table_kwargs=_NEVER_REUSE_IDS) as batch_op:
         batch_op.drop_column('release_policy')
 
     with op.batch_alter_table('core_api_token', schema=None) as batch_op:

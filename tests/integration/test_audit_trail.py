@@ -199,3 +199,25 @@ def test_a_column_added_later_with_a_default_is_not_reported_but_a_change_to_it_
     result = audit.verify(db.engine)
     assert f"qms_document id={document.id} was changed outside the application (fields: min_read_seconds)" in \
         result.record_problems
+
+
+def test_a_revoked_grants_id_is_never_reused_so_each_grant_keeps_its_own_history(app, make_user):
+    """Revoking a role deletes its grant row (its history stays). SQLite would give the next row the deleted row's
+    id (max(rowid) + 1) and the new grant would inherit the old one's history; versioned tables are created with
+    AUTOINCREMENT there (core.db.table_args). PostgreSQL's sequences never go back."""
+    from core.auth.models import UserRole
+
+    admin = make_user("admin.roles", roles={"system_admin"})
+    person = make_user("rene.roles", roles={"operator"})
+    [revoked_id] = [g.id for g in person.role_grants]
+    assert revoked_id == db.session.scalar(sa.select(sa.func.max(UserRole.id))), "the newest row: the one reused"
+    with transaction(reason="Left the line"):
+        services.set_roles(person, set(), actor=admin)
+    with transaction(reason="Joined QA audit"):
+        services.set_roles(person, {"auditor"}, actor=admin)
+    [granted_id] = [g.id for g in person.role_grants]
+
+    assert granted_id > revoked_id
+    assert [e.changes[0].action for e in record_history(UserRole, granted_id)] == ["Created"]
+    assert [e.changes[0].action for e in record_history(UserRole, revoked_id)] == ["Created", "Deleted"]
+    assert _verify_cli(app).exit_code == 0

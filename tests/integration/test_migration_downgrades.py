@@ -2,8 +2,9 @@
 
 The guards are dialect-specific DDL (core/audit_guards.py): one PL/pgSQL trigger per table on PostgreSQL, two
 `RAISE(ABORT)` triggers on SQLite, removed by name (`DROP TRIGGER ... ON table` on PostgreSQL only). On SQLite,
-Alembic's batch mode rebuilds a table to drop a column, and the rebuilt table loses its triggers: the 0005 and 0006
-downgrades left four version tables of document control and training unguarded until they guarded them again.
+Alembic's batch mode rebuilds a table to drop a column, and the rebuilt table loses its triggers and AUTOINCREMENT
+unless the migration restores them: the 0005 and 0006 downgrades left four version tables of document control and
+training unguarded, and their records' tables reusing ids, until they did.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from flask_migrate import downgrade, upgrade
 from sqlalchemy.engine import make_url
 
 from core.testing.plugin import _test_config, postgres_database
+from tests.integration.test_migrations import tables_reusing_ids
 
 CORE_GUARDS = {
     ("audit_transaction", "audit_transaction_no_delete"), ("audit_transaction", "audit_transaction_sealed"),
@@ -82,8 +84,11 @@ def test_each_downgrade_step_keeps_every_remaining_audit_table_append_only_and_b
             with db.engine.connect() as conn:
                 tables, triggers, functions = _catalog(conn)
                 expected = _expected_guards(conn, tables) if target not in ("0001", "base") else set()
+                reusing = tables_reusing_ids(conn, sorted(t for t in tables if f"{t}_version" in tables))
             assert expected <= triggers, (f"after the downgrade to {target}, these audit tables accept UPDATE or "
                                           f"DELETE: {sorted(expected - triggers)}")
+            assert reusing == [], f"after the downgrade to {target}, these tables may reuse a deleted row's id: " \
+                                  f"{reusing}"
             if target == "0001":  # the audit tables exist; their guards came with 0002
                 assert not triggers and {"audit_transaction", "core_user_version"} <= tables
         assert tables == {"alembic_version"} and not triggers
