@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import sqlite3
+from contextlib import closing
 
-from core.db import db
+import pytest
+import sqlalchemy as sa
+
+from core.auth.models import User
+from core.db import db, transaction
 
 
 def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(app):
@@ -14,6 +19,41 @@ def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(app):
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL: durable at each WAL checkpoint
+
+
+@pytest.mark.postgres_only
+def test_postgresql_is_version_15_or_newer_and_reads_committed_data_in_a_unit_of_work(app):
+    """The row locks (SELECT ... FOR UPDATE, then the checks) rely on READ COMMITTED: after waiting for a lock the
+    statement sees the row as the other transaction committed it; under REPEATABLE READ it would fail instead."""
+    with db.engine.connect() as conn:
+        assert int(conn.exec_driver_sql("SHOW server_version_num").scalar()) >= 150000
+    with transaction():
+        assert db.session.execute(sa.text("SHOW transaction_isolation")).scalar() == "read committed"
+
+
+def test_on_sqlite_a_unit_of_work_takes_the_write_lock_at_its_start_and_a_read_takes_none(app):
+    """BEGIN IMMEDIATE for units of work (core.db): two that read and then write at once queue on busy_timeout
+    instead of one failing at once with "database is locked" (SQLite cannot turn a read into a write while another
+    connection writes). Reads begin deferred, so pages reading never hold writers up."""
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's transaction modes (PostgreSQL locks rows: see test_row_locks.py)")
+    def another_connection_can_write() -> bool:
+        with closing(sqlite3.connect(db.engine.url.database, timeout=0, isolation_level=None)) as other:
+            try:
+                other.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                assert "locked" in str(exc)
+                return False
+            other.execute("ROLLBACK")
+            return True
+
+    db.session.execute(sa.select(User)).all()  # a page's read transaction
+    assert db.session().in_transaction() and another_connection_can_write()
+    with transaction():
+        db.session.execute(sa.select(sa.literal(1)))
+        assert not another_connection_can_write()
+    assert another_connection_can_write()
 
 
 def test_no_route_offers_put_patch_or_delete_and_audit_routes_are_read_only(app):
