@@ -4,7 +4,7 @@ The script builds a scratch database (a temporary SQLite file, or with --databas
 PostgreSQL server and dropped at the end), migrates it, loads the demo organisation and documents and gives each
 benchmark operator a few open read-and-sign assignments through the coordinator's service (`assign_manually`). It
 then starts gunicorn on a free port of 127.0.0.1 with that database (default 5 sync workers: 2 x cores + 1, one
-request per process, since SQLAlchemy-Continuum is not thread-safe, see THREADS_WARNING) and drives it over real HTTP
+request per process; --threads runs gthread workers, see docs/performance.md) and drives it over real HTTP
 (http.client, one connection, cookie jar and CSRF token per virtual user, one thread each). Nothing but 127.0.0.1 is
 ever targeted, the run is bounded in time (gunicorn itself runs under `timeout`), and gunicorn and the scratch
 database are removed at the end, also on Ctrl-C or SIGTERM.
@@ -70,9 +70,6 @@ WARMUP_LOGINS = 2  # first logins under way at once
 LOGIN_RATE_LIMIT = "100000 per minute"
 SECRET_KEY = "bench-secret-key-that-is-long-enough-0123456789"
 TOTP_STEP = 30
-THREADS_WARNING = ("warning: SQLAlchemy-Continuum keeps its per-connection state in process-wide dicts that are not "
-                   "thread-safe (upstream issue #390): with more than one thread per worker, expect an occasional 500 "
-                   "(KeyError or ResourceClosedError in VersioningManager.clear_connection)")
 PAGE_VIEWS = ("home", "my_training", "assignment", "sign_form", "record")
 KINDS = (*PAGE_VIEWS, "sign")
 
@@ -596,7 +593,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="chance that an open assignment viewed is signed, when signing is possible (default 0.1)")
     parser.add_argument("--workers", type=int, default=5, help="gunicorn worker processes (default 5)")
     parser.add_argument("--threads", type=int, default=1,
-                        help="threads per gunicorn worker (default 1: sync workers; more: gthread, not thread-safe)")
+                        help="threads per gunicorn worker (default 1: sync workers; more: gthread workers)")
     parser.add_argument("--database-url", help="PostgreSQL server URL; a scratch database is created on it and dropped")
     parser.add_argument("--demo-users", type=int, help="demo users to load (default: enough operators for --users)")
     parser.add_argument("--documents", type=int, default=30, help="demo documents to load (default 30)")
@@ -634,8 +631,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gunicorn on {HOST}:{port}: {args.workers} {kind} workers x {args.threads} threads; scratch settings "
               f"ATTEST_LOGIN_RATE_LIMIT={LOGIN_RATE_LIMIT!r} (raised from 20 per minute: every virtual user logs in "
               f"from {HOST}), ATTEST_TOTP_REQUIRED=signers (operators set up an authenticator at first login)")
-        if args.threads > 1:
-            print(THREADS_WARNING)
         print(f"virtual users: {args.users}, think time {args.think:g} s (uniform x0.5 to x1.5), sign rate "
               f"{args.sign_rate:g}", flush=True)
         started = time.perf_counter()

@@ -145,7 +145,7 @@ def _resolve_actor() -> Actor:
 
 
 def current_actor(session: Session | None = None) -> Actor:
-    session = session or db.session
+    session = session or db.session()  # the Session itself: Continuum clears its state by the session it is given
     actor = session.info.get("audit_actor")
     return actor if actor is not None else _resolve_actor()
 
@@ -180,7 +180,7 @@ def transaction_args(session: Session) -> dict[str, Any]:
 
 def ensure_transaction(session: Session | None = None) -> int:
     """The id of this unit of work's AuditTransaction, creating it if no versioned change has been flushed yet."""
-    session = session or db.session
+    session = session or db.session()  # the Session itself: Continuum clears its state by the session it is given
     uow = versioning_manager.unit_of_work(session)
     if uow.current_transaction is None:
         uow.create_transaction(session)
