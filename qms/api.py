@@ -257,9 +257,9 @@ def openapi_document() -> dict[str, Any]:
         return {"description": description, "content": {"application/json": {"schema": {
             "$ref": "#/components/schemas/Error"}}}}
 
-    def parameter(name: str, required: bool, description: str, example: str) -> dict[str, Any]:
+    def parameter(name: str, required: bool, description: str, example: str, **schema: Any) -> dict[str, Any]:
         return {"name": name, "in": "query", "required": required, "description": description,
-                "schema": {"type": "string"}, "example": example}
+                "schema": {"type": "string", **schema}, "example": example}
 
     nullable = {"type": ["string", "null"]}
     return {
@@ -275,7 +275,7 @@ def openapi_document() -> dict[str, Any]:
                 parameter("user", True, "Username of the person (case does not matter).", "otto.operator"),
                 parameter("document", True, "Document number (case does not matter).", "SOP-QA-001"),
                 parameter("at", False, f"Point in time to ask about: {AT_FORMAT}. Default: now. Not in the "
-                                       f"future.", "2025-03-03T10:00:00Z"),
+                                       f"future.", "2025-03-03T10:00:00Z", format="date-time"),
             ],
             "responses": {
                 "200": {"description": "The answer", "content": {"application/json": {"schema": {
