@@ -21,7 +21,6 @@ import argparse
 import sys
 import tempfile
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,11 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from core.testing.databases import postgres_database  # noqa: E402 (after the path set-up above)
 
 SITES = 25
 EVENT_EVERY = 10  # every tenth bulk transaction is a security event instead of a site update
@@ -59,19 +59,8 @@ def scratch_database(admin_url: str | None) -> Iterator[str]:
         with tempfile.TemporaryDirectory(prefix="attest-bench-") as tmp:
             yield f"sqlite:///{Path(tmp) / 'bench.db'}"
         return
-    name = f"attest_bench_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(
-                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' "
-                f"AND pid <> pg_backend_pid()")
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.dispose()
+    with postgres_database(admin_url, prefix="attest_bench") as url:
+        yield url
 
 
 def create_through_application() -> tuple[int, list[int]]:

@@ -145,7 +145,7 @@ def _resolve_actor() -> Actor:
 
 
 def current_actor(session: Session | None = None) -> Actor:
-    session = session or db.session()  # the Session itself: Continuum clears its state by the session it is given
+    session = session or db.session
     actor = session.info.get("audit_actor")
     return actor if actor is not None else _resolve_actor()
 

@@ -183,6 +183,12 @@ def transaction(reason: str | None = None) -> Iterator[sa.orm.Session]:
         _write_intent.reset(token)
 
 
+def lock_row(record: object) -> None:
+    """Reload the record under a row lock (SELECT ... FOR UPDATE; SQLite's unit of work already holds the write lock)
+    so that every check after it sees the committed state, not a page's copy, and concurrent changes queue."""
+    db.session.refresh(record, with_for_update=True)
+
+
 def set_reason(reason: str | None) -> None:
     """Set or replace the reason for change of the open unit of work."""
     db.session.info["audit_reason"] = (reason or "").strip() or None

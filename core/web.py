@@ -189,13 +189,9 @@ def _record_refusals(response):
     user = current_user._get_current_object()
     db.session.rollback()
     with transaction():
-        seen = set()
-        for refusal in refusals:
-            if (type(refusal), refusal.message) in seen:
-                continue
-            seen.add((type(refusal), refusal.message))
+        for kind, status, message in dict.fromkeys((type(r).__name__, r.status, r.message) for r in refusals):
             audit.record_event("action.refused", subject=user, method=request.method, path=request.path,
-                               status=refusal.status, refusal=type(refusal).__name__, message=refusal.message[:1000])
+                               status=status, refusal=kind, message=message[:1000])
     return response
 
 

@@ -15,7 +15,6 @@ from typing import Protocol
 from core.auth.models import User
 from core.auth.permissions import PERMISSIONS
 from core.clock import now_utc
-from core.db import db
 from core.errors import InvalidTransition, NotPermitted, ValidationError
 
 MAX_TEXT_CHARS = 4000
@@ -69,11 +68,6 @@ def add_months(day: date, months: int) -> date:
 def today_utc() -> date:
     """Today by the one clock (`core.clock.now_utc`), so due dates follow a frozen clock in tests and protocols."""
     return now_utc().date()
-
-
-def lock_row(record: object) -> None:
-    """Reload the record under a row lock so every check after it sees the committed state, not a page's copy."""
-    db.session.refresh(record, with_for_update=True)
 
 
 def check_fresh(record: StatefulRecord, expected_row_version: int | str | None) -> None:

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from core.auth.models import User
 from core.clock import now_utc
-from core.db import db, default_reason
+from core.db import db, default_reason, lock_row
 from core.errors import InvalidTransition, NotPermitted
 from signatures import models as sig
 from signatures import services as signing
@@ -60,7 +60,7 @@ def complete(assignment: TrainingAssignment, *, user: User, proof: signing.Signe
     on a `retired` (obsolete) revision."""
     # lock the assignment and read it as committed (the page's copy may be older): of several submissions at once
     # (two tabs, a double click), the first completes it and the others find it completed
-    db.session.refresh(assignment, with_for_update=True)
+    lock_row(assignment)
     _check_assignee(assignment, user)
     if assignment.status != OPEN:
         raise InvalidTransition("This training is not open (it is completed, cancelled or superseded).")

@@ -36,7 +36,7 @@ from core import audit
 from core.auth.models import User
 from core.auth.permissions import PERMISSIONS
 from core.clock import now_utc
-from core.db import db, default_reason, transaction
+from core.db import db, default_reason, lock_row, transaction
 from core.errors import InvalidTransition, NotPermitted, ValidationError
 from signatures import models as sig
 from signatures import services as signing
@@ -456,7 +456,7 @@ def execute(run_id: int, *, echo: Callable[[str], None] | None = None, timeout_s
 def _finish(run_id: int, error: str | None, echo: Callable[[str], None]) -> ValidationRun:
     with transaction(reason="Validation run finished"):
         run = db.session.get(ValidationRun, run_id)
-        db.session.refresh(run, with_for_update=True)
+        lock_row(run)
         if run.status != RUNNING:  # abandoned meanwhile: the results stay, the status says why it is not complete
             echo(f"run {run.id} was {run.status_label.lower()} before it finished: {run.error or ''}")
             return run
@@ -542,7 +542,7 @@ def abandon(run: ValidationRun, *, actor: User | None, reason: str) -> Validatio
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError("reason", "Say why the run is abandoned (e.g. the server restarted during the run).")
-    _lock(run)
+    lock_row(run)
     if run.status not in (QUEUED, RUNNING):
         raise InvalidTransition(f"{run.audit_title()} is {run.status_label.lower()}; only a queued or running run "
                                 f"can be abandoned.")
@@ -557,10 +557,6 @@ def abandon(run: ValidationRun, *, actor: User | None, reason: str) -> Validatio
 # --- signatures ------------------------------------------------------------------------------------------------------
 
 
-def _lock(run: ValidationRun) -> None:
-    db.session.refresh(run, with_for_update=True)
-
-
 def _fresh(run: ValidationRun, expected_row_version: int | str | None) -> None:
     if expected_row_version is not None and str(expected_row_version) != str(run.row_version):
         raise InvalidTransition(f"{run.audit_title()} changed since you opened it; look at it again before signing.")
@@ -570,7 +566,7 @@ def sign_executed(run: ValidationRun, *, actor: User, proof: SignerProof, expect
                   comment: str | None = None) -> ValidationRun:
     """The executor signs "Executed": these are the results they obtained."""
     _require(actor, "validation.execute", "Signing a validation run as executed")
-    _lock(run)
+    lock_row(run)
     if actor.id != run.executor_id:
         raise NotPermitted(f"Only the executor of {run.audit_title()} ({run.executor.full_name}) signs it as executed.")
     if run.status != COMPLETED:
@@ -588,7 +584,7 @@ def sign_executed(run: ValidationRun, *, actor: User, proof: SignerProof, expect
 def _qa(run: ValidationRun, actor: User, proof: SignerProof, action: str, status: str, meaning: str,
         new_status: str, expected_row_version: int | str | None, comment: str | None) -> ValidationRun:
     _require(actor, "validation.approve", action)
-    _lock(run)
+    lock_row(run)
     if actor.id == run.executor_id:
         raise NotPermitted(f"Segregation of duties: the executor of {run.audit_title()} cannot also review or "
                            f"approve it.")

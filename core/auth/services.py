@@ -16,7 +16,7 @@ from core.auth import passwords
 from core.auth.models import PasswordHistory, User, UserRole, UserSecurity
 from core.auth.permissions import ROLES, holds_signing_permission
 from core.clock import now_utc
-from core.db import db
+from core.db import db, lock_row
 from core.errors import NotPermitted, ValidationError
 from core.org import Department, Site
 
@@ -271,9 +271,9 @@ GENERIC_LOGIN_FAILURE = "Invalid username or password, or the account is locked 
 
 def _count_failure(user: User, event: str, **detail) -> None:
     sec = user.security
-    # lock the row and read the count afresh: wrong passwords sent at the same instant all count (on PostgreSQL an
+    # read the count afresh under a row lock: wrong passwords sent at the same instant all count (on PostgreSQL an
     # unlocked read-increment-write would lose some of them, and an attacker would get more guesses than the limit)
-    db.session.refresh(sec, with_for_update=True)
+    lock_row(sec)
     sec.failed_attempts += 1
     audit.record_event(event, subject=user, attempt=sec.failed_attempts, **detail)
     threshold = _setting("LOCKOUT_THRESHOLD", 5)

@@ -10,20 +10,18 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import pyotp
 import pytest
-import sqlalchemy as sa
 from flask import g, request_started
 from sqlalchemy.engine import make_url
 
 from core import clock
 from core.auth import passwords
+from core.testing.databases import postgres_database
 
 passwords.use_fast_hashing_for_tests()
 
@@ -46,24 +44,6 @@ def pytest_collection_modifyitems(config, items):
 
 def is_postgres() -> bool:
     return (os.environ.get("ATTEST_TEST_DATABASE_URL") or "").startswith("postgresql")
-
-
-@contextmanager
-def postgres_database(admin_url: str, prefix: str = "attest_test") -> Iterator[str]:
-    """An empty database created on the server of `admin_url` and dropped afterwards (its connections ended)."""
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(
-                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' "
-                f"AND pid <> pg_backend_pid()")
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ from core import bulk
 from core.auth.models import User
 from core.auth.permissions import PERMISSIONS
 from core.clock import now_utc
-from core.db import db, default_reason
+from core.db import db, default_reason, lock_row
 from core.errors import InvalidTransition, NotPermitted, ValidationError
 from core.org import JobFunction
 from qms.capa.models import (
@@ -46,7 +46,7 @@ from qms.capa.models import (
 )
 from qms.documents.models import Document, Revision
 from qms.numbering import next_number
-from qms.rules import MAX_TEXT_CHARS, check_fresh, check_status, lock_row, require, required_text, today_utc
+from qms.rules import MAX_TEXT_CHARS, check_fresh, check_status, require, required_text, today_utc
 from qms.training_admin import current_revision
 from signatures import models as sig
 from signatures import services as signing

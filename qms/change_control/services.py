@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from core.auth.models import User
 from core.clock import now_utc
-from core.db import db, default_reason
+from core.db import db, default_reason, lock_row
 from core.errors import InvalidTransition, NotPermitted, ValidationError
 from core.org import JobFunction
 from qms.change_control.models import (
@@ -49,7 +49,7 @@ from qms.change_control.models import (
 from qms.documents import services as documents
 from qms.documents.models import Document, Revision
 from qms.numbering import next_number
-from qms.rules import check_fresh, check_status, lock_row, require, required_text
+from qms.rules import check_fresh, check_status, require, required_text
 from signatures import models as sig
 from signatures import services as signing
 from signatures.services import SignerProof
@@ -211,7 +211,7 @@ def set_task_status(task: ChangeTask, *, actor: User, status: str, note: str | N
     change = task.change
     lock_row(change)
     check_status(change, EDITABLE_TASKS, "change a task of", noun="change control", labels=STATUS_LABELS)
-    db.session.refresh(task, with_for_update=True)
+    lock_row(task)
     status = _choice("status", status, TASK_STATUS_LABELS, "Task status")
     if status == task.status:
         raise ValidationError("status", f"The task is already {TASK_STATUS_LABELS[status]}.")

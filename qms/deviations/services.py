@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from core.auth.models import User
 from core.clock import now_utc
-from core.db import db, default_reason, set_reason
+from core.db import db, default_reason, lock_row, set_reason
 from core.errors import InvalidTransition, NotPermitted, ValidationError
 from core.org import Department, Site
 from qms.capa.models import Capa
@@ -37,7 +37,7 @@ from qms.deviations.models import (
 from qms.documents.models import Document
 from qms.numbering import next_number
 from qms.qualification import Qualification, qualify_many
-from qms.rules import lock_row, require, required_text
+from qms.rules import require, required_text
 from signatures import models as sig
 from signatures import services as signing
 from signatures.services import SignerProof

@@ -18,7 +18,7 @@ from flask import current_app
 
 from core.auth.models import User
 from core.clock import now_utc
-from core.db import db, default_reason
+from core.db import db, default_reason, lock_row
 from core.errors import InvalidTransition
 from qms.documents.matrix import major_only_holders
 from qms.documents.models import (
@@ -30,7 +30,7 @@ from qms.documents.models import (
     Document,
     Revision,
 )
-from qms.rules import add_months, check_fresh, check_status, lock_row, require, required_text, today_utc
+from qms.rules import add_months, check_fresh, check_status, require, required_text, today_utc
 from signatures import models as sig
 from signatures import services as signing
 from signatures.services import SignerProof

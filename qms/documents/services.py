@@ -27,7 +27,7 @@ from flask import current_app
 from core.auth.models import User, UserRole
 from core.auth.permissions import PERMISSIONS, ROLES
 from core.clock import now_utc
-from core.db import db, default_reason
+from core.db import db, default_reason, lock_row
 from core.errors import InvalidTransition, NotPermitted, ValidationError
 from core.org import Department
 from qms.documents.matrix import check_audience, requirement_added, requirement_removed, retraining_job_functions
@@ -50,7 +50,7 @@ from qms.documents.models import (
 from qms.documents.pdf import NotRenderable, check_renderable
 from qms.documents.release import held_for_training, release_revisions
 from qms.documents.rendering import render_markdown
-from qms.rules import add_months, check_fresh, check_status, lock_row, require, required_text, today_utc, whole_number
+from qms.rules import add_months, check_fresh, check_status, require, required_text, today_utc, whole_number
 from signatures import models as sig
 from signatures import services as signing
 from signatures.services import SignerProof

@@ -3,8 +3,10 @@ on a barrier, and the audit check every such test ends with."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable
+from contextlib import closing
 from typing import Any
 
 from core import clock
@@ -93,3 +95,16 @@ def refusals(outcomes: list[Any]) -> list[AttestError]:
     unexpected = [o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, AttestError)]
     assert unexpected == [], f"not a clean refusal: {unexpected!r}"
     return [o for o in outcomes if isinstance(o, AttestError)]
+
+
+def sqlite_writable(path: str) -> bool:
+    """Could another connection to the SQLite file at `path` take the write lock this instant (BEGIN IMMEDIATE with no
+    waiting)? False while a unit of work holds it."""
+    with closing(sqlite3.connect(path, timeout=0, isolation_level=None)) as other:
+        try:
+            other.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            assert "locked" in str(exc)
+            return False
+        other.execute("ROLLBACK")
+        return True

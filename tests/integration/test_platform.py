@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
-from contextlib import closing
-
 import pytest
 import sqlalchemy as sa
 
 from core.auth.models import User
 from core.db import db, transaction
+from tests.integration.stress_helpers import sqlite_writable
 
 
 def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(app):
@@ -38,22 +36,13 @@ def test_on_sqlite_a_unit_of_work_takes_the_write_lock_at_its_start_and_a_read_t
     connection writes). Reads begin deferred, so pages reading never hold writers up."""
     if db.engine.dialect.name != "sqlite":
         pytest.skip("SQLite's transaction modes (PostgreSQL locks rows: see test_row_locks.py)")
-    def another_connection_can_write() -> bool:
-        with closing(sqlite3.connect(db.engine.url.database, timeout=0, isolation_level=None)) as other:
-            try:
-                other.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                assert "locked" in str(exc)
-                return False
-            other.execute("ROLLBACK")
-            return True
-
+    path = db.engine.url.database
     db.session.execute(sa.select(User)).all()  # a page's read transaction
-    assert db.session().in_transaction() and another_connection_can_write()
+    assert db.session().in_transaction() and sqlite_writable(path)
     with transaction():
         db.session.execute(sa.select(sa.literal(1)))
-        assert not another_connection_can_write()
-    assert another_connection_can_write()
+        assert not sqlite_writable(path)
+    assert sqlite_writable(path)
 
 
 def test_no_route_offers_put_patch_or_delete_and_audit_routes_are_read_only(app):

@@ -1,9 +1,9 @@
 """Row locks under real concurrency: two people (or a person and the runner) act on one record at the same instant.
 
-`SELECT ... FOR UPDATE` (qms.rules.lock_row, the change task's and the validation run's own locks) is what makes the
-second one wait and then see the first one's commit on PostgreSQL; SQLite ignores FOR UPDATE and gets the same order
-from BEGIN IMMEDIATE (one writer at a time). Both passes run these tests: each database must decide the record once
-and refuse the other action with a message, never a server error (a stale row version) or a decision made twice.
+`SELECT ... FOR UPDATE` (core.db.lock_row) is what makes the second one wait and then see the first one's commit on
+PostgreSQL; SQLite ignores FOR UPDATE and gets the same order from BEGIN IMMEDIATE (one writer at a time). Both
+passes run these tests: each database must decide the record once and refuse the other action with a message, never
+a server error (a stale row version) or a decision made twice.
 The final approval of a revision, read-and-sign, lockout and the release job are raced in
 test_concurrency_stress.py and test_documents_concurrency.py.
 """

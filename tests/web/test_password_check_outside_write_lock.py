@@ -8,7 +8,6 @@ SQLite) whether another connection could take the write lock at once."""
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -18,6 +17,7 @@ from core.db import db
 from core.testing.pages import alerts, events
 from core.testing.plugin import PASSWORD, is_postgres, login, post_form
 from signatures.models import Signature
+from tests.integration.stress_helpers import sqlite_writable
 from tests.web.test_read_and_sign import assigned, client_for, fresh_assignment, sign  # noqa: F401 (fixture)
 from training.models import COMPLETED, OPEN
 
@@ -39,16 +39,7 @@ def checks(app, monkeypatch):
 def _another_connection_can_write(app) -> bool:
     if is_postgres():
         return True  # no database-wide write lock; the unit-of-work flag is what tells there
-    path = make_url(app.config["SQLALCHEMY_DATABASE_URI"]).database
-    other = sqlite3.connect(path, timeout=0, isolation_level=None)
-    try:
-        other.execute("BEGIN IMMEDIATE")
-        other.execute("ROLLBACK")
-        return True
-    except sqlite3.OperationalError:  # "database is locked"
-        return False
-    finally:
-        other.close()
+    return sqlite_writable(make_url(app.config["SQLALCHEMY_DATABASE_URI"]).database)
 
 
 OUTSIDE = (False, True)
