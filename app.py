@@ -62,7 +62,8 @@ def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
         referrer_policy="same-origin",
     )
 
-    from core import audit_views, cli, web
+    from core import cli, web
+    from core.audit import views as audit_views
     from core.auth import admin, views
     from qms import cli as qms_cli
     from qms import read_and_sign
@@ -104,7 +105,7 @@ def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(validation_views.bp)
     web.register_nav(app, "Validation", "validation.overview", "audit.view")  # engineers, QA and auditors hold it
-    from core import org_views
+    from core.org import views as org_views
     from training import people_views
 
     app.register_blueprint(org_views.bp)

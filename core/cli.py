@@ -12,12 +12,13 @@ import click
 import sqlalchemy as sa
 from flask.cli import AppGroup
 
-from core import audit, backup
+from core import audit
 from core.auth import services
 from core.auth.models import User
 from core.auth.permissions import ROLES
 from core.db import db, transaction
 from core.errors import AttestError
+from core.ops import backup
 
 users_cli = AppGroup("users", help="Manage user accounts.")
 audit_cli = AppGroup("audit", help="Audit trail tools.")

@@ -10,9 +10,9 @@ from wtforms import BooleanField, DateField, IntegerField, SelectField, StringFi
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from core.auth.access import permission_required
-from core.auth.forms import choices, show_error
 from core.db import db, transaction
 from core.errors import AttestError, ValidationError
+from core.forms import choices, show_error
 from core.org import Department, JobFunction, Site
 from qms import training_admin as admin
 from qms.documents.matrix import remove_requirement, set_requirement

@@ -23,10 +23,10 @@ from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from core import audit
 from core.auth.access import permission_required, require_person_visible, sees_everyone
-from core.auth.forms import choices
 from core.auth.models import User
 from core.clock import now_utc
 from core.db import db, transaction
+from core.forms import choices
 from core.org import Department
 from core.web import user_zone
 from qms import qualification as service

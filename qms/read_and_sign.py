@@ -11,9 +11,9 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 
 from core.auth.access import permission_required
-from core.auth.forms import choices
 from core.clock import now_utc
 from core.db import db, transaction
+from core.forms import choices
 from qms.documents.models import OBSOLETE, Revision
 from qms.documents.rendering import render_markdown
 from signatures import ceremony

@@ -14,9 +14,9 @@ from flask_wtf.file import FileField, FileRequired
 from wtforms import HiddenField, TextAreaField
 
 from core.auth.access import permission_required
-from core.auth.forms import ReasonMixin
 from core.db import transaction
 from core.errors import AttestError
+from core.forms import ReasonMixin
 from training import hris
 
 bp = Blueprint("training_import", __name__, url_prefix="/training/import", template_folder="templates")

@@ -18,16 +18,16 @@ from wtforms import DateField, SelectField, TextAreaField
 from wtforms.validators import InputRequired, Length, Optional
 from wtforms.validators import ValidationError as FieldError
 
-from core.audit_views import record_history
+from core.audit.views import record_history
 from core.auth.access import permission_required, require_person_visible, sees_everyone
-from core.auth.forms import ReasonMixin, choices
-from core.auth.forms import _coerce_optional_int as _optional_int  # bounded: no database overflow
 from core.auth.models import User
 from core.clock import now_utc
 from core.converters import record_id
 from core.db import db
+from core.forms import ReasonMixin, choices
+from core.forms import coerce_optional_id as _optional_int  # bounded: no database overflow
 from core.org import Department, JobFunction, Site
-from core.org_views import save_form
+from core.org.views import save_form
 from training import services
 from training.models import OPEN, TrainingAssignment, UserJobFunction
 

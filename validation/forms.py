@@ -6,7 +6,7 @@ from flask_wtf import FlaskForm
 from wtforms import HiddenField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
-from core.auth.forms import MultiCheckboxField
+from core.forms import MultiCheckboxField
 from signatures.forms import SignForm
 
 

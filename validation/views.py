@@ -22,12 +22,12 @@ from flask import Blueprint, Response, abort, current_app, flash, redirect, rend
 from flask_login import current_user
 
 from core import audit
-from core.audit_views import record_history
+from core.audit.views import record_history
 from core.auth.access import permission_required
-from core.auth.forms import choices
 from core.clock import now_utc
 from core.db import db, transaction
 from core.errors import AttestError
+from core.forms import choices
 from signatures import ceremony
 from signatures import models as sig
 from signatures import services as signing

@@ -6,14 +6,15 @@ import sqlalchemy as sa
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from core.audit_views import events_for_user, record_history
+from core.audit.views import events_for_user, record_history
 from core.auth import services
 from core.auth.access import permission_required
-from core.auth.forms import EditUserForm, ReasonForm, UserForm, choices
+from core.auth.forms import EditUserForm, UserForm
 from core.auth.models import User, UserRole
 from core.auth.permissions import ROLES
 from core.db import db, transaction
 from core.errors import AttestError, ValidationError
+from core.forms import ReasonForm, choices
 from core.org import Department, Site
 
 bp = Blueprint("users", __name__, url_prefix="/admin/users")

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, PasswordField, SelectField, SelectMultipleField, StringField, TextAreaField
-from wtforms.fields.choices import SelectChoice
+from wtforms import PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Email, Length, Optional, Regexp
-from wtforms.widgets import CheckboxInput, ListWidget
 
-from core.converters import MAX_ID
+from core.forms import MultiCheckboxField, ReasonMixin
+from core.forms import coerce_optional_id as _coerce_optional_int
 
 
 class LoginForm(FlaskForm):
@@ -34,34 +33,6 @@ class ChangePasswordForm(FlaskForm):
         DataRequired(message="Repeat the new password.")])
 
 
-class ReasonMixin:
-    reason = TextAreaField("Reason for change", validators=[
-        DataRequired(message="Reason for change is required."),
-        Length(min=4, max=1000, message="Reason for change must be 4 to 1000 characters."),
-    ])
-
-
-def choices(pairs) -> list[SelectChoice]:
-    """(value, label) pairs as WTForms choices."""
-    return [SelectChoice(value, label) for value, label in pairs]
-
-
-class MultiCheckboxField(SelectMultipleField):
-    widget = ListWidget(prefix_label=False)
-    option_widget = CheckboxInput()
-
-
-def _coerce_optional_int(value):
-    """An optional record id from a select; a number no id column can hold is refused ("could not coerce") before
-    it reaches the database, which would fail on it."""
-    if value in (None, "", "None"):
-        return None
-    number = int(value)
-    if abs(number) > MAX_ID:
-        raise ValueError(f"{value} is not a record id")
-    return number
-
-
 class UserForm(FlaskForm):
     username = StringField("Username", validators=[DataRequired(message="Username is required."), Length(max=64)])
     full_name = StringField("Full printed name", validators=[
@@ -79,25 +50,5 @@ class EditUserForm(ReasonMixin, UserForm):
     pass
 
 
-class ReasonForm(ReasonMixin, FlaskForm):
-    pass
-
-
 class ProfileForm(FlaskForm):
     timezone = StringField("Time zone", validators=[Optional(), Length(max=64)])
-
-
-class ConfirmForm(FlaskForm):
-    confirm = BooleanField("I confirm", validators=[DataRequired(message="Tick the box to confirm.")])
-
-
-def show_error(form, exc) -> None:
-    """Show a service's ValidationError under the form field it names (or as a flash message when the form has no
-    such field)."""
-    from flask import flash
-
-    target = getattr(form, exc.field, None)
-    if target is not None:
-        target.errors = [*target.errors, exc.message]
-    else:
-        flash(exc.message, "danger")

@@ -1,6 +1,6 @@
 """Simulating a database superuser, for tamper-detection tests and synthetic benchmark data only.
 
-The application's audit tables are append-only through database triggers (core.audit_guards); only someone with
+The application's audit tables are append-only through database triggers (core.audit.guards); only someone with
 superuser rights can get past them, and the hash chain is what detects what they change. These helpers play that
 person: on PostgreSQL by switching triggers off for one transaction (needs a superuser connection), on SQLite by
 dropping the guard triggers inside the transaction and recreating them before it commits.

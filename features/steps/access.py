@@ -242,7 +242,7 @@ def session_ended(app, ctx, evidence, username):
 
 @then(parsers.parse('the account "{username}" still exists, deactivated, with its audit trail'))
 def still_exists(app, ctx, evidence, username):
-    from core.audit_views import record_history
+    from core.audit.views import record_history
 
     user = fresh(account(ctx, username))
     history = record_history(User, user.id)

@@ -14,7 +14,7 @@ from pytest_bdd import given, parsers, then, when
 
 from core import audit, clock
 from core.audit import AuditTransaction
-from core.audit_views import record_history
+from core.audit.views import record_history
 from core.auth.models import User
 from core.db import db, transaction
 from core.testing.pages import events, field_errors, fresh

@@ -320,7 +320,7 @@ def training_cancelled(ctx, evidence, username):
 
 @then(parsers.parse("revision {label} is still readable with its history"))
 def readable(ctx, evidence, label):
-    from core.audit_views import record_history
+    from core.audit.views import record_history
 
     rev = revision(ctx, label)
     history = record_history(Revision, rev.id)

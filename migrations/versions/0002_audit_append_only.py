@@ -7,7 +7,7 @@ Create Date: 2026-11-23 13:45:00
 """
 from alembic import op
 
-from core import audit_guards
+from core.audit import guards as audit_guards
 
 revision = '0002'
 down_revision = '0001'

@@ -8,7 +8,7 @@ Create Date: 2026-11-23 14:56:50.916986
 from alembic import op
 import sqlalchemy as sa
 import core.db
-from core import audit_guards
+from core.audit import guards as audit_guards
 
 
 # revision identifiers, used by Alembic.

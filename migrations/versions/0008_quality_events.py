@@ -8,7 +8,7 @@ Create Date: 2026-11-23 17:32:46.311665
 from alembic import op
 import sqlalchemy as sa
 import core.db
-from core import audit_guards
+from core.audit import guards as audit_guards
 
 
 # revision identifiers, used by Alembic.

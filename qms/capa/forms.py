@@ -6,7 +6,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateField, RadioField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
-from core.auth.forms import MultiCheckboxField, choices
+from core.forms import MultiCheckboxField, choices
 from qms.capa.models import ACTION_KINDS, SOURCE_TYPES
 from signatures.forms import SignForm
 

@@ -9,11 +9,11 @@ from flask_login import current_user
 from werkzeug.routing import BuildError
 
 from core.auth.access import permission_required
-from core.auth.forms import choices, show_error
 from core.auth.models import User
 from core.clock import now_utc
 from core.db import db, transaction
 from core.errors import AttestError, ValidationError
+from core.forms import choices, show_error
 from core.org import JobFunction
 from qms.capa import services
 from qms.capa.forms import (

@@ -6,7 +6,7 @@ from flask_wtf import FlaskForm
 from wtforms import DateField, HiddenField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
-from core.auth.forms import MultiCheckboxField, choices
+from core.forms import MultiCheckboxField, choices
 from qms.change_control.models import CHANGE_TYPES, RISK_LEVELS, TASK_STATUS_LABELS
 from signatures.forms import SignForm
 

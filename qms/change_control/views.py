@@ -7,14 +7,14 @@ import sqlalchemy as sa
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from core.audit_views import record_history
+from core.audit.views import record_history
 from core.auth.access import permission_required
-from core.auth.forms import choices, show_error
 from core.auth.models import User, UserRole
 from core.auth.permissions import ROLES
 from core.clock import now_utc
 from core.db import db, transaction
 from core.errors import AttestError, ValidationError
+from core.forms import choices, show_error
 from core.org import JobFunction
 from qms.change_control import services
 from qms.change_control.forms import ChangeForm, JustifiedSignForm, ScopeForm, StepForm, TaskForm, TaskStatusForm

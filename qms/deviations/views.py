@@ -9,13 +9,13 @@ import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from core.audit_views import record_history
+from core.audit.views import record_history
 from core.auth.access import permission_required
-from core.auth.forms import choices, show_error
 from core.auth.models import User
 from core.clock import now_utc
 from core.db import db, transaction
 from core.errors import AttestError, ValidationError
+from core.forms import choices, show_error
 from core.org import Department, Site
 from core.web import user_zone
 from qms.deviations import services

@@ -7,7 +7,7 @@ from flask_wtf.file import FileField
 from wtforms import DateField, IntegerField, RadioField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
-from core.auth.forms import MultiCheckboxField, ReasonMixin, choices
+from core.forms import MultiCheckboxField, ReasonMixin, choices
 from qms.documents.models import RELEASE_POLICIES
 from signatures.forms import SignForm
 

@@ -9,14 +9,14 @@ from flask import Blueprint, Response, abort, current_app, flash, redirect, rend
 from flask_login import current_user
 
 from core import audit
-from core.audit_views import record_history
+from core.audit.views import record_history
 from core.auth.access import permission_required
-from core.auth.forms import choices, show_error
 from core.auth.models import User, UserRole
 from core.auth.permissions import ROLES
 from core.clock import now_utc
 from core.db import db, transaction
 from core.errors import AttestError, ValidationError
+from core.forms import choices, show_error
 from core.org import Department, JobFunction
 from qms.documents import matrix, release, services
 from qms.documents.diff import side_by_side, summary

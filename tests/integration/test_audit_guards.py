@@ -49,7 +49,7 @@ def _guard_triggers() -> set[str]:
 
 
 def test_every_version_table_has_an_append_only_guard(app):
-    """A migration that adds a versioned model must call core.audit_guards.install() for its version table."""
+    """A migration that adds a versioned model must call core.audit.guards.install() for its version table."""
     triggers = _guard_triggers()
     postgres = db.engine.dialect.name == "postgresql"
     for table in [*_version_tables(), "audit_event"]:
@@ -106,7 +106,7 @@ def test_a_record_flushed_twice_in_one_transaction_is_still_audited(app):
         site.timezone = "Europe/Zurich"
     result = app.test_cli_runner().invoke(args=["audit", "verify"])
     assert result.exit_code == 0, result.output
-    from core.audit_views import record_history
+    from core.audit.views import record_history
 
     entry = record_history(Site, site.id)[-1]
     assert ("Name", "", "Second name") in entry.changes[0].fields

@@ -7,7 +7,7 @@ from sqlalchemy_continuum import version_class
 
 from core import audit
 from core.audit import AuditEvent, AuditTransaction
-from core.audit_views import record_history
+from core.audit.views import record_history
 from core.auth import services
 from core.auth.models import User
 from core.clock import freeze

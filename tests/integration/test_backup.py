@@ -14,10 +14,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from core import backup as backups
 from core.audit import AuditEvent
 from core.auth import services
 from core.db import db
+from core.ops import backup as backups
 from core.testing.plugin import is_postgres
 from signatures.models import Signature
 from tests.integration.documents_helpers import approved_revision, new_document, setup_people

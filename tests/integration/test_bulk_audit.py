@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy_continuum import version_class
 
 from core import audit, bulk
-from core.audit_views import record_history
+from core.audit.views import record_history
 from core.db import db, transaction
 from core.org import JobFunction
 from core.testing.tamper import superuser

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from core import clock
-from core.audit_views import record_history
+from core.audit.views import record_history
 from core.db import db, transaction
 from core.errors import InvalidTransition, NotPermitted, ValidationError
 from core.org import Department, Site

@@ -1,6 +1,6 @@
 """Migrations step down as well as up, on each database, and the audit trail stays append-only at every step.
 
-The guards are dialect-specific DDL (core/audit_guards.py): one PL/pgSQL trigger per table on PostgreSQL, two
+The guards are dialect-specific DDL (core/audit/guards.py): one PL/pgSQL trigger per table on PostgreSQL, two
 `RAISE(ABORT)` triggers on SQLite, removed by name (`DROP TRIGGER ... ON table` on PostgreSQL only). On SQLite,
 Alembic's batch mode rebuilds a table to drop a column, and the rebuilt table loses its triggers and AUTOINCREMENT
 unless the migration restores them: the 0005 and 0006 downgrades left four version tables of document control and

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from core import clock
 from core.audit import AuditTransaction
-from core.audit_views import record_history
+from core.audit.views import record_history
 from core.db import db, transaction
 from core.org import Department, JobFunction, Site
 from core.testing.pages import alerts, count, events, field_errors

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from core.audit_views import record_history
+from core.audit.views import record_history
 from core.db import db, transaction
 from core.org import JobFunction
 from core.testing.pages import alerts, count, events, field_errors

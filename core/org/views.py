@@ -1,5 +1,5 @@
 """Organisation pages: sites, departments and job functions (read by everyone; created and changed by the people
-responsible for them). Views parse, validate, call core.org_services inside one transaction and render."""
+responsible for them). Views parse, validate, call core.org.services inside one transaction and render."""
 
 from __future__ import annotations
 
@@ -10,15 +10,14 @@ from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
 from wtforms.validators import ValidationError as FieldError
 
-from core import org_services as services
 from core.audit import ReasonRequired
-from core.audit_views import record_history
+from core.audit.views import record_history
 from core.auth.access import permission_required
-from core.auth.forms import ReasonForm, ReasonMixin, choices, show_error
-from core.auth.forms import _coerce_optional_int as _optional_int  # bounded: no database overflow
 from core.db import db, transaction
 from core.errors import AttestError, ValidationError
-from core.org import Department, JobFunction, Site
+from core.forms import ReasonForm, ReasonMixin, choices, show_error
+from core.forms import coerce_optional_id as _optional_int  # bounded: no database overflow
+from core.org import Department, JobFunction, Site, services
 
 bp = Blueprint("org", __name__, url_prefix="/org")
 
@@ -28,7 +27,7 @@ MANAGE_FUNCTIONS = "training.manage"
 
 
 def _rule(problem):
-    """A form validator from a core.org_services rule, so that every field's problem is shown at once."""
+    """A form validator from a core.org.services rule, so that every field's problem is shown at once."""
 
     def validate(form, field) -> None:
         message = problem(field.data)
