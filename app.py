@@ -68,9 +68,11 @@ def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
     from qms import cli as qms_cli
     from qms import read_and_sign
     from qms.documents import views as document_views
+    from signatures import ceremony as signature_ceremony
     from signatures import cli as signatures_cli
 
     app.register_blueprint(web.bp)
+    app.register_blueprint(signature_ceremony.bp)  # the signing page's templates (no routes)
     app.register_blueprint(views.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(audit_views.bp)

@@ -1,8 +1,10 @@
 """The rules every signed quality record follows: documents, change controls, deviations and CAPAs.
 
 One copy, so that a permission refusal, a required field, a stale page or an illegal transition reads and behaves
-the same whichever record a person works on. Each rule raises one of the `core.errors` exceptions, which the
-caller's `core.db.transaction()` turns into a rollback of everything the call wrote.
+the same whichever record a person works on. The signed and unsigned state transitions themselves are declared in
+each record type's lifecycle (`signatures.lifecycle`), which checks them with the same messages; these rules serve the
+other use cases (editing a draft, planning actions, ...). Each rule raises one of the `core.errors` exceptions, which
+the caller's `core.db.transaction()` turns into a rollback of everything the call wrote.
 """
 
 from __future__ import annotations
@@ -12,10 +14,9 @@ from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import Protocol
 
-from core.auth.models import User
-from core.auth.permissions import PERMISSIONS
 from core.clock import now_utc
-from core.errors import InvalidTransition, NotPermitted, ValidationError
+from core.errors import InvalidTransition, ValidationError
+from signatures.lifecycle import require  # noqa: F401  (the one permission check; quality records import it here)
 
 MAX_TEXT_CHARS = 4000
 
@@ -30,14 +31,6 @@ class StatefulRecord(Protocol):
     def status_label(self) -> str: ...
 
     def audit_title(self) -> str: ...
-
-
-def require(actor: User | None, permission: str, action: str) -> None:
-    """Refuse an inactive or missing actor, or one whose roles lack `permission`, naming the permission so the
-    person knows what to ask for."""
-    if actor is None or not actor.active or not actor.can(permission):
-        raise NotPermitted(f"{action} needs the permission “{PERMISSIONS[permission].label}” ({permission}), "
-                           f"which your roles do not grant.")
 
 
 def required_text(field: str, value: str | None, label: str, *, limit: int = MAX_TEXT_CHARS) -> str:

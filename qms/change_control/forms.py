@@ -8,7 +8,6 @@ from wtforms.validators import DataRequired, Length, Optional
 
 from core.forms import MultiCheckboxField, choices
 from qms.change_control.models import CHANGE_TYPES, RISK_LEVELS, TASK_STATUS_LABELS
-from signatures.forms import SignForm
 
 
 class ChangeForm(FlaskForm):
@@ -47,14 +46,3 @@ class TaskStatusForm(FlaskForm):
     status = SelectField("Status", choices=choices(TASK_STATUS_LABELS.items()),
                          validators=[DataRequired(message="Status is required.")])
     note = StringField("Note (why, when cancelled)", validators=[Optional(), Length(max=2000)])
-
-
-class StepForm(FlaskForm):
-    """An unsigned step (start implementation, move to verification): the version the user saw."""
-
-    expected_version = HiddenField()
-
-
-class JustifiedSignForm(SignForm):
-    reason = TextAreaField("Justification", validators=[
-        DataRequired(message="A justification is required."), Length(min=4, max=1500)])

@@ -51,7 +51,7 @@ from qms.documents.models import Document, Revision
 from qms.numbering import next_number
 from qms.rules import check_fresh, check_status, require, required_text
 from signatures import models as sig
-from signatures import services as signing
+from signatures.lifecycle import Act, Lifecycle, Rule, Transition, comment, justification, required_comment
 from signatures.services import SignerProof
 from training.models import CANCELLED as TRAINING_CANCELLED
 from training.models import COMPLETED as TRAINING_COMPLETED
@@ -62,7 +62,7 @@ FINAL = (CLOSED, CANCELLED)
 EDITABLE_TASKS = (DRAFT, SUBMITTED, APPROVED, IMPLEMENTATION)
 
 
-# --- helpers ---------------------------------------------------------------------------------------------------------
+# --- helpers ----------------------------------------------------------------------------------------------------------
 
 
 def _choice(field_name: str, value: str | None, options: dict[str, str], label: str) -> str:
@@ -119,7 +119,7 @@ def _job_functions(ids: Iterable[int]) -> list[int]:
     return wanted
 
 
-# --- create and edit -------------------------------------------------------------------------------------------------
+# --- create and edit --------------------------------------------------------------------------------------------------
 
 
 def create_change(*, actor: User, title: str, description: str, justification: str, change_type: str,
@@ -185,7 +185,7 @@ def set_scope(change: ChangeControl, *, actor: User, expected_row_version: int |
     return change
 
 
-# --- tasks -----------------------------------------------------------------------------------------------------------
+# --- tasks ------------------------------------------------------------------------------------------------------------
 
 
 def add_task(change: ChangeControl, *, actor: User, title: str, owner_id: int | None,
@@ -229,65 +229,37 @@ def set_task_status(task: ChangeTask, *, actor: User, status: str, note: str | N
     return task
 
 
-# --- the signed lifecycle --------------------------------------------------------------------------------------------
+
+# --- the lifecycle: checks, effects and the declaration ---------------------------------------------------------------
+# Each use case below applies one declared transition (LIFECYCLE, at the end of the module): the lifecycle locks the
+# row, checks permission, state, the owner rules and the page's version, signs, moves the status and runs the effect.
+
+
+def _apply(change: ChangeControl, action: str, *, actor: User, proof: SignerProof | None = None,
+           expected_row_version: int | str | None, text: str | None = None, **values) -> ChangeControl:
+    LIFECYCLE.apply(change, action, actor=actor, proof=proof, expected_version=expected_row_version, text=text,
+                    values=values)
+    return change
 
 
 def submit(change: ChangeControl, *, actor: User, proof: SignerProof,
            expected_row_version: int | str | None) -> ChangeControl:
     """The owner signs "Authored" and the change goes to QA for approval."""
-    require(actor, "quality.manage", "Submitting a change control")
-    lock_row(change)
-    check_status(change, (DRAFT,), "submit", noun="change control", labels=STATUS_LABELS)
-    if actor.id != change.owner_id:
-        raise NotPermitted(f"Only the owner of {change.audit_title()} ({change.owner.full_name}) can submit it.")
-    check_fresh(change, expected_row_version)
-    default_reason("Submitted for QA approval")
-    signing.sign(change, signer=actor, proof=proof, meaning=sig.AUTHORED, expected_version=expected_row_version,
-                 allowed=(sig.AUTHORED,))
-    change.status = SUBMITTED
-    change.submitted_at = now_utc()
-    db.session.flush()
-    return change
-
-
-def _check_qa(change: ChangeControl, actor: User, action: str) -> None:
-    require(actor, "quality.approve", action)
-    if actor.id == change.owner_id:
-        raise NotPermitted(f"Segregation of duties: the owner of {change.audit_title()} cannot also approve, verify, "
-                           f"override or cancel it: another QA approver must.")
+    return _apply(change, "submit", actor=actor, proof=proof, expected_row_version=expected_row_version)
 
 
 def approve(change: ChangeControl, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
             comment: str | None = None) -> ChangeControl:
     """QA signs "Approved": the change may be implemented."""
-    _check_qa(change, actor, "Approving a change control")
-    lock_row(change)
-    check_status(change, (SUBMITTED,), "approve", noun="change control", labels=STATUS_LABELS)
-    check_fresh(change, expected_row_version)
-    default_reason("Approved by QA")
-    signing.sign(change, signer=actor, proof=proof, meaning=sig.APPROVED, comment=comment,
-                 expected_version=expected_row_version, allowed=(sig.APPROVED,))
-    change.status = APPROVED
-    change.approved_at = now_utc()
-    db.session.flush()
-    return change
+    return _apply(change, "approve", actor=actor, proof=proof, expected_row_version=expected_row_version,
+                  text=comment)
 
 
 def reject(change: ChangeControl, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
            comment: str) -> ChangeControl:
     """QA signs "Rejected" with a comment; the change returns to Draft for its owner."""
-    _check_qa(change, actor, "Rejecting a change control")
-    lock_row(change)
-    check_status(change, (SUBMITTED,), "reject", noun="change control", labels=STATUS_LABELS)
-    check_fresh(change, expected_row_version)
-    comment = required_text("comment", comment, "A comment explaining the rejection", limit=2000)
-    default_reason(f"Rejected: {comment}")
-    signing.sign(change, signer=actor, proof=proof, meaning=sig.REJECTED, comment=comment,
-                 expected_version=expected_row_version, allowed=(sig.REJECTED,))
-    change.status = DRAFT
-    change.submitted_at = None
-    db.session.flush()
-    return change
+    return _apply(change, "reject", actor=actor, proof=proof, expected_row_version=expected_row_version,
+                  text=comment)
 
 
 def start_implementation(change: ChangeControl, *, actor: User, expected_row_version: int | str | None,
@@ -296,53 +268,15 @@ def start_implementation(change: ChangeControl, *, actor: User, expected_row_ver
     hold documents.author when there are documents), with a change summary and reason naming the change control,
     its content copied from the document's latest revision, linked in ChangeDocument.revision_id. A document that
     already has an open revision refuses the whole start (finish or reject that revision first)."""
-    require(actor, "quality.manage", "Starting the implementation of a change control")
-    lock_row(change)
-    check_status(change, (APPROVED,), "start the implementation of", noun="change control", labels=STATUS_LABELS)
-    check_fresh(change, expected_row_version)
-    rows = sorted(change.documents, key=lambda r: r.document_id)
-    if rows:
-        require(actor, "documents.author", "Starting the draft revisions of the affected documents")
-    default_reason(f"Implementation of {change.number} started")
-    summary = f"{change.number}: {change.title}"
-    reason = f"Change control {change.number} (approved): {change.justification}"[:4000]
-    started: list[tuple[ChangeDocument, Revision]] = []
-    for row in rows:
-        document = db.session.get(Document, row.document_id)
-        latest = documents.latest_revision(document)
-        content = {"content_markdown": f"# {document.title}\n\nDraft started from change control {change.number}.\n"}
-        if latest is not None and latest.content_format == "pdf":
-            content = {"pdf_bytes": latest.content_pdf, "pdf_filename": latest.content_filename}
-        elif latest is not None and (latest.content_markdown or "").strip():
-            content = {"content_markdown": latest.content_markdown}
-        revision = documents.start_revision(document, author=actor, major=major, change_summary=summary,
-                                            reason=reason, **content)
-        started.append((row, revision))
-    with db.session.no_autoflush:
-        for row, revision in started:
-            row.revision_id = revision.id
-        change.status = IMPLEMENTATION
-    db.session.flush()
-    return change
+    return _apply(change, "start", actor=actor, expected_row_version=expected_row_version, major=major)
 
 
 def to_verification(change: ChangeControl, *, actor: User, expected_row_version: int | str | None) -> ChangeControl:
     """Implementation is finished: every task is done or cancelled."""
-    require(actor, "quality.manage", "Moving a change control to verification")
-    lock_row(change)
-    check_status(change, (IMPLEMENTATION,), "move to verification", noun="change control", labels=STATUS_LABELS)
-    check_fresh(change, expected_row_version)
-    waiting = [t for t in change.tasks if t.status == TASK_OPEN]
-    if waiting:
-        raise InvalidTransition(f"{change.audit_title()} still has open tasks: "
-                                f"{'; '.join(f'{t.title} ({t.owner.full_name})' for t in waiting)}.")
-    default_reason("Implementation complete; verification")
-    change.status = VERIFICATION
-    db.session.flush()
-    return change
+    return _apply(change, "verification", actor=actor, expected_row_version=expected_row_version)
 
 
-# --- training progress and closure -----------------------------------------------------------------------------------
+# --- training progress and closure ------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -423,14 +357,70 @@ def _people_text(people: list[tuple[User, RevisionProgress]]) -> str:
     return "; ".join(f"{u.full_name} ({u.username}) on {p.document.number} {p.revision.label}" for u, p in people)
 
 
+
 def close(change: ChangeControl, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
           comment: str | None = None) -> ChangeControl:
     """QA signs "Verified" and closes the change, once every linked revision has taken effect and everyone
     assigned those revisions has trained. Refused otherwise, naming what and who is outstanding."""
-    _check_qa(change, actor, "Closing a change control")
-    lock_row(change)
-    check_status(change, (VERIFICATION,), "close", noun="change control", labels=STATUS_LABELS)
-    check_fresh(change, expected_row_version)
+    return _apply(change, "close", actor=actor, proof=proof, expected_row_version=expected_row_version,
+                  text=comment)
+
+
+def close_with_open_training(change: ChangeControl, *, actor: User, proof: SignerProof,
+                             expected_row_version: int | str | None, justification: str) -> ChangeControl:
+    """QA closes the change although people have not trained yet: the signature ("Approved with open training")
+    carries the justification and binds the list of outstanding people by its SHA-256; the list itself, never cut,
+    is the record's audited `closure_override_note`. The revisions must still have taken effect."""
+    return _apply(change, "close-override", actor=actor, proof=proof, expected_row_version=expected_row_version,
+                  text=justification)
+
+
+def cancel(change: ChangeControl, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
+           reason: str) -> ChangeControl:
+    """QA cancels the change from any state but Closed, signing "Cancelled" with the reason. Draft revisions already
+    started stay with their documents (their authors finish or withdraw them through document control)."""
+    return _apply(change, "cancel", actor=actor, proof=proof, expected_row_version=expected_row_version,
+                  text=reason)
+
+
+# --- what each step checks and writes ---------------------------------------------------------------------------------
+
+
+def _check_start(act: Act) -> None:
+    if act.record.documents:
+        require(act.actor, "documents.author", "Starting the draft revisions of the affected documents")
+
+
+def _start_drafts(act: Act) -> None:
+    change, actor = act.record, act.actor
+    summary = f"{change.number}: {change.title}"
+    reason = f"Change control {change.number} (approved): {change.justification}"[:4000]
+    started: list[tuple[ChangeDocument, Revision]] = []
+    for row in sorted(change.documents, key=lambda r: r.document_id):
+        document = db.session.get(Document, row.document_id)
+        latest = documents.latest_revision(document)
+        content = {"content_markdown": f"# {document.title}\n\nDraft started from change control {change.number}.\n"}
+        if latest is not None and latest.content_format == "pdf":
+            content = {"pdf_bytes": latest.content_pdf, "pdf_filename": latest.content_filename}
+        elif latest is not None and (latest.content_markdown or "").strip():
+            content = {"content_markdown": latest.content_markdown}
+        revision = documents.start_revision(document, author=actor, major=act.values.get("major", True),
+                                            change_summary=summary, reason=reason, **content)
+        started.append((row, revision))
+    with db.session.no_autoflush:
+        for row, revision in started:
+            row.revision_id = revision.id
+
+
+def _check_tasks_done(act: Act) -> None:
+    waiting = [t for t in act.record.tasks if t.status == TASK_OPEN]
+    if waiting:
+        raise InvalidTransition(f"{act.record.audit_title()} still has open tasks: "
+                                f"{'; '.join(f'{t.title} ({t.owner.full_name})' for t in waiting)}.")
+
+
+def _check_closable(act: Act) -> None:
+    change = act.record
     revisions, people = _closure_blockers(change)
     if revisions:
         raise InvalidTransition(f"{change.audit_title()} cannot close: not yet effective: {'; '.join(revisions)}.")
@@ -439,59 +429,94 @@ def close(change: ChangeControl, *, actor: User, proof: SignerProof, expected_ro
         raise InvalidTransition(f"{change.audit_title()} cannot close: {len(people)} training assignment(s) are "
                                 f"still open: {shown}. QA may close it with open training by signing a "
                                 f"justification.")
-    default_reason("Verified and closed")
-    signing.sign(change, signer=actor, proof=proof, meaning=sig.VERIFIED, comment=comment,
-                 expected_version=expected_row_version, allowed=(sig.VERIFIED,))
-    change.status = CLOSED
-    change.closed_at = now_utc()
-    db.session.flush()
-    return change
 
 
-def close_with_open_training(change: ChangeControl, *, actor: User, proof: SignerProof,
-                             expected_row_version: int | str | None, justification: str) -> ChangeControl:
-    """QA closes the change although people have not trained yet: the signature ("Approved with open training")
-    carries the justification and binds the list of outstanding people by its SHA-256; the list itself, never cut,
-    is the record's audited `closure_override_note`. The revisions must still have taken effect."""
-    _check_qa(change, actor, "Closing a change control with open training")
-    lock_row(change)
-    check_status(change, (VERIFICATION,), "close", noun="change control", labels=STATUS_LABELS)
-    check_fresh(change, expected_row_version)
-    justification = required_text("justification", justification, "A justification", limit=1500)
+def _check_override(act: Act) -> None:
+    change = act.record
     revisions, people = _closure_blockers(change)
     if revisions:
         raise InvalidTransition(f"{change.audit_title()} cannot close: not yet effective: {'; '.join(revisions)}.")
     if not people:
         raise InvalidTransition(f"Everyone assigned the revisions of {change.audit_title()} has trained: close it "
                                 f"with a “Verified” signature instead.")
-    names = _people_text(people)
-    listed = hashlib.sha256(names.encode("utf-8")).hexdigest()
-    comment = (f"{justification} — {len(people)} open training assignment(s), named in the closure note "
-               f"(SHA-256 of the list {listed})")
-    default_reason(f"Closed with open training: {justification}")
-    signing.sign(change, signer=actor, proof=proof, meaning=sig.APPROVED_DESPITE_TRAINING, comment=comment,
-                 expected_version=expected_row_version, allowed=(sig.APPROVED_DESPITE_TRAINING,))
-    change.closure_override_note = f"{justification} — not yet trained ({len(people)}): {names}"
-    change.status = CLOSED
-    change.closed_at = now_utc()
-    db.session.flush()
-    return change
+    act.data["names"], act.data["count"] = _people_text(people), len(people)
 
 
-def cancel(change: ChangeControl, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
-           reason: str) -> ChangeControl:
-    """QA cancels the change from any state but Closed, signing "Cancelled" with the reason. Draft revisions already
-    started stay with their documents (their authors finish or withdraw them through document control)."""
-    _check_qa(change, actor, "Cancelling a change control")
-    lock_row(change)
-    check_status(change, [s for s in STATUS_LABELS if s not in FINAL], "cancel", noun="change control",
-                 labels=STATUS_LABELS)
-    check_fresh(change, expected_row_version)
-    reason = required_text("reason", reason, "A reason for cancelling", limit=1900)
-    default_reason(f"Cancelled: {reason}")
-    signing.sign(change, signer=actor, proof=proof, meaning=sig.CANCELLED, comment=reason,
-                 expected_version=expected_row_version, allowed=(sig.CANCELLED,))
-    change.status = CANCELLED
-    change.cancelled_reason = reason
-    db.session.flush()
-    return change
+def _override_comment(act: Act) -> str:
+    listed = hashlib.sha256(act.data["names"].encode("utf-8")).hexdigest()
+    return (f"{act.text} — {act.data['count']} open training assignment(s), named in the closure note "
+            f"(SHA-256 of the list {listed})")
+
+
+def _closed(act: Act) -> None:
+    act.record.closed_at = now_utc()
+
+
+def _closed_with_open_training(act: Act) -> None:
+    act.record.closure_override_note = f"{act.text} — not yet trained ({act.data['count']}): {act.data['names']}"
+    act.record.closed_at = now_utc()
+
+
+def _owner_only(change: ChangeControl, user: User) -> bool:
+    return user.id == change.owner_id
+
+
+OWNER = Rule("the owner only", _owner_only,
+             lambda change, _user: f"Only the owner of {change.audit_title()} ({change.owner.full_name}) can submit "
+                                   f"it.")
+NOT_OWNER = Rule("not the owner (segregation of duties)", lambda change, user: not _owner_only(change, user),
+                 lambda change, _user: f"Segregation of duties: the owner of {change.audit_title()} cannot also "
+                                       f"approve, verify, override or cancel it: another QA approver must.")
+
+LIFECYCLE = Lifecycle(
+    "change_control", title="Change control", model=ChangeControl, noun="change control", labels=STATUS_LABELS,
+    initial=DRAFT, summary=lambda change: f"{change.number} — {change.title} ({change.status_label})",
+    describe="""Raised in Draft by a quality manager, who owns it. The owner signs its submission; another QA
+    approver approves it, closes it and may cancel it. Starting the implementation opens a draft revision of each
+    affected document; closure waits until those revisions are effective and their training is complete, unless QA
+    signs a justification naming the people outstanding.""",
+    transitions=[
+        Transition("submit", "Submit for QA approval…", (DRAFT,), SUBMITTED, "quality.manage", sig.AUTHORED,
+                   rules=(OWNER,), task="Submitting a change control", verb="submit",
+                   confirm="Sign and submit for QA approval", audit_reason="Submitted for QA approval",
+                   effect=lambda act: setattr(act.record, "submitted_at", now_utc())),
+        Transition("approve", "Approve…", (SUBMITTED,), APPROVED, "quality.approve", sig.APPROVED, text=comment(),
+                   rules=(NOT_OWNER,), task="Approving a change control", verb="approve", confirm="Sign and approve",
+                   audit_reason="Approved by QA", effect=lambda act: setattr(act.record, "approved_at", now_utc())),
+        Transition("reject", "Reject…", (SUBMITTED,), DRAFT, "quality.approve", sig.REJECTED,
+                   text=required_comment("A comment explaining the rejection",
+                                         help="Required when you reject: say what must change."),
+                   rules=(NOT_OWNER,), task="Rejecting a change control", verb="reject", confirm="Sign and reject",
+                   style="outline-danger", audit_reason=lambda act: f"Rejected: {act.text}",
+                   effect=lambda act: setattr(act.record, "submitted_at", None)),
+        Transition("start", "Start implementation (start the documents' drafts)", (APPROVED,), IMPLEMENTATION,
+                   "quality.manage", task="Starting the implementation of a change control",
+                   verb="start the implementation of", check=_check_start, after=_start_drafts,
+                   audit_reason=lambda act: f"Implementation of {act.record.number} started",
+                   done=lambda act: f"Implementation of {act.record.number} started; the affected documents' draft "
+                                    f"revisions are open."),
+        Transition("verification", "Implementation complete: to verification", (IMPLEMENTATION,), VERIFICATION,
+                   "quality.manage", task="Moving a change control to verification", verb="move to verification",
+                   check=_check_tasks_done, audit_reason="Implementation complete; verification",
+                   done=lambda act: f"{act.record.number} is in verification."),
+        Transition("close", "Verify and close…", (VERIFICATION,), CLOSED, "quality.approve", sig.VERIFIED,
+                   text=comment(), rules=(NOT_OWNER,), task="Closing a change control", verb="close",
+                   confirm="Sign as verified and close", check=_check_closable, effect=_closed,
+                   audit_reason="Verified and closed"),
+        Transition("close-override", "Close with open training…", (VERIFICATION,), CLOSED, "quality.approve",
+                   sig.APPROVED_DESPITE_TRAINING,
+                   text=justification("Justification", what="A justification", limit=1500, min_length=4,
+                                      help="Why the change is closed before everyone has trained."),
+                   rules=(NOT_OWNER,), task="Closing a change control with open training", verb="close",
+                   confirm="Sign and close with open training", style="outline-warning", check=_check_override,
+                   signature_comment=_override_comment, effect=_closed_with_open_training,
+                   audit_reason=lambda act: f"Closed with open training: {act.text}"),
+        Transition("cancel", "Cancel change…", tuple(s for s in STATUS_LABELS if s not in FINAL), CANCELLED,
+                   "quality.approve", sig.CANCELLED,
+                   text=justification("Justification", what="A reason for cancelling", limit=1900, min_length=4,
+                                      help="Why the change is cancelled."),
+                   rules=(NOT_OWNER,), task="Cancelling a change control", verb="cancel",
+                   confirm="Sign and cancel the change", style="outline-danger",
+                   audit_reason=lambda act: f"Cancelled: {act.text}",
+                   effect=lambda act: setattr(act.record, "cancelled_reason", act.text)),
+    ])

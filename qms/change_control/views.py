@@ -1,5 +1,6 @@
 """Change control pages: the register (search, filters), the record with its chain change -> revisions ->
-assignments and live training progress, the forms, and the signing pages (the shared ceremony)."""
+assignments and live training progress, the forms; the lifecycle's steps (signed and unsigned) are exposed from its
+declaration by the shared signing view (`signatures.ceremony.expose`)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from core.errors import AttestError, ValidationError
 from core.forms import choices, show_error
 from core.org import JobFunction
 from qms.change_control import services
-from qms.change_control.forms import ChangeForm, JustifiedSignForm, ScopeForm, StepForm, TaskForm, TaskStatusForm
+from qms.change_control.forms import ChangeForm, ScopeForm, TaskForm, TaskStatusForm
 from qms.change_control.models import (
     CHANGE_TYPES,
     RISK_LEVELS,
@@ -28,23 +29,9 @@ from qms.change_control.models import (
 )
 from qms.documents.models import Document
 from signatures import ceremony
-from signatures import models as sig
 from signatures import services as signing
-from signatures.forms import SignForm
 
 bp = Blueprint("change_control", __name__, url_prefix="/change-control", template_folder="../templates")
-
-# action -> (permission, meaning, form class, button label)
-ACTIONS = {
-    "submit": ("quality.manage", sig.AUTHORED, SignForm, "Sign and submit for QA approval"),
-    "approve": ("quality.approve", sig.APPROVED, SignForm, "Sign and approve"),
-    "reject": ("quality.approve", sig.REJECTED, SignForm, "Sign and reject"),
-    "close": ("quality.approve", sig.VERIFIED, SignForm, "Sign as verified and close"),
-    "close-override": ("quality.approve", sig.APPROVED_DESPITE_TRAINING, JustifiedSignForm,
-                       "Sign and close with open training"),
-    "cancel": ("quality.approve", sig.CANCELLED, JustifiedSignForm, "Sign and cancel the change"),
-}
-
 
 @bp.route("/")
 @permission_required("quality.view")
@@ -197,7 +184,7 @@ def show(change_id: int, task_form: TaskForm | None = None):
     signatures = [(s, signing.status(s, change), signing.manifestation(s)) for s in signing.signatures_for(change)]
     return render_template(
         "qms/change_control/record.html", change=change, progress=services.progress(change), functions=functions,
-        signatures=signatures, task_form=task_form or _task_form(), status_form=TaskStatusForm(), step=StepForm(),
+        signatures=signatures, task_form=task_form or _task_form(), status_form=TaskStatusForm(),
         history=record_history(ChangeControl, change.id) if current_user.can("audit.view") else None,
         CHANGE_TYPES=CHANGE_TYPES, RISK_LEVELS=RISK_LEVELS, TASK_STATUS_LABELS=TASK_STATUS_LABELS,
         today=now_utc().date()), 200
@@ -240,90 +227,15 @@ def task_status(change_id: int, task_id: int):
     return redirect(url_for("change_control.show", change_id=change_id))
 
 
-def _step(change_id: int, action, done: str):
-    change = _change(change_id)
-    form = StepForm()
-    if not form.validate_on_submit():
-        abort(400, description="The form expired; reload the page.")
-    try:
-        with transaction():
-            action(change, actor=current_user, expected_row_version=(form.expected_version.data or "").strip())
-    except AttestError as exc:
-        flash(exc.message, "danger")
-        return redirect(url_for("change_control.show", change_id=change_id)), 303
-    flash(done.format(number=change.number), "success")
-    return redirect(url_for("change_control.show", change_id=change_id))
+def _outstanding(change: ChangeControl, transition) -> dict:
+    """The signing page's panel on closing: who has open training (named in the closure note on an override)."""
+    return {"outstanding": [(user, item) for item in services.progress(change)
+                            for user, _due, _late in item.outstanding]}
 
 
-@bp.route("/<int:change_id>/start", methods=["POST"])
-@permission_required("quality.manage")
-def start(change_id: int):
-    return _step(change_id, services.start_implementation,
-                 "Implementation of {number} started; the affected documents' draft revisions are open.")
-
-
-@bp.route("/<int:change_id>/verification", methods=["POST"])
-@permission_required("quality.manage")
-def verification(change_id: int):
-    return _step(change_id, services.to_verification, "{number} is in verification.")
-
-
-def _ceremony(change_id: int, action: str):
-    """The signing ceremony: what is signed, its meaning, the legal statement, password (+ TOTP)."""
-    _permission, meaning, form_class, button = ACTIONS[action]
-    change = _change(change_id)
-    form = form_class()
-    form.meaning.choices = choices([(meaning, meaning)])
-    if request.method == "GET":
-        form.expected_version.data = str(change.row_version)
-        form.meaning.data = meaning
-    status = 200
-    if form.validate_on_submit():
-        expected = (form.expected_version.data or "").strip()
-        comment = form.comment.data
-
-        def act(user, proof):
-            kwargs = {"actor": user, "proof": proof, "expected_row_version": expected}
-            if action == "submit":
-                services.submit(change, **kwargs)
-            elif action == "approve":
-                services.approve(change, comment=comment, **kwargs)
-            elif action == "reject":
-                services.reject(change, comment=comment, **kwargs)
-            elif action == "close":
-                services.close(change, comment=comment, **kwargs)
-            elif action == "close-override":
-                services.close_with_open_training(change, justification=form.reason.data, **kwargs)
-            else:
-                services.cancel(change, reason=form.reason.data, **kwargs)
-
-        outcome = ceremony.perform(form, act)
-        if outcome.response is not None:
-            return outcome.response
-        if outcome.ok:
-            flash(f"Signed: {meaning}. {change.audit_title()} is now {change.status_label}.", "success")
-            return redirect(url_for("change_control.show", change_id=change.id))
-        status = outcome.status
-    elif form.errors:
-        status = 422
-    outstanding = [(user, item) for item in services.progress(change) for user, _due, _late in item.outstanding] \
-        if action in ("close", "close-override") else []
-    return render_template("qms/change_control/sign.html", form=form, change=change, meaning=meaning, button=button,
-                           action=action, declaration=signing.DECLARATION, content_hash=signing.content_hash(change),
-                           outstanding=outstanding, totp=current_user.security.totp_enrolled), status
-
-
-def _sign_view(action: str):
-    permission = ACTIONS[action][0]
-
-    def view(change_id: int):
-        return _ceremony(change_id, action)
-
-    view.__name__ = f"sign_{action.replace('-', '_')}"
-    view.__doc__ = f"Signing ceremony: {action}."
-    return permission_required(permission)(view)
-
-
-for _action in ACTIONS:
-    bp.add_url_rule(f"/<int:change_id>/{_action}", endpoint=f"sign_{_action.replace('-', '_')}",
-                    view_func=_sign_view(_action), methods=["GET", "POST"])
+ceremony.expose(bp, services.LIFECYCLE, rule="/<int:change_id>", load=_change,
+                url_args=lambda change: {"change_id": change.id},
+                back=lambda change: url_for("change_control.show", change_id=change.id),
+                panels={"close": "qms/change_control/_sign_outstanding.html",
+                        "close-override": "qms/change_control/_sign_outstanding.html"},
+                context=_outstanding)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
-from wtforms import DateField, IntegerField, RadioField, SelectField, StringField, TextAreaField
+from wtforms import IntegerField, RadioField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from core.forms import MultiCheckboxField, ReasonMixin, choices
 from qms.documents.models import RELEASE_POLICIES
-from signatures.forms import SignForm
 
 
 class DocumentForm(FlaskForm):
@@ -55,17 +54,3 @@ class RevisionForm(FlaskForm):
 class RoutingForm(FlaskForm):
     reviewers = MultiCheckboxField("Reviewers", coerce=int, validate_choice=True)
     approvers = MultiCheckboxField("Approvers", coerce=int, validate_choice=True)
-
-
-class ApproveForm(SignForm):
-    effective_on = DateField("Effective date", validators=[Optional()])
-
-
-class ReleaseOverrideForm(SignForm):
-    reason = TextAreaField("Justification for releasing before everyone has trained", validators=[
-        DataRequired(message="A justification is required."), Length(min=4, max=2000)])
-
-
-class ObsoleteForm(SignForm):
-    reason = TextAreaField("Reason the revision is made obsolete", validators=[
-        DataRequired(message="A reason is required."), Length(min=4, max=2000)])

@@ -18,21 +18,19 @@ from flask import current_app
 
 from core.auth.models import User
 from core.clock import now_utc
-from core.db import db, default_reason, lock_row
+from core.db import db
 from core.errors import InvalidTransition
 from qms.documents.matrix import major_only_holders
 from qms.documents.models import (
     APPROVED,
     EFFECTIVE,
     RELEASE_WHEN_TRAINED,
-    STATUS_LABELS,
     SUPERSEDED,
     Document,
     Revision,
 )
-from qms.rules import add_months, check_fresh, check_status, require, required_text, today_utc
-from signatures import models as sig
-from signatures import services as signing
+from qms.rules import add_months, today_utc
+from signatures.lifecycle import Act
 from signatures.services import SignerProof
 from training import engine as training
 from training.models import OPEN as OPEN_TRAINING
@@ -125,31 +123,40 @@ def override_release(revision: Revision, *, actor: User, proof: SignerProof,
                      expected_row_version: int | str | None, justification: str) -> Revision:
     """QA releases a revision held "until trained" although people have not trained yet. The signature ("Approved
     with open training") carries the justification and names every outstanding person, and so does the revision's
-    audited override note. If the effective date has come, the revision becomes effective at once."""
-    require(actor, "documents.approve", "Overriding a held release")
-    lock_row(revision)
-    check_status(revision, APPROVED, "override the held release of", noun="revision", labels=STATUS_LABELS)
-    check_fresh(revision, expected_row_version)
+    audited override note. If the effective date has come, the revision becomes effective at once.
+
+    The step is the revision lifecycle's "release-override" (`qms.documents.services.LIFECYCLE`); its check, the
+    signature's comment and its effect are the three functions below."""
+    from qms.documents.services import LIFECYCLE
+
+    LIFECYCLE.apply(revision, "release-override", actor=actor, proof=proof, expected_version=expected_row_version,
+                    text=justification)
+    return revision
+
+
+def check_override(act: Act) -> None:
+    """Only a release held for training can be overridden, and only while someone has not trained."""
+    revision = act.record
     if revision.document.release_policy != RELEASE_WHEN_TRAINED or revision.release_override_note is not None:
         raise InvalidTransition(f"{revision.audit_title()} is not held for training: nothing to override.")
-    justification = required_text("justification", justification, "A justification", limit=2000)
     outstanding = untrained_assignees(revision)
     if not outstanding:
         raise InvalidTransition(f"Everyone assigned {revision.audit_title()} has trained: nothing to override.")
-    names = "; ".join(f"{u.full_name} ({u.username})" for u in outstanding)
-    note = f"{justification} — not yet trained ({len(outstanding)}): {names}"
+    act.data["names"] = "; ".join(f"{u.full_name} ({u.username})" for u in outstanding)
+    act.data["count"] = len(outstanding)
+
+
+def override_comment(act: Act) -> str:
     # the signature comment is short (signatures allow 2,000 characters) and binds the full list by its SHA-256; the
     # list itself is the revision's audited override note, never cut
-    listed = hashlib.sha256(names.encode("utf-8")).hexdigest()
-    comment = f"{justification[:1500]} — {len(outstanding)} not yet trained, named in the override note " \
-              f"(SHA-256 of the list {listed})"
-    default_reason(f"Release approved with open training: {justification}")
-    signing.sign(revision, signer=actor, proof=proof, meaning=sig.APPROVED_DESPITE_TRAINING, comment=comment,
-                 expected_version=expected_row_version, allowed=(sig.APPROVED_DESPITE_TRAINING,))
-    today = today_utc()
-    with db.session.no_autoflush:
-        revision.release_override_note = note
-        if revision.effective_on is not None and revision.effective_on <= today:
-            release_revisions([revision], now_utc())
-    db.session.flush()
-    return revision
+    listed = hashlib.sha256(act.data["names"].encode("utf-8")).hexdigest()
+    return f"{act.text[:1500]} — {act.data['count']} not yet trained, named in the override note " \
+           f"(SHA-256 of the list {listed})"
+
+
+def override(act: Act) -> None:
+    """The override note; the release itself at once if the effective date has come (one write of the row)."""
+    revision = act.record
+    revision.release_override_note = f"{act.text} — not yet trained ({act.data['count']}): {act.data['names']}"
+    if revision.effective_on is not None and revision.effective_on <= today_utc():
+        release_revisions([revision], now_utc())

@@ -30,6 +30,7 @@ from core.clock import now_utc
 from core.db import db, default_reason, lock_row
 from core.errors import InvalidTransition, NotPermitted, ValidationError
 from core.org import Department
+from qms.documents import release
 from qms.documents.matrix import check_audience, requirement_added, requirement_removed, retraining_job_functions
 from qms.documents.models import (
     APPROVE,
@@ -42,17 +43,30 @@ from qms.documents.models import (
     RELEASE_POLICIES,
     REVIEW,
     STATUS_LABELS,
+    SUPERSEDED,
     Document,
     DocumentAudience,
     Revision,
     RevisionRoute,
 )
 from qms.documents.pdf import NotRenderable, check_renderable
-from qms.documents.release import held_for_training, release_revisions
+from qms.documents.release import held_for_training, release_held, release_revisions
 from qms.documents.rendering import render_markdown
 from qms.rules import add_months, check_fresh, check_status, require, required_text, today_utc, whole_number
 from signatures import models as sig
-from signatures import services as signing
+from signatures.lifecycle import (
+    DATE,
+    UNCHANGED,
+    Act,
+    FormField,
+    Lifecycle,
+    Rule,
+    SystemTransition,
+    Transition,
+    comment,
+    justification,
+    required_comment,
+)
 from signatures.services import SignerProof
 from training import engine as training
 
@@ -61,17 +75,16 @@ OPEN_STATUSES = (DRAFT, IN_REVIEW)
 STEP_PERMISSION = {REVIEW: "documents.review", APPROVE: "documents.approve"}
 STEP_FIELD = {REVIEW: "reviewer_ids", APPROVE: "approver_ids"}
 STEP_MEANING = {REVIEW: sig.REVIEWED, APPROVE: sig.APPROVED}
-_GERUND = {"review": "Reviewing", "approve": "Approving", "reject": "Rejecting"}
 
 
-# --- small helpers ---------------------------------------------------------------------------------------------------
+# --- small helpers ----------------------------------------------------------------------------------------------------
 
 
 def _names(users: Iterable[User]) -> str:
     return ", ".join(u.full_name for u in users)
 
 
-# --- queries for views -----------------------------------------------------------------------------------------------
+# --- queries for views ------------------------------------------------------------------------------------------------
 
 
 def get_document(number: str) -> Document | None:
@@ -168,22 +181,12 @@ def record_periodic_review(revision: Revision, *, actor: User, proof: SignerProo
                            expected_row_version: int | str | None, comment: str) -> Revision:
     """The owner or QA confirms, with a signed "Reviewed", that the effective revision is still fit for use; the next
     periodic review falls due one interval from today. Changes found in the review go through a new revision."""
-    if not (actor.can("documents.approve") or actor.id == revision.document.owner_id):
-        raise NotPermitted("Only the document owner or QA can record a periodic review.")
-    lock_row(revision)
-    check_status(revision, EFFECTIVE, "record a periodic review of", noun="revision", labels=STATUS_LABELS)
-    check_fresh(revision, expected_row_version)
-    comment = required_text("comment", comment, "Periodic review outcome", limit=2000)
-    today = today_utc()
-    default_reason(f"Periodic review: {comment}")
-    signing.sign(revision, signer=actor, proof=proof, meaning=sig.REVIEWED, comment=f"Periodic review: {comment}",
-                 expected_version=expected_row_version, allowed=(sig.REVIEWED,), since=now_utc())
-    revision.review_due_on = add_months(today, revision.document.review_interval_months)
-    db.session.flush()
+    LIFECYCLE.apply(revision, "periodic-review", actor=actor, proof=proof, expected_version=expected_row_version,
+                    text=comment)
     return revision
 
 
-# --- documents -------------------------------------------------------------------------------------------------------
+# --- documents --------------------------------------------------------------------------------------------------------
 
 
 def _check_number(number: str) -> str:
@@ -302,7 +305,7 @@ def update_document_metadata(document: Document, *, actor: User, owner_id: int |
     return document
 
 
-# --- revisions: drafting ---------------------------------------------------------------------------------------------
+# --- revisions: drafting ----------------------------------------------------------------------------------------------
 
 
 def _check_pdf(pdf_bytes: bytes) -> None:
@@ -464,51 +467,30 @@ def set_routing(revision: Revision, *, actor: User, reviewer_ids: Iterable[int],
     return revision
 
 
-# --- revisions: the signed lifecycle ---------------------------------------------------------------------------------
+# --- revisions: the signed lifecycle ----------------------------------------------------------------------------------
+# Each use case applies one transition of LIFECYCLE (declared at the end of the module): the lifecycle locks the
+# revision, checks permission, state, the author and routing rules and the page's version, signs, moves the status
+# and runs the effect below, in the caller's unit of work.
+
+
+def _apply(revision: Revision, action: str, *, actor: User, proof: SignerProof,
+           expected_row_version: int | str | None, text: str | None = None, **values) -> Revision:
+    LIFECYCLE.apply(revision, action, actor=actor, proof=proof, expected_version=expected_row_version, text=text,
+                    values=values)
+    return revision
 
 
 def submit_for_review(revision: Revision, *, actor: User, proof: SignerProof,
                       expected_row_version: int | str | None) -> Revision:
     """The author signs "Authored" and the revision goes to its routed reviewers and approvers."""
-    lock_row(revision)
-    check_status(revision, DRAFT, "submit", noun="revision", labels=STATUS_LABELS)
-    _check_author(revision, actor, "Submitting the revision")
-    check_fresh(revision, expected_row_version)
-    approvers, reviewers = routed(revision, APPROVE), routed(revision, REVIEW)
-    if not approvers:
-        raise ValidationError("approver_ids", "Route the revision to at least one approver before submitting it.")
-    _check_eligible(reviewers, REVIEW, "reviewer_ids")
-    _check_eligible(approvers, APPROVE, "approver_ids")
-    default_reason("Submitted for review")
-    signing.sign(revision, signer=actor, proof=proof, meaning=sig.AUTHORED, expected_version=expected_row_version,
-                 allowed=(sig.AUTHORED,))
-    revision.status = IN_REVIEW
-    revision.submitted_at = now_utc()
-    db.session.flush()
-    return revision
-
-
-def _check_routed_signer(revision: Revision, actor: User, step: str, verb: str) -> None:
-    require(actor, STEP_PERMISSION[step], f"{_GERUND[verb]} a revision")
-    if actor.id == revision.author_id:
-        raise NotPermitted(f"Segregation of duties: the author can never {verb} their own revision.")
-    if actor.id not in {u.id for u in routed(revision, step)}:
-        raise NotPermitted(f"You are not routed to {step} {revision.audit_title()}.")
+    return _apply(revision, "submit", actor=actor, proof=proof, expected_row_version=expected_row_version)
 
 
 def review(revision: Revision, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
            comment: str | None = None) -> Revision:
     """A routed reviewer signs "Reviewed"."""
-    lock_row(revision)
-    check_status(revision, IN_REVIEW, "review", noun="revision", labels=STATUS_LABELS)
-    _check_routed_signer(revision, actor, REVIEW, "review")
-    check_fresh(revision, expected_row_version)
-    if actor.id not in {u.id for u in outstanding(revision)[REVIEW]}:
-        raise InvalidTransition(f"You have already reviewed {revision.audit_title()}.")
-    default_reason("Reviewed")
-    signing.sign(revision, signer=actor, proof=proof, meaning=sig.REVIEWED, comment=comment,
-                 expected_version=expected_row_version, allowed=(sig.REVIEWED,))
-    return revision
+    return _apply(revision, "review", actor=actor, proof=proof, expected_row_version=expected_row_version,
+                  text=comment)
 
 
 def approve(revision: Revision, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
@@ -516,63 +498,16 @@ def approve(revision: Revision, *, actor: User, proof: SignerProof, expected_row
     """A routed approver signs "Approved", once every routed reviewer has reviewed this submission. The last
     approver's signature approves the revision and fixes its effective date (default: today + the document's
     training window; never before the approval date)."""
-    lock_row(revision)
-    check_status(revision, IN_REVIEW, "approve", noun="revision", labels=STATUS_LABELS)
-    _check_routed_signer(revision, actor, APPROVE, "approve")
-    check_fresh(revision, expected_row_version)
-    waiting = outstanding(revision)
-    if waiting[REVIEW]:
-        raise InvalidTransition(f"{revision.audit_title()} cannot be approved before every reviewer has signed; "
-                                f"outstanding: {_names(waiting[REVIEW])}.")
-    if actor.id not in {u.id for u in waiting[APPROVE]}:
-        raise InvalidTransition(f"You have already approved {revision.audit_title()}.")
-    today = today_utc()
-    if effective_on is not None and effective_on < today:
-        raise ValidationError("effective_on", f"The effective date cannot be before the approval date ({today}).")
-    final = len(waiting[APPROVE]) == 1
-    if final:
-        effective_on = effective_on or today + timedelta(days=revision.document.training_window_days)
-        for earlier in pending_revisions(revision.document):
-            if earlier.effective_on is not None and effective_on < earlier.effective_on:
-                raise ValidationError("effective_on", f"The effective date must be on or after "
-                                                      f"{earlier.effective_on}, when the earlier revision "
-                                                      f"{earlier.label} becomes effective.")
-    default_reason("Approved")
-    signing.sign(revision, signer=actor, proof=proof, meaning=sig.APPROVED, comment=comment,
-                 expected_version=expected_row_version, allowed=(sig.APPROVED,))
-    if final:
-        revision.status = APPROVED
-        revision.approved_at = now_utc()
-        revision.effective_on = effective_on
-        db.session.flush()
-        # the training this revision requires is created in this same transaction: either the approval and every
-        # assignment exist, or neither does
-        training.assign_for_revision(revision_id=revision.id, document_id=revision.document_id,
-                                     job_function_ids=retraining_job_functions(revision),
-                                     due_on=effective_on, source_id=revision.id)
-    db.session.flush()
-    return revision
+    return _apply(revision, "approve", actor=actor, proof=proof, expected_row_version=expected_row_version,
+                  text=comment, effective_on=effective_on)
 
 
 def reject(revision: Revision, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
            comment: str) -> Revision:
     """A routed reviewer or approver signs "Rejected" with their comments; the revision returns to Draft for the
     author. Signatures of this submission stay on record but do not count for the resubmission."""
-    lock_row(revision)
-    check_status(revision, IN_REVIEW, "reject", noun="revision", labels=STATUS_LABELS)
-    steps = [step for step in (REVIEW, APPROVE) if actor is not None and actor.id in {u.id for u in
-                                                                                          routed(revision, step)}]
-    if not steps:
-        raise NotPermitted(f"Only a routed reviewer or approver can reject {revision.audit_title()}.")
-    _check_routed_signer(revision, actor, steps[0], "reject")
-    check_fresh(revision, expected_row_version)
-    comment = required_text("comment", comment, "A comment explaining the rejection", limit=2000)
-    default_reason(f"Rejected: {comment}")
-    signing.sign(revision, signer=actor, proof=proof, meaning=sig.REJECTED, comment=comment,
-                 expected_version=expected_row_version, allowed=(sig.REJECTED,))
-    revision.status = DRAFT
-    db.session.flush()
-    return revision
+    return _apply(revision, "reject", actor=actor, proof=proof, expected_row_version=expected_row_version,
+                  text=comment)
 
 
 def release_due(today: date | None = None) -> list[Revision]:
@@ -607,25 +542,196 @@ def release_due(today: date | None = None) -> list[Revision]:
 
 def make_obsolete(revision: Revision, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
                   reason: str) -> Revision:
-    """QA retires the revision in force: it signs "Approved" with the reason, and the document has no effective
+    """QA retires the revision in force: it signs "Made obsolete" with the reason, and the document has no effective
     revision any more."""
-    require(actor, "documents.approve", "Making a document obsolete")
-    lock_row(revision)
-    check_status(revision, EFFECTIVE, "make obsolete", noun="revision", labels=STATUS_LABELS)
-    check_fresh(revision, expected_row_version)
-    reason = required_text("reason", reason, "A reason for making the document obsolete", limit=2000)
+    return _apply(revision, "obsolete", actor=actor, proof=proof, expected_row_version=expected_row_version,
+                  text=reason)
+
+
+# --- what each step checks and writes ---------------------------------------------------------------------------------
+
+
+def _check_submission(act: Act) -> None:
+    revision = act.record
+    approvers, reviewers = routed(revision, APPROVE), routed(revision, REVIEW)
+    if not approvers:
+        raise ValidationError("approver_ids", "Route the revision to at least one approver before submitting it.")
+    _check_eligible(reviewers, REVIEW, "reviewer_ids")
+    _check_eligible(approvers, APPROVE, "approver_ids")
+
+
+def _submitted(act: Act) -> None:
+    act.record.submitted_at = now_utc()
+
+
+def _check_review(act: Act) -> None:
+    if act.actor.id not in {u.id for u in outstanding(act.record)[REVIEW]}:
+        raise InvalidTransition(f"You have already reviewed {act.record.audit_title()}.")
+
+
+def _check_approval(act: Act) -> None:
+    """Every routed reviewer has signed, this approver has not; the last approver fixes the effective date."""
+    revision = act.record
+    waiting = outstanding(revision)
+    if waiting[REVIEW]:
+        raise InvalidTransition(f"{revision.audit_title()} cannot be approved before every reviewer has signed; "
+                                f"outstanding: {_names(waiting[REVIEW])}.")
+    if act.actor.id not in {u.id for u in waiting[APPROVE]}:
+        raise InvalidTransition(f"You have already approved {revision.audit_title()}.")
+    today = today_utc()
+    effective_on = act.values.get("effective_on")
+    if effective_on is not None and effective_on < today:
+        raise ValidationError("effective_on", f"The effective date cannot be before the approval date ({today}).")
+    act.data["final"] = final = len(waiting[APPROVE]) == 1
+    if final:
+        effective_on = effective_on or today + timedelta(days=revision.document.training_window_days)
+        for earlier in pending_revisions(revision.document):
+            if earlier.effective_on is not None and effective_on < earlier.effective_on:
+                raise ValidationError("effective_on", f"The effective date must be on or after "
+                                                      f"{earlier.effective_on}, when the earlier revision "
+                                                      f"{earlier.label} becomes effective.")
+    act.data["effective_on"] = effective_on
+
+
+def _effective_on_help(revision: Revision) -> str:
+    default = today_utc() + timedelta(days=revision.document.training_window_days)
+    return (f"Default {default.isoformat()} (approval date + training window). Never before today. Only the final "
+            f"approver's date counts.")
+
+
+def _approved(act: Act) -> None:
+    if act.moved:
+        act.record.approved_at = now_utc()
+        act.record.effective_on = act.data["effective_on"]
+
+
+def _assign_training(act: Act) -> None:
+    revision = act.record
+    if act.moved:
+        # the training this revision requires is created in this same transaction: either the approval and every
+        # assignment exist, or neither does
+        training.assign_for_revision(revision_id=revision.id, document_id=revision.document_id,
+                                     job_function_ids=retraining_job_functions(revision),
+                                     due_on=revision.effective_on, source_id=revision.id)
+
+
+def _reviewed_periodically(act: Act) -> None:
+    revision = act.record
+    revision.review_due_on = add_months(today_utc(), revision.document.review_interval_months)
+
+
+def _check_obsolete(act: Act) -> None:
+    revision = act.record
     waiting = pending_revisions(revision.document)
     if waiting:
         raise InvalidTransition(f"{revision.document.number} revision {waiting[0].label} is approved and becomes "
                                 f"effective on {waiting[0].effective_on}; it supersedes {revision.label}.")
-    default_reason(f"Made obsolete: {reason}")
-    signing.sign(revision, signer=actor, proof=proof, meaning=sig.MADE_OBSOLETE, comment=reason,
-                 expected_version=expected_row_version, allowed=(sig.MADE_OBSOLETE,))
-    revision.status = OBSOLETE
-    revision.obsolete_reason = reason
-    revision.obsoleted_at = now_utc()
-    db.session.flush()
+
+
+def _made_obsolete(act: Act) -> None:
+    act.record.obsolete_reason = act.text
+    act.record.obsoleted_at = now_utc()
+
+
+def _cancel_training(act: Act) -> None:
     # nothing is left to train on: open training on the document is cancelled, with the reason
+    revision = act.record
     training.cancel_open_on_document(revision.document_id,
-                                     reason=f"{revision.document.number} made obsolete: {reason}")
-    return revision
+                                     reason=f"{revision.document.number} made obsolete: {act.text}")
+
+
+def _author_only(revision: Revision, user: User) -> bool:
+    return user.id == revision.author_id
+
+
+def _not_author(verb: str) -> Rule:
+    return Rule("not the author (segregation of duties)", lambda revision, user: not _author_only(revision, user),
+                lambda _revision, _user: f"Segregation of duties: the author can never {verb} their own revision.")
+
+
+def _routed_to(step: str) -> Rule:
+    return Rule(f"routed to {step}", lambda revision, user: user.id in {u.id for u in routed(revision, step)},
+                lambda revision, _user: f"You are not routed to {step} {revision.audit_title()}.")
+
+
+def _routed_steps(revision: Revision, user: User) -> list[str]:
+    return [step for step in (REVIEW, APPROVE) if user.id in {u.id for u in routed(revision, step)}]
+
+
+def _reject_refusal(revision: Revision, user: User) -> str:
+    steps = _routed_steps(revision, user)
+    if not steps:
+        return f"Only a routed reviewer or approver can reject {revision.audit_title()}."
+    permission = STEP_PERMISSION[steps[0]]
+    return (f"Rejecting a revision needs the permission “{PERMISSIONS[permission].label}” ({permission}), which your "
+            f"roles do not grant.")
+
+
+AUTHOR = Rule("the author only", _author_only,
+              lambda revision, _user: f"Only the author of {revision.audit_title()} ({revision.author.full_name}) "
+                                      f"can submit it.")
+ROUTED_TO_REJECT = Rule(
+    "routed to review or approve", lambda revision, user: any(
+        user.can(STEP_PERMISSION[step]) for step in _routed_steps(revision, user)[:1]), _reject_refusal)
+OWNER_OR_QA = Rule("the document owner or QA",
+                   lambda revision, user: user.can("documents.approve") or user.id == revision.document.owner_id,
+                   lambda _revision, _user: "Only the document owner or QA can record a periodic review.")
+
+LIFECYCLE = Lifecycle(
+    "document_revision", title="Document revision", model=Revision, noun="revision", labels=STATUS_LABELS,
+    initial=DRAFT,
+    summary=lambda revision: f"{revision.document.number} revision {revision.label} — {revision.document.title}",
+    describe="""A revision is written in Draft by its author, who routes it to reviewers and approvers and signs its
+    submission. Each routed reviewer signs "Reviewed"; once all have, each routed approver signs "Approved" and the
+    last approver's signature approves the revision (its training is assigned in the same transaction). It takes
+    effect on its effective date (`flask qms release-due`), or is held until everyone assigned has trained when the
+    document is released "when trained", unless QA signs an override. QA retires the revision in force with a signed
+    reason. See docs/documents.md.""",
+    system=[SystemTransition((APPROVED,), EFFECTIVE, "released on its effective date (flask qms release-due)"),
+            SystemTransition((EFFECTIVE,), SUPERSEDED, "superseded by a newer revision taking effect"),
+            SystemTransition((APPROVED,), SUPERSEDED, "superseded at once by a newer revision released with it")],
+    transitions=[
+        Transition("submit", "Submit for review…", (DRAFT,), IN_REVIEW, "documents.author", sig.AUTHORED,
+                   rules=(AUTHOR,), task="Submitting the revision", verb="submit",
+                   confirm="Sign and submit for review", check=_check_submission, effect=_submitted,
+                   audit_reason="Submitted for review"),
+        Transition("review", "Review…", (IN_REVIEW,), UNCHANGED, "documents.review", sig.REVIEWED, text=comment(),
+                   rules=(_not_author("review"), _routed_to(REVIEW)), task="Reviewing a revision", verb="review",
+                   confirm="Sign as reviewed", check=_check_review, audit_reason="Reviewed"),
+        Transition("approve", "Approve…", (IN_REVIEW,), APPROVED, "documents.approve", sig.APPROVED, text=comment(),
+                   rules=(_not_author("approve"), _routed_to(APPROVE)), task="Approving a revision", verb="approve",
+                   confirm="Sign and approve", style="success", check=_check_approval,
+                   moves=lambda act: act.data["final"], moves_when="when the last routed approver signs",
+                   fields=(FormField("effective_on", "Effective date", DATE, help=_effective_on_help),),
+                   effect=_approved, after=_assign_training, audit_reason="Approved"),
+        Transition("reject", "Reject…", (IN_REVIEW,), DRAFT, "documents.review", sig.REJECTED,
+                   text=required_comment("A comment explaining the rejection",
+                                         help="Required when you reject: say what must change."),
+                   rules=(ROUTED_TO_REJECT, _not_author("reject")), task="Rejecting a revision", verb="reject",
+                   confirm="Sign and reject", style="outline-danger",
+                   audit_reason=lambda act: f"Rejected: {act.text}"),
+        Transition("periodic-review", "Record periodic review…", (EFFECTIVE,), UNCHANGED, "documents.review",
+                   sig.REVIEWED,
+                   text=required_comment("Periodic review outcome",
+                                         help="Required: the outcome of the review, e.g. 'Still accurate; no change "
+                                              "needed'. Changes go through a new revision."),
+                   rules=(OWNER_OR_QA,), task="Recording a periodic review", verb="record a periodic review of",
+                   confirm="Sign the periodic review", style="outline-primary", new_round=True,
+                   signature_comment=lambda act: f"Periodic review: {act.text}", effect=_reviewed_periodically,
+                   audit_reason=lambda act: f"Periodic review: {act.text}"),
+        Transition("release-override", "Release with open training…", (APPROVED,), UNCHANGED, "documents.approve",
+                   sig.APPROVED_DESPITE_TRAINING,
+                   text=justification("Justification for releasing before everyone has trained",
+                                      what="A justification", min_length=4),
+                   task="Overriding a held release", verb="override the held release of",
+                   confirm="Sign and release with open training", style="outline-warning",
+                   offered=release_held, check=release.check_override,
+                   signature_comment=release.override_comment, effect=release.override,
+                   audit_reason=lambda act: f"Release approved with open training: {act.text}"),
+        Transition("obsolete", "Make obsolete…", (EFFECTIVE,), OBSOLETE, "documents.approve", sig.MADE_OBSOLETE,
+                   text=justification("Reason the revision is made obsolete",
+                                      what="A reason for making the document obsolete", min_length=4),
+                   task="Making a document obsolete", verb="make obsolete", confirm="Sign and make obsolete",
+                   style="outline-danger", check=_check_obsolete, effect=_made_obsolete, after=_cancel_training,
+                   audit_reason=lambda act: f"Made obsolete: {act.text}"),
+    ])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 import sqlalchemy as sa
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -20,15 +18,7 @@ from core.forms import choices, show_error
 from core.org import Department, JobFunction
 from qms.documents import matrix, release, services
 from qms.documents.diff import side_by_side, summary
-from qms.documents.forms import (
-    ApproveForm,
-    DocumentForm,
-    DocumentSettingsForm,
-    ObsoleteForm,
-    ReleaseOverrideForm,
-    RevisionForm,
-    RoutingForm,
-)
+from qms.documents.forms import DocumentForm, DocumentSettingsForm, RevisionForm, RoutingForm
 from qms.documents.models import (
     APPROVE,
     APPROVED,
@@ -47,22 +37,8 @@ from qms.documents.rendering import render_markdown
 from signatures import ceremony
 from signatures import models as sig
 from signatures import services as signing
-from signatures.forms import SignForm
 
 bp = Blueprint("documents", __name__, url_prefix="/documents", template_folder="../templates")
-
-# action -> (permission, meaning, form class, button label)
-ACTIONS = {
-    "submit": ("documents.author", sig.AUTHORED, SignForm, "Sign and submit for review"),
-    "review": ("documents.review", sig.REVIEWED, SignForm, "Sign as reviewed"),
-    "approve": ("documents.approve", sig.APPROVED, ApproveForm, "Sign and approve"),
-    "reject": ("documents.review", sig.REJECTED, SignForm, "Sign and reject"),
-    "obsolete": ("documents.approve", sig.MADE_OBSOLETE, ObsoleteForm, "Sign and make obsolete"),
-    "periodic-review": ("documents.review", sig.REVIEWED, SignForm, "Sign the periodic review"),
-    "release-override": ("documents.approve", sig.APPROVED_DESPITE_TRAINING, ReleaseOverrideForm,
-                         "Sign and release with open training"),
-}
-
 
 def _document(document_id: int) -> Document:
     doc = db.session.get(Document, document_id)
@@ -332,81 +308,22 @@ def set_routing(document_id: int, revision_id: int):
     return redirect(url_for("documents.revision", document_id=document_id, revision_id=rev.id))
 
 
-def _ceremony(document_id: int, revision_id: int, action: str):
-    """The signing ceremony: what is signed, its meaning, the legal statement, password (+ TOTP)."""
-    _permission, meaning, form_class, button = ACTIONS[action]
-    doc = _document(document_id)
-    rev = _revision(document_id, revision_id)
-    form = form_class()
-    form.meaning.choices = choices([(meaning, meaning)])
-    if request.method == "GET":
-        form.expected_version.data = str(rev.row_version)
-        form.meaning.data = meaning
-    status = 200
-    if form.validate_on_submit():
-        expected = (form.expected_version.data or "").strip()
-        comment = form.comment.data
-
-        def act(user, proof):
-            if action == "submit":
-                services.submit_for_review(rev, actor=user, proof=proof, expected_row_version=expected)
-            elif action == "review":
-                services.review(rev, actor=user, proof=proof, expected_row_version=expected, comment=comment)
-            elif action == "approve":
-                services.approve(rev, actor=user, proof=proof, expected_row_version=expected,
-                                 effective_on=form.effective_on.data, comment=comment)
-            elif action == "reject":
-                services.reject(rev, actor=user, proof=proof, expected_row_version=expected, comment=comment)
-            elif action == "periodic-review":
-                services.record_periodic_review(rev, actor=user, proof=proof, expected_row_version=expected,
-                                                comment=comment)
-            elif action == "release-override":
-                release.override_release(rev, actor=user, proof=proof, expected_row_version=expected,
-                                         justification=form.reason.data)
-            else:
-                services.make_obsolete(rev, actor=user, proof=proof, expected_row_version=expected,
-                                       reason=form.reason.data)
-
-        outcome = ceremony.perform(form, act)
-        if outcome.response is not None:
-            return outcome.response
-        if outcome.ok:
-            flash(f"Signed: {meaning}. {rev.audit_title()} is now {rev.status_label}.", "success")
-            return redirect(url_for("documents.revision", document_id=doc.id, revision_id=rev.id))
-        status = outcome.status
-    elif form.errors:
-        status = 422
-    default_effective = None
-    training_impact = None
-    if action == "approve":
+def _sign_panel(rev: Revision, transition) -> dict:
+    """What the approval's and the release override's signing pages show besides the revision: the training the
+    final approval assigns, or the people not yet trained whom the override names."""
+    if transition.action == "approve":
         from training import engine as training_engine
 
-        training_impact = training_engine.impact(matrix.retraining_job_functions(rev), revision_id=rev.id)
-        default_effective = now_utc().date().toordinal() + doc.training_window_days
-        default_effective = date.fromordinal(default_effective)
-    return render_template("qms/documents/sign.html", form=form, document=doc, revision=rev, meaning=meaning,
-                           button=button, action=action, declaration=signing.DECLARATION,
-                           content_hash=signing.content_hash(rev), default_effective=default_effective,
-                           training_impact=training_impact,
-                           untrained=release.untrained_assignees(rev) if action == "release-override" else None,
-                           totp=current_user.security.totp_enrolled), status
+        return {"training_impact": training_engine.impact(matrix.retraining_job_functions(rev), revision_id=rev.id)}
+    return {"untrained": release.untrained_assignees(rev)}
 
 
-def _sign_view(action: str):
-    permission = ACTIONS[action][0]
-
-    def view(document_id: int, revision_id: int):
-        return _ceremony(document_id, revision_id, action)
-
-    view.__name__ = f"sign_{action.replace('-', '_')}"
-    view.__doc__ = f"Signing ceremony: {action}."
-    return permission_required(permission)(view)
-
-
-for _action in ACTIONS:
-    bp.add_url_rule(f"/<int:document_id>/revisions/<int:revision_id>/{_action}",
-                    endpoint=f"sign_{_action.replace('-', '_')}",
-                    view_func=_sign_view(_action), methods=["GET", "POST"])
+ceremony.expose(bp, services.LIFECYCLE, rule="/<int:document_id>/revisions/<int:revision_id>", load=_revision,
+                url_args=lambda rev: {"document_id": rev.document_id, "revision_id": rev.id},
+                back=lambda rev: url_for("documents.revision", document_id=rev.document_id, revision_id=rev.id),
+                panels={"approve": "qms/documents/_sign_approve.html",
+                        "release-override": "qms/documents/_sign_release_override.html"},
+                context=_sign_panel)
 
 
 # --- content, copies, manifests, diff -----------------------------------------------------------------------------

@@ -28,7 +28,15 @@ from tests.integration.documents_helpers import (
     submit,
     train,
 )
-from tests.integration.test_change_control_lifecycle import fields, implement, new_change, owner, signed, version
+from tests.integration.test_change_control_lifecycle import (
+    approved_change,
+    fields,
+    implement,
+    new_change,
+    owner,
+    signed,
+    version,
+)
 from tests.web.test_training_matrix_pages import client_for, text_of
 
 __all__ = ["owner"]  # the fixture, shared with the lifecycle tests
@@ -184,3 +192,20 @@ def test_register_overdue_view_lists_changes_with_an_open_task_past_due(app, p, 
     run(cc.add_task, on_time, actor=owner, title="Future task", owner_id=owner.id, due_on=today + timedelta(days=1))
     page = text_of(client_for(app, p.operator).get("/change-control/?overdue=1"))
     assert late.number in page and on_time.number not in page
+
+
+def test_a_browser_takes_a_change_to_verification_with_the_buttons_of_its_page(app, p, owner):
+    """The unsigned steps submitted exactly as the record page renders them (every hidden field, in order), as a
+    browser does: the page's own form must carry one version of the record, the one it shows."""
+    from core.testing.pages import html_forms, submit_form
+
+    change = approved_change(p, owner)
+    client, record = client_for(app, owner), f"/change-control/{change.id}"
+    for button, status in (("Start implementation", "implementation"),
+                           ("Implementation complete: to verification", "verification")):
+        page = client.get(record)
+        form = next(f for f in html_forms(page) for _name, _value, label in f.buttons if label.startswith(button))
+        response = submit_form(client, form, page_url=record, follow_redirects=True)
+        assert response.status_code == 200, text_of(response)[:1000]
+        db.session.expire_all()
+        assert db.session.get(ChangeControl, change.id).status == status, alerts(response)
