@@ -5,8 +5,9 @@ outcome, so that a failure is audited and counts toward lockout; step two runs t
 a second unit of work that rolls back whole on any refusal.
 
 `expose()` puts a record type's declared transitions (`signatures.lifecycle`) on its blueprint: a signed step, or an
-unsigned step where the person writes something, gets a page (GET shows the form, POST acts); any other unsigned step
-is a POST from the record page's button. URLs and endpoint names come from the declaration, so links, tests and the
+unsigned step where the person writes something, gets a page (GET shows the form, POST acts) unless declared
+otherwise; any other unsigned step is a POST from a form on the record page (its fields, the version the page shows
+and the button). URLs and endpoint names come from the declaration, so links, tests and the
 authorisation matrix name them. One template, `signatures/sign.html`, shows every signing page; a record type adds
 its own panel (e.g. the training an approval assigns) as a small partial template with its context.
 `lifecycle_buttons()` (a template global) gives a record page its buttons, rendered by the macro in
@@ -149,10 +150,16 @@ class Button:
     fields: tuple[Any, ...] = ()
 
 
-def url_of(lifecycle: Lifecycle | str, record: Any, action: str) -> str:
+def endpoint_of(lifecycle: Lifecycle | str, action: str) -> str:
+    """The endpoint a transition was exposed at (e.g. "documents.sign_approve")."""
     binding = _BOUND[lifecycle if isinstance(lifecycle, str) else lifecycle.name]
-    t = binding.lifecycle[action]
-    return url_for(f"{binding.blueprint}.{t.endpoint_name}", **binding.url_args(record))
+    return f"{binding.blueprint}.{binding.lifecycle[action].endpoint_name}"
+
+
+def url_of(lifecycle: Lifecycle | str, record: Any, action: str) -> str:
+    """The URL of a transition's page (or of its POST) for `record`."""
+    binding = _BOUND[lifecycle if isinstance(lifecycle, str) else lifecycle.name]
+    return url_for(endpoint_of(lifecycle, action), **binding.url_args(record))
 
 
 @bp.app_template_global()
@@ -163,12 +170,13 @@ def lifecycle_buttons(lifecycle: Lifecycle | str, record: Any) -> list[Button]:
     lc = binding.lifecycle
     buttons = []
     for t in lc.available(record, current_user):
-        url = url_for(f"{binding.blueprint}.{t.endpoint_name}", **binding.url_args(record))
+        url = url_of(lc, record, t.action)
         if t.own_page:
             buttons.append(Button(t, url, t.label, t.style))
             continue
         form = form_class(t)(formdata=None, expected_version=lc.version_of(record))
-        buttons.append(Button(t, url, t.label, t.style, form, tuple(form[f.name] for f in t.fields)))
+        names = [f.name for f in t.fields] + ([t.text.field] if t.text.kind != NO_TEXT else [])
+        buttons.append(Button(t, url, t.label, t.style, form, tuple(form[name] for name in names)))
     return buttons
 
 
@@ -231,7 +239,7 @@ def _make_view(lifecycle: Lifecycle, t: Transition, load: Callable[..., Any], ba
 
 
 def _apply(lifecycle: Lifecycle, t: Transition, record: Any, form, user: Any, proof: Any) -> Act:
-    expected = (form.expected_version.data or "").strip() or None
+    expected = (form.expected_version.data or "").strip()  # a page always sends it: empty is a stale or broken form
     text = form[t.text.field].data if t.text.kind != NO_TEXT else None
     values = {f.name: form[f.name].data for f in t.fields}
     return lifecycle.apply(record, t.action, actor=user, proof=proof, expected_version=expected, text=text,

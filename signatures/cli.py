@@ -1,6 +1,8 @@
-"""`flask signatures ...`: write a signed record's manifest, and check a manifest file against the database.
+"""`flask signatures ...`: write a signed record's manifest, check a manifest file against the database, and write the
+record lifecycles' page (docs/lifecycles.md) from their declarations.
 
-Both commands only read: a manifest is an export, and verifying one must never change what it is checked against.
+The manifest commands only read: a manifest is an export, and verifying one must never change what it is checked
+against.
 """
 
 from __future__ import annotations
@@ -52,3 +54,25 @@ def write_manifest(record_type: str, record_id: int, output: Path | None) -> Non
     else:
         output.write_bytes(data)
         click.echo(f"wrote the signature manifest of {record.signable_title()} to {output}")
+
+
+@signatures_cli.command("lifecycles")
+@click.option("--write", "write", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the page to this file (e.g. docs/lifecycles.md) instead of standard output.")
+@click.option("--check", "check", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Exit 1 when this file differs from what the declarations give.")
+def lifecycles(write: Path | None, check: Path | None) -> None:
+    """The record lifecycles as declared: a state diagram (Mermaid) and a table of transitions per record type."""
+    from signatures.lifecycle import markdown
+
+    text = markdown()
+    if check is not None:
+        if not check.exists() or check.read_text(encoding="utf-8") != text:
+            click.echo(f"{check} is out of date: run flask signatures lifecycles --write {check}", err=True)
+            sys.exit(1)
+        click.echo(f"{check} matches the declarations")
+    elif write is not None:
+        write.write_text(text, encoding="utf-8")
+        click.echo(f"wrote the lifecycles of {text.count(chr(10) + '## ')} record types to {write}")
+    else:
+        click.echo(text, nl=False)

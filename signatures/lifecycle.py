@@ -59,7 +59,8 @@ def _call(value: Any, *args: Any) -> Any:
 class Text:
     """What the person writes with a transition: nothing, an optional comment, a required comment or a required
     justification. `field` is the form field (and the field a refusal names), `what` names the text in a refusal
-    ("{what} is required."), `label` and `help` are shown on the form (`help` may take the record)."""
+    ("{what} is required.", or `missing` when the service says more than the form), `label` and `help` are shown on
+    the form (`help` may take the record)."""
 
     kind: str = NO_TEXT
     field: str = ""
@@ -68,6 +69,7 @@ class Text:
     limit: int = 2000
     min_length: int = 0
     help: str | Callable[[Any], str | None] | None = None
+    missing: str | None = None
 
     @property
     def required(self) -> bool:
@@ -80,7 +82,7 @@ class Text:
         value = (value or "").strip()
         if not value:
             if self.required:
-                raise ValidationError(self.field, f"{self.what} is required.")
+                raise ValidationError(self.field, self.missing or f"{self.what} is required.")
             return None
         if len(value) > self.limit:
             raise ValidationError(self.field, f"{self.what} must be at most {self.limit:,} characters.")
@@ -104,8 +106,8 @@ def required_comment(what: str, *, limit: int = 2000, help: str | Callable[[Any]
 
 
 def justification(label: str, *, what: str, limit: int = 2000, min_length: int = 0, field: str = "reason",
-                  help: str | Callable[[Any], str | None] | None = None) -> Text:
-    return Text(JUSTIFICATION, field, label, what, limit, min_length, help)
+                  help: str | Callable[[Any], str | None] | None = None, missing: str | None = None) -> Text:
+    return Text(JUSTIFICATION, field, label, what, limit, min_length, help, missing)
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,18 @@ class Rule:
 
 
 DATE, LONG_TEXT, YES_NO = "date", "text", "yes/no"
+
+
+def only(attribute: str, name: str, refusal: Callable[[Any], str]) -> Rule:
+    """Only the person the record names in `attribute` (its owner, author, executor) may take the step."""
+    return Rule(name, lambda record, user: user.id == getattr(record, attribute),
+                lambda record, _user: refusal(record))
+
+
+def never(attribute: str, name: str, refusal: Callable[[Any], str]) -> Rule:
+    """Segregation of duties: the person the record names in `attribute` may never take the step."""
+    return Rule(name, lambda record, user: user.id != getattr(record, attribute),
+                lambda record, _user: refusal(record))
 
 
 @dataclass(frozen=True)
@@ -144,7 +158,7 @@ class Act:
     transition: Transition
     record: Any
     signed: Any
-    actor: User
+    actor: User | None
     text: str | None = None
     values: dict[str, Any] = field(default_factory=dict)
     previous: str = ""
@@ -183,11 +197,15 @@ class Transition:
     moves: Callable[[Act], bool] | None = None  # the status moves only when this holds (e.g. the last approver)
     moves_when: str = ""  # says when, for the documentation
     binds_result: bool = False  # the signature binds the record as the step leaves it, not as the signer saw it
-    new_round: bool = False  # the signer may sign again with this meaning on this version (a new round)
+    # a new signing round: earlier signatures with this meaning on this version count only from this moment (e.g. a
+    # periodic review, or a read-and-sign assignment's creation); default: every earlier signature counts
+    since: Callable[[Act], datetime | None] | None = None
     signature_comment: Callable[[Act], str | None] | None = None  # default: the text
     audit_reason: str | Callable[[Act], str] = ""  # the audit trail's reason unless the person gave one
     done: str | Callable[[Act], str] | None = None  # the message once done (signed default: the lifecycle's)
     state_refusal: str | None = None  # overrides the lifecycle's; {title} {status} {status_lower} {allowed} {verb}
+    needs_version: bool | None = None  # must a version be given? (default: the lifecycle's; False: checked if given)
+    system_may: bool = False  # the command line may take the step too (actor None: no permission or rule applies)
 
     @property
     def signed(self) -> bool:
@@ -250,6 +268,7 @@ class Lifecycle:
             self.transitions[t.action] = t
         self.system = tuple(system)
         self.signed_record = signed or (lambda record: record)
+        self.signs_itself = signed is None
         self.locks = locks or (lambda record: (record,))
         self.fresh_against = fresh_against or (lambda record: record)
         self.require_version = require_version
@@ -294,7 +313,9 @@ class Lifecycle:
         """Refuse `action` on `record` by `actor`: permission, then state, then the rules, then the version the page
         showed. The messages name what is missing (the permission, the states allowed, the rule)."""
         t = self.transitions[action]
-        require(actor, t.permission, t.task or f"{t.label.rstrip('…')} ({self.noun})")
+        by_system = actor is None and t.system_may
+        if not by_system:
+            require(actor, t.permission, t.task or f"{t.label.rstrip('…')} ({self.noun})")
         state = self.state_of(record)
         if state not in t.source:
             template = t.state_refusal or self.state_refusal
@@ -302,16 +323,21 @@ class Lifecycle:
             raise InvalidTransition(template.format(
                 title=_title(record), status=self.status_label(record), status_lower=self.status_label(record).lower(),
                 allowed=allowed, allowed_lower=allowed.lower(), noun=self.noun, verb=t.verb or t.action))
-        for rule in t.rules:
+        for rule in () if by_system else t.rules:
             if not rule.holds(record, actor):
                 raise rule.error(rule.refusal(record, actor))
         if fresh:
-            self.check_fresh(record, expected_version)
+            if t.needs_version is False and not str(expected_version or "").strip():
+                return t  # a step taken without a page's version (e.g. recording an action done)
+            self.check_fresh(record, expected_version,
+                             required=self.require_version if t.needs_version is None else t.needs_version)
         return t
 
-    def check_fresh(self, record: Any, expected_version: Any) -> None:
-        """Refuse an action taken on a page that showed an older version: the person must see what they act on."""
-        if expected_version is None and not self.require_version:
+    def check_fresh(self, record: Any, expected_version: Any, *, required: bool | None = None) -> None:
+        """Refuse an action taken on a page that showed an older version: the person must see what they act on.
+        Without a version (a service call that saw none) the step is refused unless the version is optional; a page
+        always sends one, so an empty one is refused as stale."""
+        if expected_version is None and not (self.require_version if required is None else required):
             return
         holder = self.fresh_against(record)
         if expected_version is None or str(expected_version).strip() != str(holder.row_version):
@@ -319,14 +345,15 @@ class Lifecycle:
 
     # --- applying -----------------------------------------------------------------------------------------------------
 
-    def apply(self, record: Any, action: str, *, actor: User, proof: Any = None, expected_version: Any = None,
-              text: str | None = None, values: dict[str, Any] | None = None) -> Act:
+    def apply(self, record: Any, action: str, *, actor: User | None, proof: Any = None,
+              expected_version: Any = None, text: str | None = None, values: dict[str, Any] | None = None) -> Act:
         """Apply `action` to `record` inside the caller's unit of work: lock, check, sign when a meaning is declared,
         move the status, run the effect; everything or nothing (the caller's transaction rolls back on a refusal).
 
         `proof` is the signer's `SignerProof` (signed steps), `text` the comment or justification, `values` the
-        extra fields. The effect runs with autoflush off, so the record's row is written once (the append-only
-        version tables refuse a second write of one row in one transaction)."""
+        extra fields; `actor` is None only for a step the command line may take (`system_may`). The effect runs with
+        autoflush off, so the record's row is written once (the append-only version tables refuse a second write of
+        one row in one transaction)."""
         from signatures import services as signing
 
         t = self.transitions[action]
@@ -348,11 +375,10 @@ class Lifecycle:
             comment = t.signature_comment(act) if t.signature_comment is not None else act.text
             return signing.sign(act.signed, signer=actor, proof=proof, meaning=t.meaning, comment=comment,
                                 expected_version=expected, allowed=(t.meaning,),
-                                since=act.at if t.new_round else None)
+                                since=t.since(act) if t.since is not None else None)
 
         if t.signed and not t.binds_result:
-            expected = None if expected_version is None else str(expected_version).strip()
-            act.signature = sign(expected)
+            act.signature = sign(str(expected_version).strip() or None if expected_version is not None else None)
         act.moved = t.next != UNCHANGED and (t.moves is None or t.moves(act))
         with db.session.no_autoflush:
             if act.moved:
@@ -379,12 +405,13 @@ class Lifecycle:
         setattr(record, self.status, state)
 
     def done_message(self, act: Act) -> str:
-        t = act.transition
-        if t.done is not None:
-            return _call(t.done, act)
+        """What the page says once the step is done: the transition's own message, else the signed default."""
+        return _call(act.transition.done, act) if act.transition.done is not None else self.signed_message(act)
+
+    def signed_message(self, act: Act) -> str:
         signed = act.signed
         status = signed.status_label if hasattr(signed, "status_label") else self.status_label(signed)
-        return self.signed_done.format(meaning=t.meaning, title=_title(signed), status=status)
+        return self.signed_done.format(meaning=act.transition.meaning, title=_title(signed), status=status)
 
     # --- the documentation --------------------------------------------------------------------------------------------
 
@@ -408,17 +435,18 @@ class Lifecycle:
         return "\n".join(lines)
 
     def table(self) -> list[list[str]]:
-        """One row per transition: action, from, to, permission, signature, text, rules."""
+        """One row per transition: action, button, from, to, who, signature, text, rules; then the system's moves."""
         rows = []
         for t in self.transitions.values():
             to = "unchanged" if t.next == UNCHANGED else self.labels[t.next]
             if t.moves is not None and t.next != UNCHANGED:
                 to = f"{to} ({t.moves_when})" if t.moves_when else to
-            rows.append([f"{t.action} ({t.label.rstrip('…')})", ", ".join(self.labels[s] for s in t.source), to,
-                         " or ".join(t.permissions), t.meaning or "unsigned", t.text.describe() or "—",
+            who = " or ".join(t.permissions) + (" (or the command line)" if t.system_may else "")
+            rows.append([f"`{t.action}`", t.label.rstrip("…"), ", ".join(self.labels[s] for s in t.source), to,
+                         who, t.meaning or "unsigned", t.text.describe() or "—",
                          "; ".join(r.name for r in t.rules) or "—"])
         for s in self.system:
-            rows.append([f"({s.label})", ", ".join(self.labels[x] for x in s.source), self.labels[s.next],
+            rows.append(["—", f"({s.label})", ", ".join(self.labels[x] for x in s.source), self.labels[s.next],
                          "the system", "—", "—", "—"])
         return rows
 
@@ -436,8 +464,8 @@ def markdown(lifecycles: Iterable[Lifecycle] | None = None) -> str:
         if lc.describe:
             out += [inspect.cleandoc(lc.describe), ""]
         out += ["```mermaid", lc.mermaid(), "```", "",
-                "| Action | From | To | Permission | Signature | Text | Rules |",
-                "| --- | --- | --- | --- | --- | --- | --- |"]
+                "| Action | Button | From | To | Permission | Signature | Text | Rules |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in lc.table()]
         out.append("")
     return "\n".join(out)

@@ -21,8 +21,3 @@ class ApproveFilesForm(SignForm):
                                validators=[DataRequired(message="Choose at least one feature file to approve.")])
     reason = TextAreaField("Reason for the new version (required when a file changed since its approved version)",
                            validators=[Optional(), Length(max=1000, message="At most 1000 characters.")])
-
-
-class AbandonRunForm(FlaskForm):
-    reason = TextAreaField("Reason for abandoning the run", validators=[
-        DataRequired(message="Reason for abandoning the run is required."), Length(max=2000)])

@@ -40,6 +40,17 @@ from core.db import db, default_reason, lock_row, transaction
 from core.errors import InvalidTransition, NotPermitted, ValidationError
 from signatures import models as sig
 from signatures import services as signing
+from signatures.lifecycle import (
+    Act,
+    Lifecycle,
+    Rule,
+    SystemTransition,
+    Transition,
+    comment,
+    justification,
+    never,
+    only,
+)
 from signatures.services import SignerProof
 from validation.models import (
     APPROVED,
@@ -537,84 +548,105 @@ def abandon(run: ValidationRun, *, actor: User | None, reason: str) -> Validatio
     """End a queued or running run whose process is gone (e.g. the server restarted): it becomes a runner error with
     the reason. The executor or QA may do it; the command line (`flask validation abandon`) too. The steps recorded so
     far stay; an executing process that later finishes leaves the status as it is."""
-    if actor is not None and actor.id != run.executor_id:
-        _require(actor, "validation.approve", "Abandoning another person's validation run")
-    reason = (reason or "").strip()
-    if not reason:
-        raise ValidationError("reason", "Say why the run is abandoned (e.g. the server restarted during the run).")
-    lock_row(run)
-    if run.status not in (QUEUED, RUNNING):
-        raise InvalidTransition(f"{run.audit_title()} is {run.status_label.lower()}; only a queued or running run "
-                                f"can be abandoned.")
-    default_reason(f"Validation run abandoned: {reason}"[:2000])
-    who = actor.full_name if actor is not None else "the command line"
-    run.status, run.result, run.finished_at = ERROR, FAILED, now_utc()
-    _note(run, f"Abandoned by {who}: {reason}"[:4000])
-    db.session.flush()
+    LIFECYCLE.apply(run, "abandon", actor=actor, text=reason)
     return run
 
 
-# --- signatures ------------------------------------------------------------------------------------------------------
-
-
-def _fresh(run: ValidationRun, expected_row_version: int | str | None) -> None:
-    if expected_row_version is not None and str(expected_row_version) != str(run.row_version):
-        raise InvalidTransition(f"{run.audit_title()} changed since you opened it; look at it again before signing.")
+# --- signatures: the run's lifecycle ---------------------------------------------------------------------------------
+# The signed steps (and abandoning a run) are declared in LIFECYCLE: it locks the run, checks permission, state, the
+# executor rules and the page's version, signs and moves the status. The runner's own moves (queued -> running ->
+# completed or error) are made by `execute()` and documented as the system's.
 
 
 def sign_executed(run: ValidationRun, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
                   comment: str | None = None) -> ValidationRun:
     """The executor signs "Executed": these are the results they obtained."""
-    _require(actor, "validation.execute", "Signing a validation run as executed")
-    lock_row(run)
-    if actor.id != run.executor_id:
-        raise NotPermitted(f"Only the executor of {run.audit_title()} ({run.executor.full_name}) signs it as executed.")
-    if run.status != COMPLETED:
-        raise InvalidTransition(f"{run.audit_title()} is {run.status_label.lower()}; only a completed run is signed "
-                                f"as executed.")
-    _fresh(run, expected_row_version)
-    default_reason("Run signed as executed")
-    signing.sign(run, signer=actor, proof=proof, meaning=sig.EXECUTED, comment=comment,
-                 expected_version=expected_row_version, allowed=(sig.EXECUTED,))
-    run.status = EXECUTED
-    db.session.flush()
-    return run
-
-
-def _qa(run: ValidationRun, actor: User, proof: SignerProof, action: str, status: str, meaning: str,
-        new_status: str, expected_row_version: int | str | None, comment: str | None) -> ValidationRun:
-    _require(actor, "validation.approve", action)
-    lock_row(run)
-    if actor.id == run.executor_id:
-        raise NotPermitted(f"Segregation of duties: the executor of {run.audit_title()} cannot also review or "
-                           f"approve it.")
-    if run.status != status:
-        raise InvalidTransition(f"{run.audit_title()} is {run.status_label.lower()}; {action.lower()} needs it "
-                                f"{RUN_STATUS_LABELS[status].lower()}.")
-    _fresh(run, expected_row_version)
-    if run.result == FAILED and meaning == sig.APPROVED and not (comment or "").strip():
-        raise ValidationError("comment", f"{run.audit_title()} has failed steps: approving it needs a comment "
-                                         f"(e.g. the test incidents and their outcome).")
-    default_reason(f"Run {meaning.lower()} by QA")
-    signing.sign(run, signer=actor, proof=proof, meaning=meaning, comment=comment,
-                 expected_version=expected_row_version, allowed=(meaning,))
-    run.status = new_status
-    db.session.flush()
+    LIFECYCLE.apply(run, "executed", actor=actor, proof=proof, expected_version=expected_row_version, text=comment)
     return run
 
 
 def review(run: ValidationRun, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
            comment: str | None = None) -> ValidationRun:
     """QA signs "Reviewed": the evidence supports each step's outcome."""
-    return _qa(run, actor, proof, "Reviewing a validation run", EXECUTED, sig.REVIEWED, REVIEWED,
-               expected_row_version, comment)
+    LIFECYCLE.apply(run, "review", actor=actor, proof=proof, expected_version=expected_row_version, text=comment)
+    return run
 
 
 def approve(run: ValidationRun, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
             comment: str | None = None) -> ValidationRun:
     """QA signs "Approved": the executed protocol is accepted (a failed run needs a comment)."""
-    return _qa(run, actor, proof, "Approving a validation run", REVIEWED, sig.APPROVED, RUN_APPROVED,
-               expected_row_version, comment)
+    LIFECYCLE.apply(run, "approve", actor=actor, proof=proof, expected_version=expected_row_version, text=comment)
+    return run
+
+
+def _check_failed_run_comment(act: Act) -> None:
+    run = act.record
+    if run.result == FAILED and not act.text:
+        raise ValidationError("comment", f"{run.audit_title()} has failed steps: approving it needs a comment "
+                                         f"(e.g. the test incidents and their outcome).")
+
+
+def _abandoned(act: Act) -> None:
+    run = act.record
+    who = act.actor.full_name if act.actor is not None else "the command line"
+    run.result, run.finished_at = FAILED, now_utc()
+    _note(run, f"Abandoned by {who}: {act.text}"[:4000])
+
+
+EXECUTOR = only("executor_id", "the executor only",
+                lambda run: f"Only the executor of {run.audit_title()} ({run.executor.full_name}) signs it as "
+                            f"executed.")
+NOT_EXECUTOR = never("executor_id", "not the executor (segregation of duties)",
+                     lambda run: f"Segregation of duties: the executor of {run.audit_title()} cannot also review or "
+                                 f"approve it.")
+EXECUTOR_OR_QA = Rule("the executor or QA",
+                      lambda run, user: user.id == run.executor_id or user.can("validation.approve"),
+                      lambda run, _user: f"Abandoning another person's validation run needs the permission "
+                                         f"“{PERMISSIONS['validation.approve'].label}” (validation.approve).")
+
+LIFECYCLE = Lifecycle(
+    "validation_run", title="Validation run", model=ValidationRun, noun="run", labels=RUN_STATUS_LABELS,
+    initial=QUEUED, require_version=False,
+    stale="{title} changed since you opened it; look at it again before signing.",
+    signed_done="Signed: {meaning}. {title} is now: {status}.",
+    summary=lambda run: f"{run.audit_title()} — {run.status_label}, result {run.result or 'none'}: {run.scenarios} "
+                        f"scenario(s), {run.steps} step(s), {run.passed} passed, {run.failed} failed, "
+                        f"{run.not_run} not run",
+    describe="""Queued by a validation engineer (its executor) and executed by the runner in a process of its own
+    (`flask validation execute`). The executor signs the completed run "Executed"; QA, never the executor, signs it
+    "Reviewed" and then "Approved" (a run with failed steps needs a comment). A queued or running run whose process is
+    gone is abandoned by its executor or QA (or the command line) with a reason. See docs/validation.md.""",
+    system=[SystemTransition((QUEUED,), RUNNING, "the runner starts it"),
+            SystemTransition((RUNNING,), COMPLETED, "every scenario executed"),
+            SystemTransition((QUEUED, RUNNING), ERROR, "the runner could not start or finish it")],
+    transitions=[
+        Transition("executed", "Sign as executed", (COMPLETED,), EXECUTED, "validation.execute", sig.EXECUTED,
+                   text=comment(), rules=(EXECUTOR,), task="Signing a validation run as executed",
+                   state_refusal="{title} is {status_lower}; only a completed run is signed as executed.",
+                   path="sign-executed", audit_reason="Run signed as executed"),
+        Transition("review", "Review (sign)", (EXECUTED,), REVIEWED, "validation.approve", sig.REVIEWED,
+                   text=comment(), rules=(NOT_EXECUTOR,), task="Reviewing a validation run",
+                   confirm="Sign as reviewed",
+                   state_refusal="{title} is {status_lower}; reviewing a validation run needs it executed.",
+                   path="sign-review", audit_reason="Run reviewed by QA"),
+        Transition("approve", "Approve (sign)", (REVIEWED,), RUN_APPROVED, "validation.approve", sig.APPROVED,
+                   text=comment(help=lambda run: "Required: this run has failed steps. Say how its test incidents "
+                                                 "were resolved." if run.result == FAILED else None),
+                   rules=(NOT_EXECUTOR,), task="Approving a validation run", confirm="Sign and approve",
+                   style="success",
+                   state_refusal="{title} is {status_lower}; approving a validation run needs it reviewed.",
+                   path="sign-approve", check=_check_failed_run_comment, audit_reason="Run approved by QA"),
+        Transition("abandon", "Abandon the run", (QUEUED, RUNNING), ERROR, ("validation.execute", "validation.approve"),
+                   text=justification("Reason for abandoning the run", what="Reason for abandoning the run",
+                                      missing="Say why the run is abandoned (e.g. the server restarted during the "
+                                              "run)."),
+                   rules=(EXECUTOR_OR_QA,), task="Abandoning a validation run", page=False,
+                   endpoint="abandon_run", style="outline-danger", system_may=True, needs_version=False,
+                   state_refusal="{title} is {status_lower}; only a queued or running run can be abandoned.",
+                   effect=_abandoned, audit_reason=lambda act: f"Validation run abandoned: {act.text}"[:2000],
+                   done=lambda act: f"Run {act.record.id} abandoned: it is recorded as a runner error with your "
+                                    f"reason."),
+    ])
 
 
 # --- traceability ----------------------------------------------------------------------------------------------------

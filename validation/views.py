@@ -31,9 +31,8 @@ from core.forms import choices
 from signatures import ceremony
 from signatures import models as sig
 from signatures import services as signing
-from signatures.forms import SignForm
 from validation import services
-from validation.forms import AbandonRunForm, ApproveFilesForm, StartRunForm
+from validation.forms import ApproveFilesForm, StartRunForm
 from validation.models import (
     COMPLETED,
     EXECUTED,
@@ -56,12 +55,6 @@ bp = Blueprint("validation", __name__, url_prefix="/validation", template_folder
 READ = "audit.view"  # held by validation engineers, QA approvers, auditors and administrators
 REFRESH_SECONDS = 3
 STALLED_AFTER = timedelta(minutes=2)  # a queued run the background process has not picked up by then
-# signing step -> (permission, meaning, button label, service)
-SIGNING = {
-    "executed": ("validation.execute", sig.EXECUTED, "Sign as executed", services.sign_executed),
-    "review": ("validation.approve", sig.REVIEWED, "Sign as reviewed", services.review),
-    "approve": ("validation.approve", sig.APPROVED, "Sign and approve", services.approve),
-}
 # the signatures an executed run collects, in order, and the status each one needs
 SIGNATURE_STEPS = ((sig.EXECUTED, "executor", COMPLETED), (sig.REVIEWED, "QA", EXECUTED),
                    (sig.APPROVED, "QA", REVIEWED))
@@ -249,7 +242,7 @@ def run(run_id: int):
     stalled = record.status == QUEUED and now_utc() - record.created_at > STALLED_AFTER
     response = Response(render_template(
         "validation/run.html", run=record, live=live, stalled=stalled,
-        abandon_form=AbandonRunForm() if live else None, progress=_progress(record) if live else None,
+        progress=_progress(record) if live else None,
         fingerprint=record.fingerprint_data, slots=_signature_slots(record), history=record_history(
             ValidationRun, record.id), refresh=REFRESH_SECONDS, COMPLETED=COMPLETED, EXECUTED=EXECUTED,
         REVIEWED=REVIEWED, FAILED=FAILED, title=record.audit_title()))
@@ -258,70 +251,11 @@ def run(run_id: int):
     return response
 
 
-@bp.route("/runs/<int:run_id>/abandon", methods=["POST"])
-@permission_required("validation.execute", "validation.approve")
-def abandon_run(run_id: int):
-    """The executor or QA ends a queued or running run whose process is gone, with a reason."""
-    record = _run(run_id)
-    form = AbandonRunForm()
-    if not form.validate_on_submit():
-        for messages in form.errors.values():
-            for message in messages:
-                flash(message, "danger")
-        return redirect(url_for("validation.run", run_id=record.id))
-    try:
-        with transaction():
-            services.abandon(record, actor=current_user, reason=form.reason.data)
-    except AttestError as exc:
-        db.session.rollback()
-        flash(exc.message, "danger")
-    else:
-        flash(f"Run {record.id} abandoned: it is recorded as a runner error with your reason.", "success")
-    return redirect(url_for("validation.run", run_id=record.id))
-
-
-def _sign_run(run_id: int, step: str):
-    permission, meaning, button, service = SIGNING[step]
-    record = _run(run_id)
-    form = SignForm()
-    form.meaning.choices = choices([(meaning, meaning)])
-    if request.method == "GET":
-        form.meaning.data = meaning
-        form.expected_version.data = str(record.row_version)
-    status = 200
-    if form.validate_on_submit():
-        expected = (form.expected_version.data or "").strip() or None
-
-        def act(user, proof):
-            service(record, actor=user, proof=proof, expected_row_version=expected, comment=form.comment.data)
-
-        outcome = ceremony.perform(form, act)
-        if outcome.response is not None:
-            return outcome.response
-        if outcome.ok:
-            flash(f"Signed: {meaning}. {record.audit_title()} is now: {record.status_label}.", "success")
-            return redirect(url_for("validation.run", run_id=record.id))
-        status = outcome.status
-    elif form.errors:
-        status = 422
-    return render_template("validation/sign.html", form=form, run=record, step=step, meaning=meaning, button=button,
-                           declaration=signing.DECLARATION, content_hash=signing.content_hash(record),
-                           totp=current_user.security.totp_enrolled, FAILED=FAILED,
-                           title=f"Sign {record.audit_title()}"), status
-
-
-def _sign_view(step: str):
-    def view(run_id: int):
-        return _sign_run(run_id, step)
-
-    view.__name__ = f"sign_{step}"
-    view.__doc__ = f"Signing ceremony of a run: {SIGNING[step][1]}."
-    return permission_required(SIGNING[step][0])(view)
-
-
-for _step in SIGNING:
-    bp.add_url_rule(f"/runs/<int:run_id>/sign-{_step}", endpoint=f"sign_{_step}", view_func=_sign_view(_step),
-                    methods=["GET", "POST"])
+# the run's signed steps and abandoning it, from its lifecycle's declaration (validation.services.LIFECYCLE)
+ceremony.expose(bp, services.LIFECYCLE, rule="/runs/<int:run_id>", load=_run, url_args=lambda run: {"run_id": run.id},
+                back=lambda run: url_for("validation.run", run_id=run.id),
+                panels={"executed": "validation/_sign_run.html", "review": "validation/_sign_run.html",
+                        "approve": "validation/_sign_run.html"})
 
 
 @bp.route("/runs/<int:run_id>.pdf")

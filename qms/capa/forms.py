@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, DateField, RadioField, SelectField, StringField, TextAreaField
+from wtforms import BooleanField, DateField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
 from core.forms import MultiCheckboxField, choices
 from qms.capa.models import ACTION_KINDS, SOURCE_TYPES
-from signatures.forms import SignForm
 
 
 class CapaForm(FlaskForm):
@@ -49,26 +48,3 @@ class ActionForm(FlaskForm):
     job_function_ids = MultiCheckboxField("Job functions to retrain (everyone holding them)", coerce=int,
                                           validate_choice=True)
     expected_version = StringField()
-
-
-class EvidenceForm(FlaskForm):
-    evidence = TextAreaField("Evidence that the action was done", validators=[
-        DataRequired(message="Evidence is required."), Length(max=4000)])
-
-
-class EffectivenessStartForm(FlaskForm):
-    effectiveness_due_on = DateField("Effectiveness check due on",
-                                     validators=[DataRequired(message="Due date is required (a date).")])
-    expected_version = StringField()
-
-
-class EffectivenessSignForm(SignForm):
-    effectiveness_result = TextAreaField("Effectiveness result", validators=[
-        DataRequired(message="Effectiveness result is required."), Length(max=4000)])
-    effective = RadioField("Were the actions effective?", choices=choices([("yes", "Yes"), ("no", "No")]),
-                           validators=[DataRequired(message="Say whether the actions were effective.")])
-
-
-class CancelSignForm(SignForm):
-    reason = TextAreaField("Reason for cancelling", validators=[
-        DataRequired(message="Reason for cancelling is required."), Length(max=2000)])

@@ -22,7 +22,7 @@ from core.auth.models import User
 from core.auth.permissions import PERMISSIONS
 from core.clock import now_utc
 from core.db import db, default_reason, lock_row
-from core.errors import InvalidTransition, NotPermitted, ValidationError
+from core.errors import InvalidTransition, ValidationError
 from core.org import JobFunction
 from qms.capa.models import (
     ACTION_APPROVED,
@@ -49,7 +49,18 @@ from qms.numbering import next_number
 from qms.rules import MAX_TEXT_CHARS, check_fresh, check_status, require, required_text, today_utc
 from qms.training_admin import current_revision
 from signatures import models as sig
-from signatures import services as signing
+from signatures.lifecycle import (
+    DATE,
+    UNCHANGED,
+    YES_NO,
+    Act,
+    FormField,
+    Lifecycle,
+    Rule,
+    Transition,
+    comment,
+    justification,
+)
 from signatures.services import SignerProof
 from training import engine
 from training.models import CANCELLED as TRAINING_CANCELLED
@@ -87,12 +98,6 @@ def _active_user(field: str, user_id: object, label: str) -> User:
 def _touch(capa: Capa) -> None:
     """Move the CAPA's row version: its actions changed, so a signature seen on an older page must be refused."""
     flag_modified(capa, "status")
-
-
-def _not_owner(capa: Capa, actor: User, action: str) -> None:
-    """Segregation of duties: QA never approves, closes or cancels a CAPA they own."""
-    if actor.id == capa.owner_id:
-        raise NotPermitted(f"You own {capa.audit_title()}; another QA approver must {action} it.")
 
 
 def _owner(owner_id: object) -> User:
@@ -334,12 +339,7 @@ def edit_action(action: CapaAction, data: ActionInput, *, actor: User,
 
 def remove_action(action: CapaAction, *, actor: User, expected_row_version: int | str | None) -> CapaAction:
     """Withdraw a planned action from a draft (it stays on record as cancelled: GxP records are never deleted)."""
-    capa = _planned_action(action, actor, "remove")
-    check_fresh(capa, expected_row_version)
-    default_reason("CAPA action removed from the draft plan")
-    action.status = ACTION_CANCELLED
-    _touch(capa)
-    db.session.flush()
+    ACTIONS.apply(action, "remove", actor=actor, expected_version=expected_row_version)
     return action
 
 
@@ -354,28 +354,8 @@ def approve_plan(capa: Capa, *, actor: User, proof: SignerProof, expected_row_ve
                  comment: str | None = None) -> Capa:
     """QA signs "Approved": Draft -> Open. The plan needs a root cause and at least one action. Actions other than
     retraining are approved with the plan; each retraining action is approved on its own (it assigns training)."""
-    require(actor, "quality.approve", "Approving a CAPA plan")
-    lock_row(capa)
-    check_status(capa, (DRAFT,), "approve the plan of", noun="CAPA", labels=STATUS_LABELS)
-    _not_owner(capa, actor, "approve the plan of")
-    check_fresh(capa, expected_row_version)
-    if not (capa.root_cause or "").strip():
-        raise ValidationError("root_cause", f"{capa.audit_title()} needs a root cause before its plan is approved.")
-    actions = live_actions(capa)
-    if not actions:
-        raise InvalidTransition(f"{capa.audit_title()} needs at least one corrective or preventive action before its "
-                                f"plan is approved.")
-    default_reason("CAPA plan approved")
-    signing.sign(capa, signer=actor, proof=proof, meaning=sig.APPROVED, comment=comment or "CAPA plan approved",
-                 expected_version=expected_row_version, allowed=(sig.APPROVED,))
-    now = now_utc()
-    capa.status = OPEN
-    capa.approved_at = now
-    for action in actions:
-        if not action.retraining:
-            action.status = ACTION_APPROVED
-            action.approved_at = now
-    db.session.flush()
+    LIFECYCLE.apply(capa, "approve-plan", actor=actor, proof=proof, expected_version=expected_row_version,
+                    text=comment)
     return capa
 
 
@@ -403,54 +383,8 @@ def approve_retraining_action(action: CapaAction, *, actor: User, proof: SignerP
     each document's current revision (the newest approved or effective one) to the named people and the holders of
     the named job functions, due on the action's due date and linked to the action. People with open training on
     that revision keep it; people who completed it train again (the next cycle). Everything or nothing."""
-    require(actor, "quality.approve", "Approving a retraining action")
-    capa = action.capa
-    lock_row(capa)
-    check_status(capa, (OPEN,), "approve a retraining action of", noun="CAPA", labels=STATUS_LABELS)
-    _not_owner(capa, actor, "approve retraining for")
-    if not action.retraining:
-        raise InvalidTransition(f"{action.audit_title()} is not a retraining action; it was approved with the plan.")
-    if action.status != ACTION_PLANNED:
-        raise InvalidTransition(f"{action.audit_title()} is already {action.status}.")
-    check_fresh(capa, expected_row_version)
-    targets: list[tuple[Document, Revision]] = []
-    for link in action.documents:
-        document = db.session.get(Document, link.document_id)
-        revision = current_revision(document)
-        if revision is None:
-            raise ValidationError("document_ids", f"{document.number} has no approved or effective revision to "
-                                                  f"train on.")
-        targets.append((document, revision))
-    people = retraining_people(action)
-    if not people:
-        raise ValidationError("user_ids", "Nobody to retrain: the named people are deactivated and nobody holds "
-                                          "the named job functions today.")
-    names = ", ".join(f"{d.number} {r.label}" for d, r in targets)
-    note = f"Retraining action {action.id} approved ({names}; {len(people)} person(s))"
-    if (comment or "").strip():
-        note = f"{note}: {comment.strip()}"
-    default_reason(note)
-    signing.sign(capa, signer=actor, proof=proof, meaning=sig.APPROVED, comment=note,
-                 expected_version=expected_row_version, allowed=(sig.APPROVED,))
-    action.status = ACTION_APPROVED
-    action.approved_at = now_utc()
-    _touch(capa)
-    db.session.flush()
-    created, already = 0, []
-    reason = f"{capa.number}: retraining action {action.id} — {action.description}"[:2000]
-    for document, revision in targets:
-        cycles = engine.latest_cycles([u.id for u in people], revision.id)
-        rows = []
-        for user in people:
-            last = cycles.get(user.id)
-            if last is not None and last[1] == OPEN_TRAINING:
-                already.append((user, revision))
-                continue
-            rows.append({"user_id": user.id, "document_id": document.id, "revision_id": revision.id,
-                         "cycle": last[0] + 1 if last is not None else 0, "source_type": SOURCE_CAPA_ACTION,
-                         "source_id": action.id, "due_on": action.due_on, "assigned_reason": reason})
-        created += engine.create_assignments(rows)
-    return RetrainingResult(created, already)
+    return ACTIONS.apply(action, "approve-retraining", actor=actor, proof=proof,
+                         expected_version=expected_row_version, text=comment).result
 
 
 # --- carrying out the actions ----------------------------------------------------------------------------------------
@@ -480,73 +414,27 @@ def _outstanding_text(assignments: Iterable[TrainingAssignment]) -> str:
                      for name, username, number, major, minor in rows)
 
 
-def complete_action(action: CapaAction, *, actor: User, evidence: str) -> CapaAction:
+def complete_action(action: CapaAction, *, actor: User, evidence: str,
+                    expected_row_version: int | str | None = None) -> CapaAction:
     """The action's owner (or a quality manager) records the evidence that it was done. A retraining action is done
     only when every assignment it created is completed."""
-    capa = action.capa
-    if actor is None or not actor.active or not (actor.id == action.owner_id or actor.can("quality.manage")):
-        raise NotPermitted(f"Only the action owner or someone with the permission “"
-                           f"{PERMISSIONS['quality.manage'].label}” (quality.manage) can complete "
-                           f"{action.audit_title()}.")
-    lock_row(capa)
-    lock_row(action)  # read before the CAPA's lock was granted: someone may have completed it meanwhile
-    check_status(capa, (OPEN,), "complete an action of", noun="CAPA", labels=STATUS_LABELS)
-    if action.status != ACTION_APPROVED:
-        raise InvalidTransition(f"{action.audit_title()} is {action.status}; only an approved action can be "
-                                f"completed.")
-    evidence = required_text("evidence", evidence, "Evidence")
-    if action.retraining:
-        open_rows = [a for a in action_assignments([action.id]) if a.status == OPEN_TRAINING]
-        if open_rows:
-            raise InvalidTransition(f"{action.audit_title()} cannot be completed while its training is open: "
-                                    f"{_outstanding_text(open_rows)}.")
-    default_reason(f"CAPA action completed: {evidence}"[:2000])
-    action.status = ACTION_DONE
-    action.evidence = evidence
-    action.completed_at = now_utc()
-    _touch(capa)
-    db.session.flush()
+    ACTIONS.apply(action, "complete", actor=actor, expected_version=expected_row_version, text=evidence)
     return action
 
 
 def start_effectiveness_check(capa: Capa, *, actor: User, expected_row_version: int | str | None,
                               due_on: date | None) -> Capa:
     """Open -> Effectiveness check, once every action is done (or was withdrawn)."""
-    require(actor, "quality.manage", "Starting the effectiveness check")
-    lock_row(capa)
-    check_status(capa, (OPEN,), "start the effectiveness check of", noun="CAPA", labels=STATUS_LABELS)
-    check_fresh(capa, expected_row_version)
-    pending = [a for a in capa.actions if a.status not in (ACTION_DONE, ACTION_CANCELLED)]
-    if pending:
-        raise InvalidTransition(f"{capa.audit_title()} still has actions to carry out: "
-                                f"{', '.join(f'action {a.id} ({a.status})' for a in pending)}.")
-    due_on = _due("effectiveness_due_on", due_on, "Effectiveness check due date")
-    default_reason("Effectiveness check started")
-    capa.status = EFFECTIVENESS
-    capa.effectiveness_due_on = due_on
-    db.session.flush()
+    LIFECYCLE.apply(capa, "start-effectiveness", actor=actor, expected_version=expected_row_version,
+                    values={"effectiveness_due_on": due_on})
     return capa
 
 
 def record_effectiveness(capa: Capa, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
                          result: str, effective: bool | None, comment: str | None = None) -> Capa:
     """The verifier records the result and signs "Verified": the signature binds the result just written."""
-    require(actor, "quality.manage", "Recording the effectiveness check")
-    lock_row(capa)
-    check_status(capa, (EFFECTIVENESS,), "record the effectiveness of", noun="CAPA", labels=STATUS_LABELS)
-    check_fresh(capa, expected_row_version)
-    result = required_text("effectiveness_result", result, "Effectiveness result")
-    if not isinstance(effective, bool):
-        raise ValidationError("effective", "Say whether the actions were effective (yes or no).")
-    default_reason(f"Effectiveness verified: {'effective' if effective else 'not effective'}")
-    capa.effectiveness_result = result
-    capa.effective = effective
-    db.session.flush()  # the new row version: the signature binds the recorded result
-    db.session.refresh(capa)
-    signing.sign(capa, signer=actor, proof=proof, meaning=sig.VERIFIED,
-                 comment=comment or f"Effectiveness check: {'effective' if effective else 'not effective'}",
-                 allowed=(sig.VERIFIED,))
-    db.session.flush()
+    LIFECYCLE.apply(capa, "effectiveness", actor=actor, proof=proof, expected_version=expected_row_version,
+                    text=comment, values={"effectiveness_result": result, "effective": effective})
     return capa
 
 
@@ -558,24 +446,7 @@ def close(capa: Capa, *, actor: User, proof: SignerProof, expected_row_version: 
           comment: str | None = None) -> Capa:
     """QA signs "Approved" to close, after the effectiveness check was recorded. Refused while any training the
     CAPA's actions created is open: the refusal names who is outstanding on what."""
-    require(actor, "quality.approve", "Closing a CAPA")
-    lock_row(capa)
-    check_status(capa, (EFFECTIVENESS,), "close", noun="CAPA", labels=STATUS_LABELS)
-    _not_owner(capa, actor, "close")
-    check_fresh(capa, expected_row_version)
-    if capa.effective is None or not capa.effectiveness_result:
-        raise InvalidTransition(f"{capa.audit_title()} cannot be closed before its effectiveness check is "
-                                f"recorded and signed.")
-    still_open = open_training(capa)
-    if still_open:
-        raise InvalidTransition(f"{capa.audit_title()} cannot be closed while training it assigned is open "
-                                f"({len(still_open)}): {_outstanding_text(still_open)}.")
-    default_reason("CAPA closed")
-    signing.sign(capa, signer=actor, proof=proof, meaning=sig.APPROVED, comment=comment or "CAPA closed",
-                 expected_version=expected_row_version, allowed=(sig.APPROVED,))
-    capa.status = CLOSED
-    capa.closed_at = now_utc()
-    db.session.flush()
+    LIFECYCLE.apply(capa, "close", actor=actor, proof=proof, expected_version=expected_row_version, text=comment)
     return capa
 
 
@@ -583,29 +454,8 @@ def cancel(capa: Capa, *, actor: User, proof: SignerProof, expected_row_version:
            reason: str) -> Capa:
     """QA signs "Cancelled" with the reason. Open actions are withdrawn and the open training they assigned is
     cancelled (completed training stays on record)."""
-    require(actor, "quality.approve", "Cancelling a CAPA")
-    lock_row(capa)
-    check_status(capa, (DRAFT, OPEN, EFFECTIVENESS), "cancel", noun="CAPA", labels=STATUS_LABELS)
-    _not_owner(capa, actor, "cancel")
-    check_fresh(capa, expected_row_version)
-    reason = required_text("reason", reason, "Reason for cancelling", limit=2000)
-    default_reason(f"CAPA cancelled: {reason}")
-    signing.sign(capa, signer=actor, proof=proof, meaning=sig.CANCELLED, comment=reason,
-                 expected_version=expected_row_version, allowed=(sig.CANCELLED,))
-    capa.status = CANCELLED
-    capa.cancelled_reason = reason
-    ids = [a.id for a in capa.actions]
-    for action in capa.actions:
-        if action.status in (ACTION_PLANNED, ACTION_APPROVED):
-            action.status = ACTION_CANCELLED
-    db.session.flush()
-    if ids:
-        bulk.bulk_update(TrainingAssignment,
-                         sa.and_(TrainingAssignment.source_type == SOURCE_CAPA_ACTION,
-                                 TrainingAssignment.source_id.in_(ids), TrainingAssignment.status == OPEN_TRAINING),
-                         {"status": TRAINING_CANCELLED, "closed_reason": f"{capa.number} cancelled: {reason}"})
+    LIFECYCLE.apply(capa, "cancel", actor=actor, proof=proof, expected_version=expected_row_version, text=reason)
     return capa
-
 
 
 def cancel_action(action: CapaAction, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
@@ -613,29 +463,8 @@ def cancel_action(action: CapaAction, *, actor: User, proof: SignerProof, expect
     """QA withdraws one action of an open CAPA (planned or approved), signing "Cancelled" on the CAPA with the reason
     (e.g. the action proved unnecessary or is replaced by another). The open training it assigned is cancelled;
     completed training stays on record. A draft's actions are simply removed instead."""
-    require(actor, "quality.approve", "Cancelling a CAPA action")
-    capa = action.capa
-    lock_row(capa)
-    check_status(capa, (OPEN,), "cancel an action of", noun="CAPA", labels=STATUS_LABELS)
-    _not_owner(capa, actor, "cancel an action of")
-    if action.status not in (ACTION_PLANNED, ACTION_APPROVED):
-        raise InvalidTransition(f"{action.audit_title()} is {ACTION_STATUS_LABELS[action.status].lower()}; only a "
-                                f"planned or approved action can be cancelled.")
-    check_fresh(capa, expected_row_version)
-    reason = required_text("reason", reason, "Reason for cancelling", limit=1900)
-    note = f"Action {action.id} cancelled: {reason}"
-    default_reason(note)
-    signing.sign(capa, signer=actor, proof=proof, meaning=sig.CANCELLED, comment=note,
-                 expected_version=expected_row_version, allowed=(sig.CANCELLED,))
-    action.status = ACTION_CANCELLED
-    action.evidence = f"Cancelled: {reason}"
-    _touch(capa)
-    db.session.flush()
-    bulk.bulk_update(TrainingAssignment,
-                     sa.and_(TrainingAssignment.source_type == SOURCE_CAPA_ACTION,
-                             TrainingAssignment.source_id == action.id, TrainingAssignment.status == OPEN_TRAINING),
-                     {"status": TRAINING_CANCELLED, "closed_reason": f"{capa.number} action {action.id} cancelled: "
-                                                                    f"{reason}"[:2000]})
+    ACTIONS.apply(action, "cancel-action", actor=actor, proof=proof, expected_version=expected_row_version,
+                  text=reason)
     return action
 
 
@@ -713,3 +542,288 @@ def next_due(capa_ids: Iterable[int]) -> dict[int, date]:
             Capa.id.in_(ids), Capa.status == EFFECTIVENESS, Capa.effectiveness_due_on.is_not(None))):
         due[capa_id] = when
     return due
+
+
+# --- the lifecycles: what each step checks and writes, and the declarations -----------------------------------------
+
+
+def _check_plan(act: Act) -> None:
+    capa = act.record
+    if not (capa.root_cause or "").strip():
+        raise ValidationError("root_cause", f"{capa.audit_title()} needs a root cause before its plan is approved.")
+    if not live_actions(capa):
+        raise InvalidTransition(f"{capa.audit_title()} needs at least one corrective or preventive action before its "
+                                f"plan is approved.")
+
+
+def _plan_approved(act: Act) -> None:
+    capa = act.record
+    capa.approved_at = act.at
+    for action in live_actions(capa):
+        if not action.retraining:
+            ACTIONS.cascade(action, ACTION_APPROVED)
+            action.approved_at = act.at
+
+
+def _check_effectiveness_start(act: Act) -> None:
+    capa = act.record
+    pending = [a for a in capa.actions if a.status not in (ACTION_DONE, ACTION_CANCELLED)]
+    if pending:
+        raise InvalidTransition(f"{capa.audit_title()} still has actions to carry out: "
+                                f"{', '.join(f'action {a.id} ({a.status})' for a in pending)}.")
+    act.data["due_on"] = _due("effectiveness_due_on", act.values.get("effectiveness_due_on"),
+                              "Effectiveness check due date")
+
+
+def _check_effectiveness(act: Act) -> None:
+    act.data["result"] = required_text("effectiveness_result", act.values.get("effectiveness_result"),
+                                       "Effectiveness result")
+    effective = act.values.get("effective")
+    effective = {"yes": True, "no": False}.get(effective, effective) if isinstance(effective, str) else effective
+    if not isinstance(effective, bool):
+        raise ValidationError("effective", "Say whether the actions were effective (yes or no).")
+    act.data["effective"] = effective
+
+
+def _effectiveness_recorded(act: Act) -> None:
+    act.record.effectiveness_result = act.data["result"]
+    act.record.effective = act.data["effective"]
+
+
+def _outcome(act: Act) -> str:
+    return "effective" if act.data["effective"] else "not effective"
+
+
+def _check_closable(act: Act) -> None:
+    capa = act.record
+    if capa.effective is None or not capa.effectiveness_result:
+        raise InvalidTransition(f"{capa.audit_title()} cannot be closed before its effectiveness check is "
+                                f"recorded and signed.")
+    still_open = open_training(capa)
+    if still_open:
+        raise InvalidTransition(f"{capa.audit_title()} cannot be closed while training it assigned is open "
+                                f"({len(still_open)}): {_outstanding_text(still_open)}.")
+
+
+def _cancelled(act: Act) -> None:
+    capa = act.record
+    capa.cancelled_reason = act.text
+    for action in capa.actions:
+        if action.status in (ACTION_PLANNED, ACTION_APPROVED):
+            ACTIONS.cascade(action, ACTION_CANCELLED)
+
+
+def _cancel_open_training(act: Act) -> None:
+    capa = act.record
+    ids = [a.id for a in capa.actions]
+    if ids:
+        bulk.bulk_update(TrainingAssignment,
+                         sa.and_(TrainingAssignment.source_type == SOURCE_CAPA_ACTION,
+                                 TrainingAssignment.source_id.in_(ids), TrainingAssignment.status == OPEN_TRAINING),
+                         {"status": TRAINING_CANCELLED, "closed_reason": f"{capa.number} cancelled: {act.text}"})
+
+
+def _check_retraining(act: Act) -> None:
+    action = act.record
+    if not action.retraining:
+        raise InvalidTransition(f"{action.audit_title()} is not a retraining action; it was approved with the plan.")
+    targets: list[tuple[Document, Revision]] = []
+    for link in action.documents:
+        document = db.session.get(Document, link.document_id)
+        revision = current_revision(document)
+        if revision is None:
+            raise ValidationError("document_ids", f"{document.number} has no approved or effective revision to "
+                                                  f"train on.")
+        targets.append((document, revision))
+    people = retraining_people(action)
+    if not people:
+        raise ValidationError("user_ids", "Nobody to retrain: the named people are deactivated and nobody holds "
+                                          "the named job functions today.")
+    names = ", ".join(f"{d.number} {r.label}" for d, r in targets)
+    note = f"Retraining action {action.id} approved ({names}; {len(people)} person(s))"
+    if act.text:
+        note = f"{note}: {act.text}"
+    act.data.update(targets=targets, people=people, note=note)
+
+
+def _retraining_approved(act: Act) -> None:
+    act.record.approved_at = now_utc()
+    _touch(act.record.capa)
+
+
+def _assign_retraining(act: Act) -> RetrainingResult:
+    action, capa, people = act.record, act.record.capa, act.data["people"]
+    created, already = 0, []
+    reason = f"{capa.number}: retraining action {action.id} — {action.description}"[:2000]
+    for document, revision in act.data["targets"]:
+        cycles = engine.latest_cycles([u.id for u in people], revision.id)
+        rows = []
+        for user in people:
+            last = cycles.get(user.id)
+            if last is not None and last[1] == OPEN_TRAINING:
+                already.append((user, revision))
+                continue
+            rows.append({"user_id": user.id, "document_id": document.id, "revision_id": revision.id,
+                         "cycle": last[0] + 1 if last is not None else 0, "source_type": SOURCE_CAPA_ACTION,
+                         "source_id": action.id, "due_on": action.due_on, "assigned_reason": reason})
+        created += engine.create_assignments(rows)
+    return RetrainingResult(created, already)
+
+
+def _retraining_done(act: Act) -> str:
+    result = act.result
+    return (f"{act.lifecycle.signed_message(act)} {result.created} training assignment(s) created"
+            + (f"; {len(result.already_open)} already had open training" if result.already_open else "") + ".")
+
+
+def _action_cancelled(act: Act) -> None:
+    act.record.evidence = f"Cancelled: {act.text}"
+    _touch(act.record.capa)
+
+
+def _cancel_action_training(act: Act) -> None:
+    action, capa = act.record, act.record.capa
+    bulk.bulk_update(TrainingAssignment,
+                     sa.and_(TrainingAssignment.source_type == SOURCE_CAPA_ACTION,
+                             TrainingAssignment.source_id == action.id, TrainingAssignment.status == OPEN_TRAINING),
+                     {"status": TRAINING_CANCELLED, "closed_reason": f"{capa.number} action {action.id} cancelled: "
+                                                                    f"{act.text}"[:2000]})
+
+
+def _check_completion(act: Act) -> None:
+    action = act.record
+    if action.retraining:
+        open_rows = [a for a in action_assignments([action.id]) if a.status == OPEN_TRAINING]
+        if open_rows:
+            raise InvalidTransition(f"{action.audit_title()} cannot be completed while its training is open: "
+                                    f"{_outstanding_text(open_rows)}.")
+
+
+def _completed(act: Act) -> None:
+    act.record.evidence = act.text
+    act.record.completed_at = now_utc()
+    _touch(act.record.capa)
+
+
+def _not_owner(verb: str) -> Rule:
+    """Segregation of duties: QA never approves, closes or cancels a CAPA they own."""
+    return Rule("not the CAPA's owner (segregation of duties)",
+                lambda record, user: user.id != _capa_of(record).owner_id,
+                lambda record, _user: f"You own {_capa_of(record).audit_title()}; another QA approver must {verb} it.")
+
+
+def _capa_of(record: Capa | CapaAction) -> Capa:
+    return record.capa if isinstance(record, CapaAction) else record
+
+
+def _capa_in(state: str, verb: str) -> Rule:
+    """An action's step needs its CAPA in `state`."""
+    return Rule(f"the CAPA is {STATUS_LABELS[state]}", lambda action, _user: action.capa.status == state,
+                lambda action, _user: f"Cannot {verb} {action.capa.audit_title()}: it is {action.capa.status_label}; "
+                                      f"only a CAPA in {STATUS_LABELS[state]} can be.",
+                error=InvalidTransition)
+
+
+OWNER_OR_MANAGER = Rule(
+    "the action's owner or a quality manager",
+    lambda action, user: user.id == action.owner_id or user.can("quality.manage"),
+    lambda action, _user: f"Only the action owner or someone with the permission “"
+                          f"{PERMISSIONS['quality.manage'].label}” (quality.manage) can complete "
+                          f"{action.audit_title()}.")
+
+LIFECYCLE = Lifecycle(
+    "capa", title="CAPA", model=Capa, noun="CAPA", labels=STATUS_LABELS, initial=DRAFT,
+    summary=lambda capa: f"{capa.audit_title()} — {capa.title} ({capa.status_label})",
+    describe="""Raised in Draft by a quality manager, who owns it and plans its actions. Another QA approver signs the
+    plan (Draft -> Open); its actions are then carried out (see CAPA action), the effectiveness check is started and
+    signed "Verified" with its result, and QA closes the CAPA once the training its actions assigned is complete.
+    QA may cancel it with a signed reason: its open actions and their open training are cancelled with it.""",
+    transitions=[
+        Transition("approve-plan", "Approve plan (sign)", (DRAFT,), OPEN, "quality.approve", sig.APPROVED,
+                   text=comment(), rules=(_not_owner("approve the plan of"),), task="Approving a CAPA plan",
+                   verb="approve the plan of", confirm="Sign and approve the plan", check=_check_plan,
+                   signature_comment=lambda act: act.text or "CAPA plan approved", effect=_plan_approved,
+                   audit_reason="CAPA plan approved"),
+        Transition("start-effectiveness", "Start effectiveness check", (OPEN,), EFFECTIVENESS, "quality.manage",
+                   fields=(FormField("effectiveness_due_on", "Effectiveness check due on", DATE,
+                                     required="Due date is required (a date)."),),
+                   task="Starting the effectiveness check", verb="start the effectiveness check of",
+                   style="outline-primary", path="effectiveness/start", endpoint="start_effectiveness",
+                   check=_check_effectiveness_start, audit_reason="Effectiveness check started",
+                   effect=lambda act: setattr(act.record, "effectiveness_due_on", act.data["due_on"]),
+                   done=lambda act: f"{act.record.number}: effectiveness check due on "
+                                    f"{act.record.effectiveness_due_on.isoformat()}."),
+        Transition("effectiveness", "Record effectiveness (sign)", (EFFECTIVENESS,), UNCHANGED, "quality.manage",
+                   sig.VERIFIED, text=comment(),
+                   fields=(FormField("effectiveness_result", "Effectiveness result",
+                                     required="Effectiveness result is required."),
+                           FormField("effective", "Were the actions effective?", YES_NO,
+                                     required="Say whether the actions were effective.")),
+                   task="Recording the effectiveness check", verb="record the effectiveness of",
+                   confirm="Sign the effectiveness check", check=_check_effectiveness,
+                   effect=_effectiveness_recorded, binds_result=True,
+                   signature_comment=lambda act: act.text or f"Effectiveness check: {_outcome(act)}",
+                   audit_reason=lambda act: f"Effectiveness verified: {_outcome(act)}"),
+        Transition("close", "Close (sign)", (EFFECTIVENESS,), CLOSED, "quality.approve", sig.APPROVED, text=comment(),
+                   rules=(_not_owner("close"),), task="Closing a CAPA", verb="close", confirm="Sign and close",
+                   style="success", offered=lambda capa: capa.effective is not None, check=_check_closable,
+                   signature_comment=lambda act: act.text or "CAPA closed", audit_reason="CAPA closed",
+                   effect=lambda act: setattr(act.record, "closed_at", now_utc())),
+        Transition("cancel", "Cancel CAPA (sign)", (DRAFT, OPEN, EFFECTIVENESS), CANCELLED, "quality.approve",
+                   sig.CANCELLED, text=justification("Reason for cancelling", what="Reason for cancelling"),
+                   rules=(_not_owner("cancel"),), task="Cancelling a CAPA", verb="cancel",
+                   confirm="Sign and cancel the CAPA", style="outline-danger", effect=_cancelled,
+                   after=_cancel_open_training, audit_reason=lambda act: f"CAPA cancelled: {act.text}"),
+    ])
+
+ACTIONS = Lifecycle(
+    "capa_action", title="CAPA action", model=CapaAction, noun="action", labels=ACTION_STATUS_LABELS,
+    initial=ACTION_PLANNED, signed=lambda action: action.capa, locks=lambda action: (action.capa, action),
+    fresh_against=lambda action: action.capa,
+    summary=lambda action: f"{action.capa.audit_title()} — {action.capa.title} ({action.capa.status_label}); "
+                           f"action {action.id}: {action.description}",
+    describe="""A corrective or preventive action of a CAPA. Its signed steps are signed on the CAPA (the signature
+    names the action) and any change to an action moves the CAPA's row version, so a page showing an older plan is
+    refused. Actions other than retraining are approved with the plan (a cascade of the CAPA's "approve-plan");
+    a retraining action is approved on its own, which assigns its training. A draft's planned action is withdrawn;
+    an open CAPA's action is cancelled by QA with a signed reason, as are all open actions when the CAPA is
+    cancelled.""",
+    transitions=[
+        Transition("approve-retraining", "Approve retraining (sign)", (ACTION_PLANNED,), ACTION_APPROVED,
+                   "quality.approve", sig.APPROVED, text=comment(),
+                   rules=(_capa_in(OPEN, "approve a retraining action of"), _not_owner("approve retraining for")),
+                   task="Approving a retraining action", verb="approve", confirm="Sign and approve the retraining",
+                   state_refusal="{title} is already {status_lower}.", path="approve",
+                   offered=lambda action: action.retraining, check=_check_retraining,
+                   signature_comment=lambda act: act.data["note"], effect=_retraining_approved,
+                   after=_assign_retraining, audit_reason=lambda act: act.data["note"], done=_retraining_done),
+        Transition("complete", "Record as done", (ACTION_APPROVED,), ACTION_DONE, "quality.view",
+                   text=justification("Evidence that the action was done", what="Evidence", limit=4000,
+                                      field="evidence", help=lambda action: "What was done and where the records "
+                                      "are." + (" A retraining action is done only when all its training is "
+                                                "completed." if action.retraining else "")),
+                   rules=(OWNER_OR_MANAGER, _capa_in(OPEN, "complete an action of")),
+                   task="Completing a CAPA action", verb="complete", style="outline-success", needs_version=False,
+                   endpoint="complete_action",
+                   state_refusal="{title} is {status_lower}; only an approved action can be completed.",
+                   check=_check_completion, effect=_completed,
+                   audit_reason=lambda act: f"CAPA action completed: {act.text}"[:2000],
+                   done=lambda act: f"Action {act.record.id} is done."),
+        Transition("remove", "Withdraw", (ACTION_PLANNED,), ACTION_CANCELLED, "quality.manage",
+                   rules=(_capa_in(DRAFT, "remove an action of"),), task="Remove a CAPA action", verb="remove",
+                   style="outline-danger", state_refusal="{title} is {status_lower}; only a planned action can be "
+                                                         "changed.",
+                   effect=lambda act: _touch(act.record.capa), endpoint="remove_action",
+                   audit_reason="CAPA action removed from the draft plan",
+                   done=lambda act: f"Action {act.record.id} withdrawn from the plan."),
+        Transition("cancel-action", "Cancel action (sign)", (ACTION_PLANNED, ACTION_APPROVED), ACTION_CANCELLED,
+                   "quality.approve", sig.CANCELLED,
+                   text=justification("Reason for cancelling", what="Reason for cancelling", limit=1900),
+                   rules=(_capa_in(OPEN, "cancel an action of"), _not_owner("cancel an action of")),
+                   task="Cancelling a CAPA action", verb="cancel", confirm="Sign and cancel the action",
+                   style="outline-danger", path="cancel",
+                   state_refusal="{title} is {status_lower}; only a planned or approved action can be cancelled.",
+                   signature_comment=lambda act: f"Action {act.record.id} cancelled: {act.text}",
+                   effect=_action_cancelled, after=_cancel_action_training,
+                   audit_reason=lambda act: f"Action {act.record.id} cancelled: {act.text}"),
+    ])

@@ -1,5 +1,6 @@
 """CAPA pages: the register (search, filters), the record with its chain (source -> CAPA -> actions -> assignments ->
-completions) and live training progress, the plan's forms and the signing ceremonies of each signed step."""
+completions) and live training progress, the plan's forms; the steps of the CAPA's and its actions' lifecycles come
+from their declarations through the shared signing view."""
 
 from __future__ import annotations
 
@@ -16,15 +17,7 @@ from core.errors import AttestError, ValidationError
 from core.forms import choices, show_error
 from core.org import JobFunction
 from qms.capa import services
-from qms.capa.forms import (
-    ActionForm,
-    CancelSignForm,
-    CapaEditForm,
-    CapaForm,
-    EffectivenessSignForm,
-    EffectivenessStartForm,
-    EvidenceForm,
-)
+from qms.capa.forms import ActionForm, CapaEditForm, CapaForm
 from qms.capa.models import (
     ACTION_KINDS,
     ACTION_STATUS_LABELS,
@@ -35,23 +28,9 @@ from qms.capa.models import (
 )
 from qms.documents.models import Document
 from signatures import ceremony
-from signatures import models as sig
-from signatures import services as signing
-from signatures.forms import SignForm
 from training.models import STATUS_LABELS as TRAINING_STATUS_LABELS
 
 bp = Blueprint("capa", __name__, url_prefix="/capa", template_folder="../templates")
-
-# action -> (permission, meaning, form class, button label)
-ACTIONS = {
-    "approve-plan": ("quality.approve", sig.APPROVED, SignForm, "Sign and approve the plan"),
-    "approve-retraining": ("quality.approve", sig.APPROVED, SignForm, "Sign and approve the retraining"),
-    "effectiveness": ("quality.manage", sig.VERIFIED, EffectivenessSignForm, "Sign the effectiveness check"),
-    "close": ("quality.approve", sig.APPROVED, SignForm, "Sign and close"),
-    "cancel": ("quality.approve", sig.CANCELLED, CancelSignForm, "Sign and cancel the CAPA"),
-    "cancel-action": ("quality.approve", sig.CANCELLED, CancelSignForm, "Sign and cancel the action"),
-}
-
 
 def _capa(capa_id: int) -> Capa:
     capa = db.session.get(Capa, capa_id)
@@ -198,7 +177,7 @@ def show(capa_id: int):
                            signatures=services.signatures_of(capa), SOURCE_TYPES=SOURCE_TYPES,
                            ACTION_KINDS=ACTION_KINDS, ACTION_STATUS_LABELS=ACTION_STATUS_LABELS,
                            TRAINING_STATUS_LABELS=TRAINING_STATUS_LABELS, today=now_utc().date(),
-                           start_form=EffectivenessStartForm(), title=f"{capa.number} — {capa.title}")
+                           title=f"{capa.number} — {capa.title}")
 
 
 @bp.route("/<int:capa_id>/edit", methods=["GET", "POST"])
@@ -273,143 +252,28 @@ def action_form(capa_id: int, action_id: int | None = None):
     return render_template("qms/capa/action_form.html", form=form, capa=capa, action=action), status
 
 
-@bp.route("/<int:capa_id>/actions/<int:action_id>/remove", methods=["POST"])
-@permission_required("quality.manage")
-def remove_action(capa_id: int, action_id: int):
-    capa = _capa(capa_id)
-    action = _action(capa, action_id)
-    try:
-        with transaction():
-            services.remove_action(action, actor=current_user,
-                                   expected_row_version=request.form.get("expected_version"))
-    except AttestError as exc:
-        db.session.rollback()
-        flash(exc.message, "danger")
-    else:
-        flash(f"Action {action.id} withdrawn from the plan.", "success")
-    return redirect(url_for("capa.show", capa_id=capa.id))
+# --- the lifecycles' steps (signed and unsigned), from their declarations --------------------------------------------
 
 
-@bp.route("/<int:capa_id>/actions/<int:action_id>/complete", methods=["GET", "POST"])
-@permission_required("quality.view")
-def complete_action(capa_id: int, action_id: int):
-    capa = _capa(capa_id)
-    action = _action(capa, action_id)
-    form = EvidenceForm()
-    status = 200
-    if form.validate_on_submit():
-        try:
-            with transaction():
-                services.complete_action(action, actor=current_user, evidence=form.evidence.data)
-        except AttestError as exc:
-            status = _fail(form, exc)
-        else:
-            flash(f"Action {action.id} is done.", "success")
-            return redirect(url_for("capa.show", capa_id=capa.id))
-    elif form.errors:
-        status = 422
-    return render_template("qms/capa/complete.html", form=form, capa=capa, action=action), status
+def _capa_panel(capa: Capa, transition) -> dict:
+    """Closing: the training this CAPA assigned that is still open (closing is refused until it is complete)."""
+    return {"open_training": services.open_training(capa)}
 
 
-@bp.route("/<int:capa_id>/effectiveness/start", methods=["POST"])
-@permission_required("quality.manage")
-def start_effectiveness(capa_id: int):
-    capa = _capa(capa_id)
-    form = EffectivenessStartForm()
-    if not form.validate_on_submit():
-        for errors in form.errors.values():
-            for message in errors:
-                flash(message, "danger")
-        return redirect(url_for("capa.show", capa_id=capa.id))
-    try:
-        with transaction():
-            services.start_effectiveness_check(capa, actor=current_user,
-                                               expected_row_version=form.expected_version.data,
-                                               due_on=form.effectiveness_due_on.data)
-    except AttestError as exc:
-        db.session.rollback()
-        flash(exc.message, "danger")
-    else:
-        flash(f"{capa.number}: effectiveness check due on {capa.effectiveness_due_on.isoformat()}.", "success")
-    return redirect(url_for("capa.show", capa_id=capa.id))
+def _action_panel(action: CapaAction, transition) -> dict:
+    """Approving retraining: who will be assigned what."""
+    return {"people": services.retraining_people(action),
+            "documents": [db.session.get(Document, link.document_id) for link in action.documents]}
 
 
-# --- signing ceremonies ----------------------------------------------------------------------------------------------
+def _load_action(capa_id: int, action_id: int) -> CapaAction:
+    return _action(_capa(capa_id), action_id)
 
 
-def _ceremony(capa_id: int, step: str, action_id: int | None = None):
-    """The signing ceremony: what is signed, its meaning, the legal statement, password (+ TOTP)."""
-    _permission, meaning, form_class, button = ACTIONS[step]
-    capa = _capa(capa_id)
-    action = _action(capa, action_id) if action_id is not None else None
-    form = form_class()
-    form.meaning.choices = choices([(meaning, meaning)])
-    if request.method == "GET":
-        form.expected_version.data = str(capa.row_version)
-        form.meaning.data = meaning
-    status = 200
-    outcome_note: list[str] = []
-    if form.validate_on_submit():
-        expected = (form.expected_version.data or "").strip()
-        comment = form.comment.data
-
-        def act(user, proof):
-            if step == "approve-plan":
-                services.approve_plan(capa, actor=user, proof=proof, expected_row_version=expected, comment=comment)
-            elif step == "approve-retraining":
-                result = services.approve_retraining_action(action, actor=user, proof=proof,
-                                                            expected_row_version=expected, comment=comment)
-                outcome_note.append(f"{result.created} training assignment(s) created"
-                                    + (f"; {len(result.already_open)} already had open training"
-                                       if result.already_open else "") + ".")
-            elif step == "effectiveness":
-                services.record_effectiveness(capa, actor=user, proof=proof, expected_row_version=expected,
-                                              result=form.effectiveness_result.data,
-                                              effective=form.effective.data == "yes", comment=comment)
-            elif step == "close":
-                services.close(capa, actor=user, proof=proof, expected_row_version=expected, comment=comment)
-            elif step == "cancel-action":
-                services.cancel_action(action, actor=user, proof=proof, expected_row_version=expected,
-                                       reason=form.reason.data)
-            else:
-                services.cancel(capa, actor=user, proof=proof, expected_row_version=expected,
-                                reason=form.reason.data)
-
-        outcome = ceremony.perform(form, act)
-        if outcome.response is not None:
-            return outcome.response
-        if outcome.ok:
-            flash(" ".join([f"Signed: {meaning}. {capa.audit_title()} is now {capa.status_label}.", *outcome_note]),
-                  "success")
-            return redirect(url_for("capa.show", capa_id=capa.id))
-        status = outcome.status
-    elif form.errors:
-        status = 422
-    people = services.retraining_people(action) if action is not None and action.retraining else None
-    return render_template("qms/capa/sign.html", form=form, capa=capa, action=action, step=step, meaning=meaning,
-                           button=button, declaration=signing.DECLARATION, content_hash=signing.content_hash(capa),
-                           people=people, documents=[db.session.get(Document, link.document_id)
-                                                     for link in (action.documents if action else [])],
-                           open_training=services.open_training(capa) if step == "close" else None,
-                           totp=current_user.security.totp_enrolled), status
-
-
-def _sign_view(step: str):
-    def view(capa_id: int, action_id: int | None = None):
-        return _ceremony(capa_id, step, action_id)
-
-    view.__name__ = f"sign_{step.replace('-', '_')}"
-    view.__doc__ = f"Signing ceremony: {step}."
-    return permission_required(ACTIONS[step][0])(view)
-
-
-for _step in ACTIONS:
-    if _step == "approve-retraining":
-        bp.add_url_rule("/<int:capa_id>/actions/<int:action_id>/approve", endpoint="sign_approve_retraining",
-                        view_func=_sign_view(_step), methods=["GET", "POST"])
-    elif _step == "cancel-action":
-        bp.add_url_rule("/<int:capa_id>/actions/<int:action_id>/cancel", endpoint="sign_cancel_action",
-                        view_func=_sign_view(_step), methods=["GET", "POST"])
-    else:
-        bp.add_url_rule(f"/<int:capa_id>/{_step}", endpoint=f"sign_{_step.replace('-', '_')}",
-                        view_func=_sign_view(_step), methods=["GET", "POST"])
+ceremony.expose(bp, services.LIFECYCLE, rule="/<int:capa_id>", load=_capa, url_args=lambda capa: {"capa_id": capa.id},
+                back=lambda capa: url_for("capa.show", capa_id=capa.id),
+                panels={"close": "qms/capa/_sign_close.html"}, context=_capa_panel)
+ceremony.expose(bp, services.ACTIONS, rule="/<int:capa_id>/actions/<int:action_id>", load=_load_action,
+                url_args=lambda action: {"capa_id": action.capa_id, "action_id": action.id},
+                back=lambda action: url_for("capa.show", capa_id=action.capa_id),
+                panels={"approve-retraining": "qms/capa/_sign_retraining.html"}, context=_action_panel)

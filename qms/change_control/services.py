@@ -51,7 +51,7 @@ from qms.documents.models import Document, Revision
 from qms.numbering import next_number
 from qms.rules import check_fresh, check_status, require, required_text
 from signatures import models as sig
-from signatures.lifecycle import Act, Lifecycle, Rule, Transition, comment, justification, required_comment
+from signatures.lifecycle import Act, Lifecycle, Transition, comment, justification, never, only, required_comment
 from signatures.services import SignerProof
 from training.models import CANCELLED as TRAINING_CANCELLED
 from training.models import COMPLETED as TRAINING_COMPLETED
@@ -457,16 +457,11 @@ def _closed_with_open_training(act: Act) -> None:
     act.record.closed_at = now_utc()
 
 
-def _owner_only(change: ChangeControl, user: User) -> bool:
-    return user.id == change.owner_id
-
-
-OWNER = Rule("the owner only", _owner_only,
-             lambda change, _user: f"Only the owner of {change.audit_title()} ({change.owner.full_name}) can submit "
-                                   f"it.")
-NOT_OWNER = Rule("not the owner (segregation of duties)", lambda change, user: not _owner_only(change, user),
-                 lambda change, _user: f"Segregation of duties: the owner of {change.audit_title()} cannot also "
-                                       f"approve, verify, override or cancel it: another QA approver must.")
+OWNER = only("owner_id", "the owner only",
+             lambda change: f"Only the owner of {change.audit_title()} ({change.owner.full_name}) can submit it.")
+NOT_OWNER = never("owner_id", "not the owner (segregation of duties)",
+                  lambda change: f"Segregation of duties: the owner of {change.audit_title()} cannot also approve, "
+                                 f"verify, override or cancel it: another QA approver must.")
 
 LIFECYCLE = Lifecycle(
     "change_control", title="Change control", model=ChangeControl, noun="change control", labels=STATUS_LABELS,

@@ -53,15 +53,3 @@ class InvestigationForm(FlaskForm):
     root_cause_category = SelectField("Root cause category", validators=[Optional()])
     reason = StringField("Reason for change", validators=[Optional(), Length(max=2000)])
     expected_version = HiddenField()
-
-
-class CancelForm(FlaskForm):
-    reason = TextAreaField("Reason for cancelling", validators=[DataRequired(message="A reason is required."),
-                                                                Length(max=2000)])
-    expected_version = HiddenField()
-
-
-class StepForm(FlaskForm):
-    """A state change without a signature (start the investigation): CSRF and the version the page showed."""
-
-    expected_version = HiddenField()

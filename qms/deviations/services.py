@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from core.auth.models import User
 from core.clock import now_utc
 from core.db import db, default_reason, lock_row, set_reason
-from core.errors import InvalidTransition, NotPermitted, ValidationError
+from core.errors import InvalidTransition, ValidationError
 from core.org import Department, Site
 from qms.capa.models import Capa
 from qms.deviations.models import (
@@ -40,6 +40,7 @@ from qms.qualification import Qualification, qualify_many
 from qms.rules import require, required_text
 from signatures import models as sig
 from signatures import services as signing
+from signatures.lifecycle import Act, Lifecycle, Transition, comment, justification, never, only, required_comment
 from signatures.services import SignerProof
 
 EDITABLE = (OPEN, INVESTIGATION)
@@ -324,82 +325,92 @@ def link_capa(deviation: Deviation, *, actor: User, capa_number: str | None, rea
 
 
 # --- lifecycle --------------------------------------------------------------------------------------------------------
+# Each use case applies one transition of LIFECYCLE (below): the lifecycle locks the deviation, checks permission,
+# state, the owner rules and the page's version, signs, moves the status and runs the effect.
 
 
 def start_investigation(deviation: Deviation, *, actor: User,
                         expected_row_version: int | str | None = None) -> Deviation:
-    _begin(deviation, actor, expected_row_version, "Starting the investigation", (OPEN,),
-           "start the investigation of")
-    default_reason("Investigation started")
-    deviation.status = INVESTIGATION
-    db.session.flush()
+    LIFECYCLE.apply(deviation, "start", actor=actor, expected_version=expected_row_version)
     return deviation
 
 
 def submit_for_approval(deviation: Deviation, *, actor: User, proof: SignerProof,
                         expected_row_version: int | str | None, comment: str | None = None) -> Deviation:
     """The owner signs "Authored" on the completed investigation; QA then approves closure."""
-    require(actor, "quality.manage", "Submitting a deviation")
-    if actor.id != deviation.owner_id:
-        raise NotPermitted(f"Only the owner of {deviation.audit_title()} ({deviation.owner.full_name}) can submit it "
-                           f"for QA approval.")
-    lock_row(deviation)
-    _check_status(deviation, (INVESTIGATION,), "submit")
-    _check_fresh(deviation, expected_row_version)
-    missing = [label for label, value in (("classification", deviation.classification),
-                                          ("root cause", deviation.root_cause),
-                                          ("root cause category", deviation.root_cause_category)) if not value]
-    if missing:
-        raise InvalidTransition(f"Cannot submit {deviation.audit_title()}: record its {', '.join(missing)} first.")
-    default_reason("Submitted for QA approval")
-    deviation.status = PENDING_APPROVAL
-    db.session.flush()
-    signing.sign(deviation, signer=actor, proof=proof, meaning=sig.AUTHORED, comment=comment,
-                 allowed=(sig.AUTHORED,), since=now_utc())
+    LIFECYCLE.apply(deviation, "submit", actor=actor, proof=proof, expected_version=expected_row_version,
+                    text=comment)
     return deviation
-
-
-def _qa_decision(deviation: Deviation, actor: User, expected_row_version: int | str | None, verb: str) -> None:
-    _begin(deviation, actor, expected_row_version, f"{verb} a deviation", (PENDING_APPROVAL,), verb.lower(),
-           "quality.approve")
-    if actor.id == deviation.owner_id:
-        raise NotPermitted(f"The owner of {deviation.audit_title()} cannot also approve or reject it.")
 
 
 def approve_closure(deviation: Deviation, *, actor: User, proof: SignerProof,
                     expected_row_version: int | str | None, comment: str | None = None) -> Deviation:
     """QA signs "Approved" on the submitted content, and the deviation closes."""
-    _qa_decision(deviation, actor, expected_row_version, "Approve")
-    default_reason("Closure approved by QA")
-    signing.sign(deviation, signer=actor, proof=proof, meaning=sig.APPROVED, comment=comment,
-                 expected_version=str(deviation.row_version), allowed=(sig.APPROVED,))
-    deviation.status = CLOSED
-    deviation.closed_at = now_utc()
-    db.session.flush()
+    LIFECYCLE.apply(deviation, "approve", actor=actor, proof=proof, expected_version=expected_row_version,
+                    text=comment)
     return deviation
 
 
 def reject(deviation: Deviation, *, actor: User, proof: SignerProof, expected_row_version: int | str | None,
            comment: str) -> Deviation:
     """QA signs "Rejected" with a comment; the deviation returns to investigation."""
-    _qa_decision(deviation, actor, expected_row_version, "Reject")
-    comment = required_text("comment", comment, "A comment saying what must change", limit=2000)
-    default_reason(f"Rejected by QA: {comment}")
-    signing.sign(deviation, signer=actor, proof=proof, meaning=sig.REJECTED, comment=comment,
-                 expected_version=str(deviation.row_version), allowed=(sig.REJECTED,))
-    deviation.status = INVESTIGATION
-    db.session.flush()
+    LIFECYCLE.apply(deviation, "reject", actor=actor, proof=proof, expected_version=expected_row_version,
+                    text=comment)
     return deviation
 
 
 def cancel(deviation: Deviation, *, actor: User, reason: str,
            expected_row_version: int | str | None = None) -> Deviation:
     """A deviation raised in error (e.g. a duplicate) is cancelled with a reason, never deleted."""
-    _begin(deviation, actor, expected_row_version, "Cancelling a deviation", ACTIVE, "cancel")
-    reason = required_text("reason", reason, "Reason for cancelling", limit=2000)
-    set_reason(f"Cancelled: {reason}")
-    deviation.status = CANCELLED
-    deviation.cancelled_reason = reason
-    db.session.flush()
+    LIFECYCLE.apply(deviation, "cancel", actor=actor, expected_version=expected_row_version, text=reason)
     return deviation
 
+
+def _check_submission(act: Act) -> None:
+    deviation = act.record
+    missing = [label for label, value in (("classification", deviation.classification),
+                                          ("root cause", deviation.root_cause),
+                                          ("root cause category", deviation.root_cause_category)) if not value]
+    if missing:
+        raise InvalidTransition(f"Cannot submit {deviation.audit_title()}: record its {', '.join(missing)} first.")
+
+
+OWNER = only("owner_id", "the owner only",
+             lambda deviation: f"Only the owner of {deviation.audit_title()} ({deviation.owner.full_name}) can "
+                               f"submit it for QA approval.")
+NOT_OWNER = never("owner_id", "not the owner (segregation of duties)",
+                  lambda deviation: f"The owner of {deviation.audit_title()} cannot also approve or reject it.")
+
+LIFECYCLE = Lifecycle(
+    "deviation", title="Deviation", model=Deviation, noun="deviation", labels=STATUS_LABELS, initial=OPEN,
+    require_version=False, state_refusal="Cannot {verb} {title}: it is {status}; only a {noun} {allowed} can be.",
+    summary=lambda deviation: f"Deviation {deviation.number} — {deviation.title} ({deviation.status_label})",
+    describe="""Reported Open by a quality manager, who owns it. The owner starts the investigation, records the
+    classification and root cause and signs the submission; the signature binds the submitted content. Another QA
+    approver approves closure or rejects it back to investigation. A deviation raised in error is cancelled with a
+    reason.""",
+    transitions=[
+        Transition("start", "Start the investigation", (OPEN,), INVESTIGATION, "quality.manage",
+                   task="Starting the investigation", verb="start the investigation of",
+                   audit_reason="Investigation started",
+                   done=lambda act: f"Investigation of {act.record.number} started."),
+        Transition("submit", "Sign and submit for QA approval", (INVESTIGATION,), PENDING_APPROVAL, "quality.manage",
+                   sig.AUTHORED, text=comment(), rules=(OWNER,), task="Submitting a deviation", verb="submit",
+                   check=_check_submission, binds_result=True, since=lambda act: act.at,
+                   audit_reason="Submitted for QA approval"),
+        Transition("approve", "Approve and close", (PENDING_APPROVAL,), CLOSED, "quality.approve", sig.APPROVED,
+                   text=comment(), rules=(NOT_OWNER,), task="Approving a deviation", verb="approve",
+                   confirm="Sign, approve and close", audit_reason="Closure approved by QA",
+                   effect=lambda act: setattr(act.record, "closed_at", now_utc())),
+        Transition("reject", "Reject", (PENDING_APPROVAL,), INVESTIGATION, "quality.approve", sig.REJECTED,
+                   text=required_comment("A comment saying what must change",
+                                         help="Required when you reject: say what must change."),
+                   rules=(NOT_OWNER,), task="Rejecting a deviation", verb="reject", confirm="Sign and reject",
+                   style="outline-danger", audit_reason=lambda act: f"Rejected by QA: {act.text}"),
+        Transition("cancel", "Cancel", ACTIVE, CANCELLED, "quality.manage",
+                   text=justification("Reason for cancelling", what="Reason for cancelling"),
+                   task="Cancelling a deviation", verb="cancel", confirm="Cancel the deviation",
+                   style="outline-danger", audit_reason=lambda act: f"Cancelled: {act.text}",
+                   effect=lambda act: setattr(act.record, "cancelled_reason", act.text),
+                   done=lambda act: f"Deviation {act.record.number} cancelled."),
+    ])

@@ -1,5 +1,5 @@
 """Deviations pages: the register (search, filters, overdue), reporting, the record with its training adequacy panel,
-the edit forms and the signing ceremonies of the lifecycle."""
+the edit forms; the lifecycle's steps come from its declaration through the shared signing view."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from core.forms import choices, show_error
 from core.org import Department, Site
 from core.web import user_zone
 from qms.deviations import services
-from qms.deviations.forms import CancelForm, ClassifyForm, DeviationForm, InvestigationForm, LinksForm, StepForm
+from qms.deviations.forms import ClassifyForm, DeviationForm, InvestigationForm, LinksForm
 from qms.deviations.models import (
     CLASSIFICATIONS,
     INVESTIGATION,
@@ -31,19 +31,11 @@ from qms.deviations.models import (
 )
 from qms.documents.models import Document
 from signatures import ceremony
-from signatures import models as sig
 from signatures import services as signing
-from signatures.forms import SignForm
 
 bp = Blueprint("deviations", __name__, url_prefix="/deviations", template_folder="../templates")
 
 OVERDUE_DAYS = 30
-# action -> (permission, meaning, button label)
-ACTIONS = {
-    "submit": ("quality.manage", sig.AUTHORED, "Sign and submit for QA approval"),
-    "approve": ("quality.approve", sig.APPROVED, "Sign, approve and close"),
-    "reject": ("quality.approve", sig.REJECTED, "Sign and reject"),
-}
 
 
 def _deviation(deviation_id: int) -> Deviation:
@@ -185,7 +177,6 @@ def show(deviation_id: int):
         documents=services.linked_documents(deviation), adequacy=services.training_adequacy(deviation),
         signatures=[(s, m, signing.status(s, deviation)) for s, m in services.signature_lines(deviation)],
         history=record_history(Deviation, deviation.id) if current_user.can("audit.view") else None,
-        step=StepForm(formdata=None, expected_version=str(deviation.row_version)),
         capa_url=_capa_url(deviation), overdue=services.is_overdue(deviation, OVERDUE_DAYS),
         site=db.session.get(Site, deviation.site_id),
         department=db.session.get(Department, deviation.department_id), CLASSIFICATIONS=CLASSIFICATIONS,
@@ -300,93 +291,8 @@ def investigation(deviation_id: int):
                         ["investigation", "root_cause", "root_cause_category", "reason"], "Save", status=status)
 
 
-@bp.route("/<int:deviation_id>/start", methods=["POST"])
-@permission_required("quality.manage")
-def start(deviation_id: int):
-    deviation = _deviation(deviation_id)
-    form = StepForm()
-    if not form.validate_on_submit():
-        abort(400, description="The form expired; reload the page.")
-    try:
-        with transaction():
-            services.start_investigation(deviation, actor=current_user,
-                                         expected_row_version=form.expected_version.data)
-    except AttestError as exc:
-        flash(exc.message, "danger")
-        return redirect(url_for("deviations.show", deviation_id=deviation.id)), 303
-    return _done(deviation, f"Investigation of {deviation.number} started.")
+# --- the lifecycle's steps (signed and unsigned), from its declaration ------------------------------------------------
 
-
-@bp.route("/<int:deviation_id>/cancel", methods=["GET", "POST"])
-@permission_required("quality.manage")
-def cancel(deviation_id: int):
-    deviation = _deviation(deviation_id)
-    form = CancelForm()
-    if request.method == "GET":
-        form.expected_version.data = str(deviation.row_version)
-    status = None
-    if form.validate_on_submit():
-        def call():
-            services.cancel(deviation, actor=current_user, reason=form.reason.data,
-                            expected_row_version=form.expected_version.data)
-
-        status = _attempt(form, call)
-        if status is None:
-            return _done(deviation, f"Deviation {deviation.number} cancelled.")
-    return _render_form(f"Cancel deviation {deviation.number}", form, deviation, ["reason"], "Cancel the deviation",
-                        status=status)
-
-
-# --- signing ----------------------------------------------------------------------------------------------------------
-
-
-def _ceremony(deviation_id: int, action: str):
-    """The signing ceremony: what is signed, its meaning, the legal statement, password (+ TOTP)."""
-    _permission, meaning, button = ACTIONS[action]
-    deviation = _deviation(deviation_id)
-    form = SignForm()
-    form.meaning.choices = choices([(meaning, meaning)])
-    if request.method == "GET":
-        form.expected_version.data = str(deviation.row_version)
-        form.meaning.data = meaning
-    status = 200
-    if form.validate_on_submit():
-        expected = (form.expected_version.data or "").strip()
-        comment = form.comment.data
-
-        def act(user, proof):
-            if action == "submit":
-                services.submit_for_approval(deviation, actor=user, proof=proof, expected_row_version=expected,
-                                             comment=comment)
-            elif action == "approve":
-                services.approve_closure(deviation, actor=user, proof=proof, expected_row_version=expected,
-                                         comment=comment)
-            else:
-                services.reject(deviation, actor=user, proof=proof, expected_row_version=expected, comment=comment)
-
-        outcome = ceremony.perform(form, act)
-        if outcome.response is not None:
-            return outcome.response
-        if outcome.ok:
-            return _done(deviation, f"Signed: {meaning}. {deviation.audit_title()} is now {deviation.status_label}.")
-        status = outcome.status
-    elif form.errors:
-        status = 422
-    return render_template("qms/deviations/sign.html", form=form, deviation=deviation, meaning=meaning,
-                           button=button, action=action, declaration=signing.DECLARATION,
-                           content_hash=signing.content_hash(deviation),
-                           totp=current_user.security.totp_enrolled), status
-
-
-def _sign_view(action: str):
-    def view(deviation_id: int):
-        return _ceremony(deviation_id, action)
-
-    view.__name__ = f"sign_{action}"
-    view.__doc__ = f"Signing ceremony: {action}."
-    return permission_required(ACTIONS[action][0])(view)
-
-
-for _action in ACTIONS:
-    bp.add_url_rule(f"/<int:deviation_id>/{_action}", endpoint=f"sign_{_action}", view_func=_sign_view(_action),
-                    methods=["GET", "POST"])
+ceremony.expose(bp, services.LIFECYCLE, rule="/<int:deviation_id>", load=_deviation,
+                url_args=lambda deviation: {"deviation_id": deviation.id},
+                back=lambda deviation: url_for("deviations.show", deviation_id=deviation.id))

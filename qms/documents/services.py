@@ -65,6 +65,8 @@ from signatures.lifecycle import (
     Transition,
     comment,
     justification,
+    never,
+    only,
     required_comment,
 )
 from signatures.services import SignerProof
@@ -640,13 +642,9 @@ def _cancel_training(act: Act) -> None:
                                      reason=f"{revision.document.number} made obsolete: {act.text}")
 
 
-def _author_only(revision: Revision, user: User) -> bool:
-    return user.id == revision.author_id
-
-
 def _not_author(verb: str) -> Rule:
-    return Rule("not the author (segregation of duties)", lambda revision, user: not _author_only(revision, user),
-                lambda _revision, _user: f"Segregation of duties: the author can never {verb} their own revision.")
+    return never("author_id", "not the author (segregation of duties)",
+                 lambda _revision: f"Segregation of duties: the author can never {verb} their own revision.")
 
 
 def _routed_to(step: str) -> Rule:
@@ -667,9 +665,9 @@ def _reject_refusal(revision: Revision, user: User) -> str:
             f"roles do not grant.")
 
 
-AUTHOR = Rule("the author only", _author_only,
-              lambda revision, _user: f"Only the author of {revision.audit_title()} ({revision.author.full_name}) "
-                                      f"can submit it.")
+AUTHOR = only("author_id", "the author only",
+              lambda revision: f"Only the author of {revision.audit_title()} ({revision.author.full_name}) can "
+                               f"submit it.")
 ROUTED_TO_REJECT = Rule(
     "routed to review or approve", lambda revision, user: any(
         user.can(STEP_PERMISSION[step]) for step in _routed_steps(revision, user)[:1]), _reject_refusal)
@@ -716,7 +714,7 @@ LIFECYCLE = Lifecycle(
                                          help="Required: the outcome of the review, e.g. 'Still accurate; no change "
                                               "needed'. Changes go through a new revision."),
                    rules=(OWNER_OR_QA,), task="Recording a periodic review", verb="record a periodic review of",
-                   confirm="Sign the periodic review", style="outline-primary", new_round=True,
+                   confirm="Sign the periodic review", style="outline-primary", since=lambda act: act.at,
                    signature_comment=lambda act: f"Periodic review: {act.text}", effect=_reviewed_periodically,
                    audit_reason=lambda act: f"Periodic review: {act.text}"),
         Transition("release-override", "Release with open training…", (APPROVED,), UNCHANGED, "documents.approve",
