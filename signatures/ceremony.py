@@ -27,6 +27,7 @@ from flask_wtf import FlaskForm
 from wtforms import DateField, HiddenField, RadioField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
+from core.auth.access import permission_required
 from core.db import db, transaction
 from core.errors import AttestError, ValidationError
 from core.forms import choices
@@ -192,8 +193,6 @@ def expose(blueprint: Blueprint, lifecycle: Lifecycle, *, rule: str, load: Calla
     `load(**view_args)` returns the record (or aborts 404), `url_args(record)` builds the URL arguments back from it,
     `back(record)` is the record page; `panels` maps an action to a partial template shown on its page, filled from
     `context(record, transition)`."""
-    from core.auth.access import permission_required
-
     _BOUND[lifecycle.name] = Binding(lifecycle, blueprint.name, url_args)
     for t in lifecycle.transitions.values():
         view = _make_view(lifecycle, t, load, back, (panels or {}).get(t.action), context)

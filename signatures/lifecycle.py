@@ -195,7 +195,7 @@ class Transition:
     effect: Callable[[Act], None] | None = None  # the record's own fields, set with the status, in one flush
     after: Callable[[Act], Any] | None = None  # calls into other records or packages once the record is written
     moves: Callable[[Act], bool] | None = None  # the status moves only when this holds (e.g. the last approver)
-    moves_when: str = ""  # says when, for the documentation
+    moves_when: str = ""  # says when it moves (or what else may happen), for the documentation
     binds_result: bool = False  # the signature binds the record as the step leaves it, not as the signer saw it
     # a new signing round: earlier signatures with this meaning on this version count only from this moment (e.g. a
     # periodic review, or a read-and-sign assignment's creation); default: every earlier signature counts
@@ -258,7 +258,7 @@ class Lifecycle:
                  stale: str = "{title} changed since the page was loaded; reload it and check it again.",
                  state_refusal: str = "Cannot {verb} {title}: it is {status}; only a {noun} in {allowed} can be.",
                  signed_done: str = "Signed: {meaning}. {title} is now {status}.",
-                 summary: Callable[[Any], str] | None = None, describe: str = ""):
+                 summary: Callable[[Any], str] | None = None, describe: str = "", register: bool = True):
         self.name, self.title, self.model, self.noun = name, title, model, noun
         self.labels, self.initial, self.status = dict(labels), initial, status
         self.transitions: dict[str, Transition] = {}
@@ -276,9 +276,10 @@ class Lifecycle:
         self.summary = summary or (lambda record: f"{_title(record)} — {getattr(record, 'title', '')} "
                                                   f"({self.status_label(record)})")
         self.describe = describe
-        if name in LIFECYCLES and LIFECYCLES[name].model is not model:
-            raise ValueError(f"a lifecycle named {name} is already declared")
-        LIFECYCLES[name] = self
+        if register:  # the registry documents every record type (docs/lifecycles.md); a test may declare its own
+            if name in LIFECYCLES and LIFECYCLES[name].model is not model:
+                raise ValueError(f"a lifecycle named {name} is already declared")
+            LIFECYCLES[name] = self
 
     # --- reading ------------------------------------------------------------------------------------------------------
 
@@ -439,14 +440,13 @@ class Lifecycle:
         rows = []
         for t in self.transitions.values():
             to = "unchanged" if t.next == UNCHANGED else self.labels[t.next]
-            if t.moves is not None and t.next != UNCHANGED:
-                to = f"{to} ({t.moves_when})" if t.moves_when else to
+            to = f"{to} ({t.moves_when})" if t.moves_when else to
             who = " or ".join(t.permissions) + (" (or the command line)" if t.system_may else "")
             rows.append([f"`{t.action}`", t.label.rstrip("…"), ", ".join(self.labels[s] for s in t.source), to,
                          who, t.meaning or "unsigned", t.text.describe() or "—",
                          "; ".join(r.name for r in t.rules) or "—"])
         for s in self.system:
-            rows.append(["—", f"({s.label})", ", ".join(self.labels[x] for x in s.source), self.labels[s.next],
+            rows.append(["—", s.label, ", ".join(self.labels[x] for x in s.source), self.labels[s.next],
                          "the system", "—", "—", "—"])
         return rows
 

@@ -685,7 +685,7 @@ LIFECYCLE = Lifecycle(
     effect on its effective date (`flask qms release-due`), or is held until everyone assigned has trained when the
     document is released "when trained", unless QA signs an override. QA retires the revision in force with a signed
     reason. See docs/documents.md.""",
-    system=[SystemTransition((APPROVED,), EFFECTIVE, "released on its effective date (flask qms release-due)"),
+    system=[SystemTransition((APPROVED,), EFFECTIVE, "released on its effective date by flask qms release-due"),
             SystemTransition((EFFECTIVE,), SUPERSEDED, "superseded by a newer revision taking effect"),
             SystemTransition((APPROVED,), SUPERSEDED, "superseded at once by a newer revision released with it")],
     transitions=[
@@ -723,6 +723,7 @@ LIFECYCLE = Lifecycle(
                                       what="A justification", min_length=4),
                    task="Overriding a held release", verb="override the held release of",
                    confirm="Sign and release with open training", style="outline-warning",
+                   moves_when="released at once by the system if its effective date has come",
                    offered=release_held, check=release.check_override,
                    signature_comment=release.override_comment, effect=release.override,
                    audit_reason=lambda act: f"Release approved with open training: {act.text}"),
