@@ -315,7 +315,10 @@ def upgrade():
     op.drop_table('qms_document_audience')
     _restart_sequences(conn)
     audit_guards.install(op, NEW_VERSION_TABLES)
-    _record_the_move(conn)
+    moved = sum(conn.execute(sa.text(f'SELECT COUNT(*) FROM {table}')).scalar()
+                for table in ('training_subject', 'training_requirement_version', 'training_assignment'))
+    if moved:  # a new installation has nothing to move, and records nothing
+        _record_the_move(conn)
 
 
 def downgrade():

@@ -17,6 +17,7 @@ from datetime import datetime
 
 from flask import current_app
 
+from core.db import db
 from qms.documents.models import Document, Revision
 from training import engine, items
 from training.matrix import services as matrix
@@ -79,9 +80,9 @@ def retraining_job_functions(revision: Revision) -> list[int]:
     return engine.retraining_job_functions(subject_of(revision.document).id, major_change=revision.minor == 0)
 
 
-def publish(revision: Revision) -> TrainingItem:
-    """The final approval: the revision becomes a training item and every holder of the job functions its audience
-    names is assigned it, due on its effective date."""
+def as_item(revision: Revision) -> TrainingItem:
+    """The revision as a training item, mirroring its facts as they stand (approval, and for a revision written
+    directly in force, its effect and replacement times)."""
     if revision.content_format == "pdf":
         link, kind = _path("documents.content_pdf", document_id=revision.document_id,
                            revision_id=revision.id), "application/pdf"
@@ -91,7 +92,19 @@ def publish(revision: Revision) -> TrainingItem:
     item = items.publish_item(
         subject_of(revision.document), version_label=revision.label, version_major=revision.major,
         version_minor=revision.minor, major_change=revision.minor == 0, source_type=SOURCE, source_id=revision.id,
-        content_url=link, content_type=kind, effective_on=revision.effective_on, published_at=revision.approved_at)
+        content_url=link, content_type=kind, effective_on=revision.effective_on,
+        published_at=revision.approved_at or revision.effective_at)
+    if revision.effective_at is not None or revision.superseded_at is not None:
+        item.effective_at, item.superseded_at = revision.effective_at, revision.superseded_at
+        item.retired_at, item.retired_reason = revision.obsoleted_at, revision.obsolete_reason
+        db.session.flush()
+    return item
+
+
+def publish(revision: Revision) -> TrainingItem:
+    """The final approval: the revision becomes a training item and every holder of the job functions its audience
+    names is assigned it, due on its effective date."""
+    item = as_item(revision)
     engine.assign_for_item(item, due_on=revision.effective_on, source_id=revision.id)
     return item
 

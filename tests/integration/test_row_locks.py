@@ -34,7 +34,7 @@ from signatures import models as sig
 from signatures.services import authenticate
 from tests.integration.documents_helpers import TODAY, effective_revision, hold, new_document, prove, run, train
 from tests.integration.stress_helpers import at_once, audit_verifies, race, refusals, revision_in_force
-from training import engine, read_and_sign
+from training import engine
 from training.models import (
     COMPLETED,
     OPEN,
@@ -43,6 +43,7 @@ from training.models import (
     SUPERSEDED,
     TrainingAssignment,
 )
+from training.read_and_sign import services as read_and_sign
 from validation import services as validation
 from validation.models import COMPLETED as RUN_COMPLETED
 from validation.models import ERROR, PASSED, RUNNING, ScenarioResult, StepResult, ValidationRun
@@ -259,7 +260,7 @@ def test_training_signed_at_the_instant_its_revision_is_superseded_is_completed_
         if page is None:
             return [r.id for r in documents.release_due(clock.now_utc().date())]
         assignment, revision, user, token, proof = page
-        return read_and_sign.complete(assignment, user=user, proof=proof, record=revision, expected_version=token).id
+        return read_and_sign.complete(assignment, user=user, proof=proof, expected_version=token).id
 
     outcomes = race(app, TRAINEES + 1, open_sign_page, act)
 

@@ -190,7 +190,7 @@ def test_policy_keep_leaves_open_training_on_the_superseded_revision(app, p, mak
 
 
 def test_a_new_holder_of_a_job_function_is_assigned_the_current_revision(app, p, make_user):
-    from training import services as training_services
+    from training.people import services as training_services
 
     document = new_document(p)
     today = clock.now_utc().date()
@@ -210,7 +210,7 @@ def test_a_new_holder_of_a_job_function_is_assigned_the_current_revision(app, p,
 
 
 def test_ending_a_job_function_cancels_open_training_it_required_with_the_reason(app, p, make_user):
-    from training import services as training_services
+    from training.people import services as training_services
 
     operator = make_user("leaving.op", roles={"operator"})
     _hold([operator], p.job_function_id)
@@ -225,7 +225,7 @@ def test_ending_a_job_function_cancels_open_training_it_required_with_the_reason
 
 def test_only_a_training_coordinator_assigns_job_functions(app, p, make_user):
     from core.errors import NotPermitted
-    from training import services as training_services
+    from training.people import services as training_services
 
     operator = make_user("op.self", roles={"operator"})
     with pytest.raises(NotPermitted), transaction():
@@ -261,7 +261,7 @@ def test_job_functions_are_granted_and_ended_from_the_command_line(app, p, make_
 
 
 def test_job_function_changes_dated_ahead_take_effect_with_the_daily_reconciliation(app, p, make_user):
-    from training import services as training_services
+    from training.people import services as training_services
 
     document = new_document(p)
     today = clock.now_utc().date()
@@ -290,7 +290,7 @@ def test_job_function_changes_dated_ahead_take_effect_with_the_daily_reconciliat
 
 def test_a_person_who_regains_a_job_function_or_is_reactivated_is_assigned_again(app, p, make_user, coordinator):
     from core.auth import services as auth_services
-    from training import services as training_services
+    from training.people import services as training_services
 
     document = new_document(p)
     today = clock.now_utc().date()
@@ -323,7 +323,7 @@ def test_major_only_training_that_still_counts_is_not_assigned_again(app, p, mak
     from qms.documents import matrix
     from qms.documents.models import RETRAIN_MAJOR
     from tests.integration.documents_helpers import effective_revision, train
-    from training import services as training_services
+    from training.people import services as training_services
 
     document = new_document(p)
     operator = make_user("major.op", roles={"operator"})

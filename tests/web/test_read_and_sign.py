@@ -148,7 +148,7 @@ def test_overdue_training_is_listed_first_and_highlighted(app, p, assigned):
 def test_signing_another_revision_never_completes_the_assignment(app, p, assigned):
     from core.errors import InvalidTransition
     from tests.integration.documents_helpers import prove, run
-    from training import read_and_sign
+    from training.read_and_sign import services as read_and_sign
 
     assignment, revision = assigned
     other = approved_revision(p, new_document(p, number="SOP-QA-002"))

@@ -9,6 +9,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateField, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
+from core.audit.views import record_history
 from core.auth.access import permission_required
 from core.db import db, transaction
 from core.errors import AttestError, ValidationError
@@ -16,7 +17,7 @@ from core.forms import choices, show_error
 from core.org import Department, JobFunction, Site
 from training.matrix import assignments as admin
 from training.matrix import services as matrix_service
-from training.models import RETRAIN_EVERY, RETRAIN_POLICIES, TrainingSubject
+from training.models import RETRAIN_EVERY, RETRAIN_POLICIES, TrainingRequirement, TrainingSubject
 
 bp = Blueprint("training_matrix", __name__, url_prefix="/training", template_folder="../templates")
 
@@ -105,8 +106,10 @@ def requirement(subject_id: int, job_function_id: int):
             flash(message, "success")
             return redirect(url_for("training_matrix.matrix", q=subject.key))
     holders = matrix_service.holders_count([job_function_id])
+    history = record_history(TrainingRequirement, row.id) if row is not None and current_user.can("audit.view") \
+        else None
     return render_template("training/matrix/requirement.html", form=form, subject=subject, function=function,
-                           row=row, holders=holders), 422 if form.errors else 200
+                           row=row, holders=holders, history=history), 422 if form.errors else 200
 
 
 @bp.route("/gaps")
