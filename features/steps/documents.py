@@ -166,9 +166,11 @@ def approve_yesterday(ctx, evidence, username, label):
 def nothing_signed(ctx, evidence, label, meaning):
     rev = revision(ctx, label)
     signed = signatures(rev, meaning)
-    assigned = scalar_count(TrainingAssignment, TrainingAssignment.item_id == item_of(rev).id)
-    evidence.actual(f"'{meaning}' signatures: {len(signed)}; training assignments: {assigned}")
-    assert signed == [] and assigned == 0
+    item = item_of(rev)  # a revision becomes a training item only at its final approval
+    assigned = scalar_count(TrainingAssignment, TrainingAssignment.item_id == item.id) if item is not None else 0
+    evidence.actual(f"'{meaning}' signatures: {len(signed)}; training item: {item.title if item else 'none'}; "
+                    f"training assignments: {assigned}")
+    assert signed == [] and item is None and assigned == 0
 
 
 @when(parsers.parse("the author edits the content of revision {label}"))

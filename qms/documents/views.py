@@ -425,10 +425,12 @@ def content_pdf(document_id: int, revision_id: int):
 @bp.route("/<int:document_id>/revisions/<int:revision_id>/content")
 @permission_required("documents.view")
 def content(document_id: int, revision_id: int):
-    """The revision's content as sanitised HTML (the training item's content link: the read-and-sign page shows it)."""
+    """The revision's content as an HTML fragment: the sanitised rendering of its Markdown, or for an uploaded PDF the
+    file embedded with a link to open it (the training item's content link: the read-and-sign page shows it)."""
     rev = _revision(document_id, revision_id)
     if rev.content_format != "markdown":
-        abort(404, description="This revision is a PDF; open content.pdf.")
+        return Response(render_template("qms/documents/_pdf_content.html", document=rev.document, revision=rev),
+                        mimetype="text/html")
     return Response(render_markdown(rev.content_markdown or ""), mimetype="text/html")
 
 

@@ -18,6 +18,7 @@ from core.db import db, transaction
 from core.errors import InvalidTransition
 from qms.documents import services
 from qms.documents.models import APPROVED, EFFECTIVE, IN_REVIEW, Document, Revision
+from qms.documents.publish import item_of
 from tests.integration.documents_helpers import (
     hold,
     new_document,
@@ -121,7 +122,7 @@ def test_the_last_two_approvers_signing_at_once_still_approve_the_revision(app, 
                                   .where(version_class(Revision).id == revision_id)).all()
     assert statuses.count(APPROVED) == 1, "approved by one transition"
     assigned = db.session.scalars(sa.select(TrainingAssignment.user_id)
-                                  .where(TrainingAssignment.revision_id == revision_id)).all()
+                                  .where(TrainingAssignment.item_id == item_of(revision).id)).all()
     assert sorted(assigned) == sorted([p.operator.id, p.reviewer2.id]), "training assigned once"
     result = app.test_cli_runner().invoke(args=["audit", "verify"])
     assert result.exit_code == 0, result.output

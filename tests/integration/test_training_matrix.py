@@ -223,3 +223,46 @@ def test_making_a_document_obsolete_cancels_its_open_training(app, p, make_user)
     proof = prove(waiting)
     with pytest.raises(InvalidTransition), transaction():  # nothing left to sign
         read_and_sign.complete(row, user=waiting, proof=proof, expected_version=None)
+
+
+def test_a_requirement_dated_ahead_assigns_on_its_first_day_and_cancels_after_its_last(app, p, coordinator, make_user):
+    """Dated validity: a requirement valid from next week assigns nobody today; the daily reconciliation assigns its
+    holders on its first day, and cancels their open training once its validity has ended."""
+    packer = _second_function(p)
+    people = [make_user(f"packer{i}", roles={"operator"}) for i in range(2)]
+    hold(people, packer.id)
+    document = new_document(p)
+    revision = effective_revision(p, document)
+    today = clock.now_utc().date()
+    row, assigned = run(matrix.set_requirement, subject_of(document), packer.id, valid_from=today + timedelta(days=7),
+                        valid_to=today + timedelta(days=37), reason="New packaging line from next week",
+                        actor=coordinator)
+    assert assigned == 0 and _rows(item_id=item_of(revision).id) == []
+    assert (row.valid_from, row.valid_to, row.reason) == (today + timedelta(days=7), today + timedelta(days=37),
+                                                          "New packaging line from next week")
+    cli = app.test_cli_runner()
+    clock.freeze(clock.now_utc() + timedelta(days=7))
+    result = cli.invoke(args=["training", "reconcile-due"])
+    assert result.exit_code == 0, result.output
+    assert "applied 1 dated requirement: 2 assignments created, 0 cancelled" in result.output
+    assert {(a.user_id, a.status, a.source_type) for a in _rows(item_id=item_of(revision).id)} == {
+        (u.id, OPEN, "matrix") for u in people}
+    assert "applied 1 dated requirement: 0 assignments created, 0 cancelled" in cli.invoke(
+        args=["training", "reconcile-due"]).output  # idempotent
+    train(people[0], revision)
+    clock.freeze(clock.now_utc() + timedelta(days=30))
+    result = cli.invoke(args=["training", "reconcile-due"])
+    assert "applied 1 dated requirement: 0 assignments created, 1 cancelled" in result.output
+    by_user = {a.user_id: a for a in _rows(item_id=item_of(revision).id)}
+    assert by_user[people[0].id].status == COMPLETED  # completed training is never touched
+    assert by_user[people[1].id].status == CANCELLED
+    assert app.test_cli_runner().invoke(args=["audit", "verify"]).exit_code == 0
+
+
+def test_a_requirement_valid_until_before_it_starts_is_refused_naming_the_field(app, p, coordinator):
+    document = new_document(p)
+    today = clock.now_utc().date()
+    with pytest.raises(ValidationError) as caught, transaction():
+        matrix.set_requirement(subject_of(document), p.job_function_id, valid_from=today, valid_to=today,
+                               actor=coordinator)
+    assert caught.value.field == "valid_to" and "must be after" in caught.value.message
