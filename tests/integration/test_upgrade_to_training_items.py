@@ -66,7 +66,7 @@ def upgraded(tmp_path_factory):
     facts = json.load(gzip.open(FIXTURE / f"{_dialect()}.json.gz", "rt", encoding="utf-8"))
     with _restored(tmp_path_factory.mktemp("upgrade")) as url:
         application = create_app({"DATABASE_URL": url, "SECRET_KEY": "upgrade-test-" + "k" * 40,
-                                  "SESSION_COOKIE_SECURE": False, "TESTING": True, "RATELIMIT_ENABLED": False})
+                                  "SESSION_COOKIE_SECURE": False, "TESTING": True})
         request_started.connect(_fresh_g, application, weak=False)  # a fresh `g` per request, as in production
         with application.app_context():
             upgrade()
