@@ -10,9 +10,7 @@ import sqlalchemy as sa
 
 from core import clock
 from core.db import db, transaction
-from qms.documents.models import RETRAIN_MAJOR, DocumentAudience
-from qms.qualification import qualification
-from tests.integration.documents_helpers import (
+from features.support.documents import (
     approved_revision,
     effective_revision,
     hold,
@@ -21,6 +19,8 @@ from tests.integration.documents_helpers import (
     setup_people,
     train,
 )
+from qms.documents.models import RETRAIN_MAJOR, DocumentAudience
+from qms.qualification import qualification
 from training.models import OPEN, TrainingAssignment
 
 

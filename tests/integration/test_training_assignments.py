@@ -10,9 +10,7 @@ from sqlalchemy_continuum import version_class
 
 from core import bulk, clock
 from core.db import db, transaction
-from qms.documents.models import APPROVED, IN_REVIEW, Revision
-from signatures.models import Signature
-from tests.integration.documents_helpers import (
+from features.support.documents import (
     approve_as,
     approved_revision,
     new_document,
@@ -21,6 +19,8 @@ from tests.integration.documents_helpers import (
     route,
     submit,
 )
+from qms.documents.models import APPROVED, IN_REVIEW, Revision
+from signatures.models import Signature
 from training import engine
 from training.models import OPEN, TrainingAssignment, UserJobFunction
 
@@ -109,8 +109,8 @@ def test_each_revision_gets_its_own_assignments(app, p, make_user):
     _hold([operator], p.job_function_id)
     document = new_document(p)
     first = approved_revision(p, document, effective_on=clock.now_utc().date())
+    from features.support.documents import run
     from qms.documents import services
-    from tests.integration.documents_helpers import run
 
     run(services.release_due, clock.now_utc().date())
     second = approved_revision(p, document)
@@ -146,8 +146,8 @@ def test_the_database_refuses_a_second_assignment_of_the_same_revision_to_the_sa
 
 
 def _release(on):
+    from features.support.documents import run
     from qms.documents import services
-    from tests.integration.documents_helpers import run
 
     run(services.release_due, on)
 
@@ -320,9 +320,9 @@ def test_a_person_who_regains_a_job_function_or_is_reactivated_is_assigned_again
 
 
 def test_major_only_training_that_still_counts_is_not_assigned_again(app, p, make_user, coordinator):
+    from features.support.documents import effective_revision, train
     from qms.documents import matrix
     from qms.documents.models import RETRAIN_MAJOR
-    from tests.integration.documents_helpers import effective_revision, train
     from training import services as training_services
 
     document = new_document(p)

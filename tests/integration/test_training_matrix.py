@@ -11,10 +11,7 @@ from core import clock
 from core.db import db, transaction
 from core.errors import InvalidTransition, NotPermitted, ValidationError
 from core.org import JobFunction
-from qms.documents import matrix, release, services
-from qms.documents.models import APPROVED, EFFECTIVE, RELEASE_WHEN_TRAINED, DocumentAudience
-from signatures.models import APPROVED_DESPITE_TRAINING
-from tests.integration.documents_helpers import (
+from features.support.documents import (
     approved_revision,
     effective_revision,
     hold,
@@ -25,6 +22,9 @@ from tests.integration.documents_helpers import (
     train,
     version,
 )
+from qms.documents import matrix, release, services
+from qms.documents.models import APPROVED, EFFECTIVE, RELEASE_WHEN_TRAINED, DocumentAudience
+from signatures.models import APPROVED_DESPITE_TRAINING
 from training.models import CANCELLED, COMPLETED, OPEN, TrainingAssignment
 
 
@@ -160,8 +160,8 @@ def test_a_document_released_on_the_date_is_not_held(app, p, make_user):
 
 
 def test_periodic_retraining_is_assigned_before_it_lapses_once_and_by_the_daily_command(app, p, coordinator):
+    from features.support.documents import train
     from qms.documents.matrix import set_requirement
-    from tests.integration.documents_helpers import train
 
     hold([p.operator], p.job_function_id)
     document = new_document(p)

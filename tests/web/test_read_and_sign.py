@@ -14,8 +14,8 @@ from core import clock
 from core.db import db, transaction
 from core.testing.pages import alerts, count, events
 from core.testing.plugin import PASSWORD, csrf_token, login, totp_code
+from features.support.documents import approved_revision, new_document, setup_people
 from signatures.models import READ_AND_UNDERSTOOD, Signature
-from tests.integration.documents_helpers import approved_revision, new_document, setup_people
 from training.models import COMPLETED, OPEN, TrainingAssignment, UserJobFunction
 
 EXPECTED_RE = re.compile(r'<input[^>]*name="expected_version"[^>]*value="(\d*)"')
@@ -147,7 +147,7 @@ def test_overdue_training_is_listed_first_and_highlighted(app, p, assigned):
 
 def test_signing_another_revision_never_completes_the_assignment(app, p, assigned):
     from core.errors import InvalidTransition
-    from tests.integration.documents_helpers import prove, run
+    from features.support.documents import prove, run
     from training import read_and_sign
 
     assignment, revision = assigned
@@ -166,7 +166,7 @@ def test_the_approver_sees_the_training_impact_before_the_final_signature(app, m
     from core import clock
     from core.db import db, transaction
     from core.testing.plugin import login
-    from tests.integration.documents_helpers import new_document, new_revision, review_as, route, submit
+    from features.support.documents import new_document, new_revision, review_as, route, submit
     from training.models import UserJobFunction
 
     p = setup_people(make_user)
