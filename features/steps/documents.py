@@ -15,6 +15,7 @@ from features.steps.access import account
 from features.support.inspection import scalar_count
 from qms.documents import services
 from qms.documents.models import EFFECTIVE, Revision, RevisionRoute
+from qms.documents.publish import item_of, subject_of
 from signatures.models import Signature
 from training.models import TrainingAssignment
 
@@ -165,9 +166,11 @@ def approve_yesterday(ctx, evidence, username, label):
 def nothing_signed(ctx, evidence, label, meaning):
     rev = revision(ctx, label)
     signed = signatures(rev, meaning)
-    assigned = scalar_count(TrainingAssignment, TrainingAssignment.revision_id == rev.id)
-    evidence.actual(f"'{meaning}' signatures: {len(signed)}; training assignments: {assigned}")
-    assert signed == [] and assigned == 0
+    item = item_of(rev)  # a revision becomes a training item only at its final approval
+    assigned = scalar_count(TrainingAssignment, TrainingAssignment.item_id == item.id) if item is not None else 0
+    evidence.actual(f"'{meaning}' signatures: {len(signed)}; training item: {item.title if item else 'none'}; "
+                    f"training assignments: {assigned}")
+    assert signed == [] and item is None and assigned == 0
 
 
 @when(parsers.parse("the author edits the content of revision {label}"))
@@ -282,7 +285,7 @@ def approved_with_training(ctx, evidence, label, username):
 
     rev = approved_revision(ctx.p, ctx.document, effective_on=clock.now_utc().date())
     assert rev.label == label
-    n = scalar_count(TrainingAssignment, TrainingAssignment.revision_id == rev.id,
+    n = scalar_count(TrainingAssignment, TrainingAssignment.item_id == item_of(rev).id,
                      TrainingAssignment.user_id == account(ctx, username).id)
     assert n == 1
     evidence.record("Revision", f"rev {label} approved; {username} assigned")
@@ -312,8 +315,8 @@ def obsolete(ctx, evidence, label, status, meaning, comment):
 def training_cancelled(ctx, evidence, username):
     rows = list(db.session.scalars(sa.select(TrainingAssignment).where(
         TrainingAssignment.user_id == account(ctx, username).id,
-        TrainingAssignment.document_id == ctx.document.id).order_by(TrainingAssignment.id)))
-    evidence.actual("; ".join(f"rev {r.revision_id}: {r.status} ({r.closed_reason})" for r in rows))
+        TrainingAssignment.subject_id == subject_of(ctx.document).id).order_by(TrainingAssignment.id)))
+    evidence.actual("; ".join(f"rev {r.item.version_label}: {r.status} ({r.closed_reason})" for r in rows))
     assert rows and all(r.status != "open" for r in rows)
     assert any(r.status == "cancelled" and ctx.obsolete_reason in (r.closed_reason or "") for r in rows)
 

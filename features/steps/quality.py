@@ -19,6 +19,7 @@ from qms.capa.services import ActionInput
 from qms.change_control import services as cc
 from qms.deviations import services as deviations
 from qms.deviations.models import Deviation
+from qms.documents.publish import item_of
 from signatures.models import Signature
 from training.models import SOURCE_CAPA_ACTION, TrainingAssignment
 
@@ -253,9 +254,9 @@ def approve_action(ctx, evidence, username):
 def capa_assignment(ctx, evidence, person, label, source):
     rows = list(db.session.scalars(sa.select(TrainingAssignment).where(
         TrainingAssignment.source_type == SOURCE_CAPA_ACTION, TrainingAssignment.source_id == ctx.action.id)))
-    evidence.actual("; ".join(f"{r.user_id} rev {r.revision_id} {r.status}: {r.assigned_reason}" for r in rows))
-    assert [(r.user_id, r.revision_id, r.status) for r in rows] == [
-        (account(ctx, person).id, revision(ctx, label).id, "open")]
+    evidence.actual("; ".join(f"{r.user_id} rev {r.item.version_label} {r.status}: {r.assigned_reason}" for r in rows))
+    assert [(r.user_id, r.item_id, r.status) for r in rows] == [
+        (account(ctx, person).id, item_of(revision(ctx, label)).id, "open")]
     assert ctx.capa.number in rows[0].assigned_reason
 
 

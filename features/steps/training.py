@@ -20,6 +20,7 @@ from features.steps.documents import revision, signatures
 from features.support.inspection import scalar_count, text_of
 from qms.documents import services
 from qms.documents.models import RELEASE_WHEN_TRAINED
+from qms.documents.publish import item_of
 from signatures.models import READ_AND_UNDERSTOOD, Signature
 from training.models import COMPLETED, OPEN, TrainingAssignment, UserJobFunction
 
@@ -71,7 +72,7 @@ def approve_in_days(ctx, evidence, username, label, days):
                     '"{source}"'))
 def open_assignments(ctx, evidence, n, label, source):
     rev = revision(ctx, label)
-    rows = assignments(TrainingAssignment.revision_id == rev.id)
+    rows = assignments(TrainingAssignment.item_id == item_of(rev).id)
     kinds = {(a.status, a.due_on, a.source_type, a.source_id) for a in rows}
     evidence.actual(f"{len(rows)} assignments on rev {label} (effective on {rev.effective_on}): "
                     f"{sorted(map(str, kinds))}")
@@ -150,7 +151,7 @@ def approve_release_today(ctx, evidence, label):
 @then(parsers.parse("the training of operator {n:d} on revision {label} is still completed"))
 def still_completed(ctx, evidence, n, label):
     [row] = assignments(TrainingAssignment.user_id == ctx.operators[n - 1].id,
-                        TrainingAssignment.revision_id == revision(ctx, label).id)
+                        TrainingAssignment.item_id == item_of(revision(ctx, label)).id)
     evidence.actual(f"{ctx.operators[n - 1].username} rev {label}: {row.status}, completed at {row.completed_at}")
     assert row.status == COMPLETED and row.signature_id is not None
 
@@ -158,14 +159,15 @@ def still_completed(ctx, evidence, n, label):
 @then(parsers.parse('the training of operator {n:d} on revision {label} is superseded with the reason "{reason}"'))
 def superseded(ctx, evidence, n, label, reason):
     [row] = assignments(TrainingAssignment.user_id == ctx.operators[n - 1].id,
-                        TrainingAssignment.revision_id == revision(ctx, label).id)
+                        TrainingAssignment.item_id == item_of(revision(ctx, label)).id)
     evidence.actual(f"{ctx.operators[n - 1].username} rev {label}: {row.status} ({row.closed_reason})")
     assert row.status == "superseded" and row.closed_reason == reason
 
 
 @then(parsers.parse("both operators have open training on revision {label}"))
 def both_open(ctx, evidence, label):
-    rows = assignments(TrainingAssignment.revision_id == revision(ctx, label).id, TrainingAssignment.status == OPEN)
+    rows = assignments(TrainingAssignment.item_id == item_of(revision(ctx, label)).id,
+                       TrainingAssignment.status == OPEN)
     evidence.actual(f"open on rev {label}: {sorted(r.user_id for r in rows)}")
     assert {r.user_id for r in rows} == {u.id for u in ctx.operators}
 
@@ -173,7 +175,7 @@ def both_open(ctx, evidence, label):
 @when(parsers.parse('"{coordinator}" grants "{username}" the job function "{code}"'))
 @when(parsers.parse('"{coordinator}" grants "{username}" the job function "{code}" again'))
 def grant(ctx, evidence, coordinator, username, code):
-    from training import services as training_services
+    from training.people import services as training_services
 
     with transaction(reason="New assignment on the mixing line"):
         change = training_services.grant_job_function(account(ctx, username), ctx.p.job_function_id,
@@ -184,16 +186,15 @@ def grant(ctx, evidence, coordinator, username, code):
 @then(parsers.parse('"{username}" has open training on revision {label} with the source "{source}"'))
 def has_open(ctx, evidence, username, label, source):
     rows = assignments(TrainingAssignment.user_id == account(ctx, username).id)
-    evidence.actual("; ".join(f"rev {revision(ctx, label).label if r.revision_id == revision(ctx, label).id else '?'}"
-                              f" {r.status} ({r.source_type})" for r in rows))
-    assert [(r.revision_id, r.status, r.source_type) for r in rows] == [
-        (revision(ctx, label).id, OPEN, SOURCES[source])]
+    evidence.actual("; ".join(f"rev {r.item.version_label} {r.status} ({r.source_type})" for r in rows))
+    assert [(r.item_id, r.status, r.source_type) for r in rows] == [
+        (item_of(revision(ctx, label)).id, OPEN, SOURCES[source])]
     ctx.assignment_id = rows[0].id
 
 
 @when(parsers.parse('"{coordinator}" ends the job function "{code}" of "{username}"'))
 def end(ctx, evidence, coordinator, code, username):
-    from training import services as training_services
+    from training.people import services as training_services
 
     held = db.session.scalars(sa.select(UserJobFunction).where(
         UserJobFunction.user_id == account(ctx, username).id, UserJobFunction.valid_to.is_(None))).one()
@@ -359,7 +360,7 @@ def approved_later(ctx, evidence, label, days):
                             content="# Purpose\n\nClean the **mixer** daily.\n")
     assert rev.label == label
     ctx.assignment = db.session.scalar(sa.select(TrainingAssignment).where(
-        TrainingAssignment.user_id == ctx.p.operator.id, TrainingAssignment.revision_id == rev.id))
+        TrainingAssignment.user_id == ctx.p.operator.id, TrainingAssignment.item_id == item_of(rev).id))
     assert ctx.assignment is not None
     evidence.record("Assignment", f"{ctx.assignment.id}: otto.operator, rev {label}, due {ctx.assignment.due_on}")
 
@@ -488,7 +489,7 @@ def release_for(ctx, evidence, number):
 @then(parsers.parse('revision {label} of "{number}" is held'))
 def is_held(ctx, evidence, label, number):
     db.session.refresh(ctx.held)
-    untrained = assignments(TrainingAssignment.revision_id == ctx.held.id, TrainingAssignment.status == OPEN)
+    untrained = assignments(TrainingAssignment.item_id == item_of(ctx.held).id, TrainingAssignment.status == OPEN)
     evidence.actual(f"{ctx.held.audit_title()}: {ctx.held.status_label}, effective on {ctx.held.effective_on}; "
                     f"open training: {len(untrained)}")
     assert ctx.held.status == "approved" and ctx.held.effective_on <= clock.now_utc().date() and untrained

@@ -177,15 +177,15 @@ def hold(users: list[Any], job_function_id: int, *, days_ago: int = 30) -> None:
 
 def train(user: Any, revision: Revision) -> Any:
     """The person opens and signs their open assignment on the revision ("Read and understood")."""
-    from training import read_and_sign
+    from qms.documents import publish
     from training.models import OPEN, TrainingAssignment
+    from training.read_and_sign import services as read_and_sign
 
     assignment = db.session.scalar(sa.select(TrainingAssignment).where(
-        TrainingAssignment.user_id == user.id, TrainingAssignment.revision_id == revision.id,
+        TrainingAssignment.user_id == user.id, TrainingAssignment.item_id == publish.item_of(revision).id,
         TrainingAssignment.status == OPEN))
     assert assignment is not None, f"{user.username} has no open assignment on {revision.label}"
     run(read_and_sign.mark_opened, assignment, user)
     proof = prove(user)
-    run(read_and_sign.complete, assignment, user=user, proof=proof, record=revision,
-        expected_version=str(version(revision)))
+    run(read_and_sign.complete, assignment, user=user, proof=proof, expected_version=str(version(revision)))
     return assignment

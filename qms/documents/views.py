@@ -18,7 +18,7 @@ from core.db import db, transaction
 from core.errors import AttestError, ValidationError
 from core.forms import choices, show_error
 from core.org import Department, JobFunction
-from qms.documents import matrix, release, services
+from qms.documents import publish, release, services
 from qms.documents.diff import side_by_side, summary
 from qms.documents.forms import (
     ApproveForm,
@@ -174,7 +174,7 @@ def show(document_id: int):
     doc = _document(document_id)
     revisions = list(reversed(doc.revisions))
     audience = list(db.session.scalars(sa.select(JobFunction).where(
-        JobFunction.id.in_([a.job_function_id for a in doc.audience])).order_by(JobFunction.code)))
+        JobFunction.id.in_(publish.audience_ids(doc))).order_by(JobFunction.code)))
     return render_template("qms/documents/document.html", document=doc, revisions=revisions, audience=audience,
                            open_revision=services.open_revision(doc), effective=services.current_effective(doc),
                            history=record_history(Document, doc.id) if current_user.can("audit.view") else None,
@@ -188,7 +188,7 @@ def settings(document_id: int):
     form = DocumentSettingsForm(obj=doc)
     _doc_choices(form)
     if request.method == "GET":
-        form.audience.data = [a.job_function_id for a in doc.audience]
+        form.audience.data = publish.audience_ids(doc)
     if form.validate_on_submit():
         try:
             with transaction(reason=form.reason.data):
@@ -381,7 +381,7 @@ def _ceremony(document_id: int, revision_id: int, action: str):
     if action == "approve":
         from training import engine as training_engine
 
-        training_impact = training_engine.impact(matrix.retraining_job_functions(rev), revision_id=rev.id)
+        training_impact = training_engine.impact(publish.retraining_job_functions(rev))
         default_effective = now_utc().date().toordinal() + doc.training_window_days
         default_effective = date.fromordinal(default_effective)
     return render_template("qms/documents/sign.html", form=form, document=doc, revision=rev, meaning=meaning,
@@ -420,6 +420,18 @@ def content_pdf(document_id: int, revision_id: int):
         abort(404, description="This revision is written in Markdown; use the controlled copy.")
     return Response(rev.content_pdf, mimetype="application/pdf",
                     headers={"Content-Disposition": f"inline; filename={rev.document.number}-{rev.label}.pdf"})
+
+
+@bp.route("/<int:document_id>/revisions/<int:revision_id>/content")
+@permission_required("documents.view")
+def content(document_id: int, revision_id: int):
+    """The revision's content as an HTML fragment: the sanitised rendering of its Markdown, or for an uploaded PDF the
+    file embedded with a link to open it (the training item's content link: the read-and-sign page shows it)."""
+    rev = _revision(document_id, revision_id)
+    if rev.content_format != "markdown":
+        return Response(render_template("qms/documents/_pdf_content.html", document=rev.document, revision=rev),
+                        mimetype="text/html")
+    return Response(render_markdown(rev.content_markdown or ""), mimetype="text/html")
 
 
 @bp.route("/<int:document_id>/revisions/<int:revision_id>/controlled-copy.pdf")

@@ -25,6 +25,7 @@ from features.support.documents import (
 )
 from qms.documents import services as documents
 from qms.documents.models import Revision
+from qms.documents.publish import item_of
 from qms.rules import today_utc
 from tests.e2e.conftest import log_in, sign_with
 from training.models import COMPLETED, OPEN, TrainingAssignment
@@ -67,7 +68,8 @@ def test_qa_approves_an_sop_revision_with_password_and_code_after_seeing_the_tra
     expect(page.locator(".alert-success")).to_contain_text("Approved")
     db.session.rollback()  # see what the server committed (end this test's read snapshot)
     assert db.session.get(Revision, revision.id).status == "approved"
-    assignment = db.session.scalar(sa.select(TrainingAssignment).where(TrainingAssignment.revision_id == revision.id))
+    assignment = db.session.scalar(sa.select(TrainingAssignment).where(
+        TrainingAssignment.item_id == item_of(revision).id))
     assert (assignment.user_id, assignment.status) == (p.operator.id, OPEN)
 
 
@@ -90,7 +92,8 @@ def test_an_operator_on_a_phone_reads_and_signs_and_the_team_matrix_shows_them_q
     assert phone.evaluate("document.documentElement.scrollWidth") <= 390  # nothing wider than the phone
 
     db.session.rollback()  # see what the server committed (end this test's read snapshot)
-    assignment = db.session.scalar(sa.select(TrainingAssignment).where(TrainingAssignment.revision_id == revision.id))
+    assignment = db.session.scalar(sa.select(TrainingAssignment).where(
+        TrainingAssignment.item_id == item_of(revision).id))
     assert assignment.status == COMPLETED
 
     supervisor = browser.page()

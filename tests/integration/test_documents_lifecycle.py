@@ -32,7 +32,7 @@ from features.support.documents import (
     version,
 )
 from qms import rules
-from qms.documents import release, services
+from qms.documents import publish, release, services
 from qms.documents.models import (
     APPROVED,
     DRAFT,
@@ -761,7 +761,8 @@ def test_document_details_change_only_with_a_reason(app, p):
     run(services.update_document_metadata, document, actor=p.author, owner_id=p.reviewer2.id,
         training_window_days=7, audience_job_function_ids=[], audit_reason="Ownership moved to Rita")
     db.session.refresh(document)
-    assert (document.owner_id, document.training_window_days, document.audience) == (p.reviewer2.id, 7, [])
+    assert (document.owner_id, document.training_window_days, publish.audience_ids(document)) == (
+        p.reviewer2.id, 7, [])
     assert "Ownership moved to Rita" in db.session.scalars(sa.select(AuditTransaction.reason)).all()
 
 

@@ -108,7 +108,7 @@ def test_capa_raised_planned_and_retraining_approved_through_the_pages(app, p, m
     assert action.status == ACTION_APPROVED
     assignment = db.session.scalar(sa.select(TrainingAssignment).where(
         TrainingAssignment.source_type == SOURCE_CAPA_ACTION, TrainingAssignment.source_id == action.id))
-    assert assignment.user_id == nina.id and assignment.revision_id == revision.id
+    assert assignment.user_id == nina.id and assignment.item.source_id == revision.id
 
     page = text_of(qa.get(f"/capa/{capa.id}"))
     assert "Training: 1 assigned, 0 completed, 1 open, 0 overdue" in page and "Nina New (nina.new)" in page

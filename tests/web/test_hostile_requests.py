@@ -98,7 +98,7 @@ def _read_and_sign(app, users, example):
     def state():
         db.session.expire_all()
         assignment = db.session.get(TrainingAssignment, own)
-        return assignment.status, signatures_on("qms_document_revision", assignment.revision_id)
+        return assignment.status, signatures_on("qms_document_revision", assignment.item.source_id)
 
     return "operator", f"/my-training/{own}/sign", data, state
 
