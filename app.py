@@ -13,6 +13,9 @@ from core import converters as web_converters
 from core import db as core_db
 
 ROOT = Path(__file__).resolve().parent
+# A source checkout (app.py beside pyproject.toml) keeps its instance folder in the checkout, as `make run` expects; an
+# installed wheel keeps it in the current directory, never inside site-packages. ATTEST_INSTANCE_PATH overrides both.
+CHECKOUT = (ROOT / "pyproject.toml").is_file()
 
 # Every module defining models is imported here, then the version classes are built once (STACK_NOTES: Continuum).
 import core.audit  # noqa: E402,F401
@@ -32,8 +35,9 @@ core_db.configure_models()
 
 
 def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
-    app = Flask(__name__, instance_path=str(ROOT / "instance"), template_folder="core/templates",
-                static_folder="core/static")
+    instance = config_module.instance_path(ROOT / "instance" if CHECKOUT else Path.cwd() / "instance",
+                                           (config_overrides or {}).get("INSTANCE_PATH"))
+    app = Flask(__name__, instance_path=instance, template_folder="core/templates", static_folder="core/static")
     app.config.update(config_module.load(app.instance_path, config_overrides))
     app.url_map.converters["int"] = web_converters.BoundedInt  # an id beyond any database integer is a 404
 

@@ -65,7 +65,7 @@ def many_operators(ctx, evidence, n):
 
 @when(parsers.parse('"{username}" approves revision {label}, effective in {days:d} days'))
 def approve(ctx, evidence, username, label, days):
-    from tests.integration.documents_helpers import prove, run, version
+    from features.support.documents import prove, run, version
 
     user, rev = account(ctx, username), revision(ctx, label)
     proof = prove(user)
@@ -133,7 +133,7 @@ def all_completed(ctx, evidence, n):
 
 @when("the daily release runs on the effective date")
 def release_on_date(ctx, evidence):
-    from tests.integration.documents_helpers import run
+    from features.support.documents import run
 
     rev = revision(ctx, "1.0")
     clock.freeze(clock.now_utc().replace(hour=6) + timedelta(days=(rev.effective_on - clock.now_utc().date()).days))
@@ -158,7 +158,7 @@ def all_qualified(ctx, evidence, label, n):
 @when(parsers.parse('"{username}" reports a deviation involving {n:d} of the operators, investigates it and QA '
                     'approves its closure'))
 def deviation(ctx, evidence, username, n):
-    from tests.integration.documents_helpers import run
+    from features.support.documents import run
 
     user = account(ctx, username)
     ctx.involved = ctx.operator_ids[:n]
@@ -182,7 +182,7 @@ def deviation(ctx, evidence, username, n):
 @when(parsers.parse('"{username}" raises a CAPA from the deviation retraining those {n:d} operators, and QA approves '
                     'the plan and the retraining'))
 def capa(ctx, evidence, username, n):
-    from tests.integration.documents_helpers import prove, run
+    from features.support.documents import prove, run
 
     owner, qa = account(ctx, username), account(ctx, "quinn.qa")
     with timed(evidence, "CAPA raised, plan and retraining approved"):
@@ -203,14 +203,14 @@ def capa(ctx, evidence, username, n):
 
 @when(parsers.parse('the {n:d} operators complete the retraining and "{username}" verifies the CAPA effective'))
 def retrain(ctx, evidence, n, username):
-    from tests.integration.documents_helpers import train
+    from features.support.documents import train
 
     owner = account(ctx, username)
     rev = revision(ctx, "1.0")
     with timed(evidence, f"{n} retraining ceremonies, action done, effectiveness verified"):
         for uid in ctx.involved:
             train(db.session.get(User, uid), rev)
-        from tests.integration.documents_helpers import run
+        from features.support.documents import run
 
         run(capa_services.complete_action, fresh(ctx.action), actor=owner, evidence="Retraining records complete")
         run(capa_services.start_effectiveness_check, ctx.capa, actor=owner,

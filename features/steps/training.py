@@ -17,7 +17,7 @@ from core.testing.pages import alerts, events
 from core.testing.plugin import PASSWORD, csrf_token, totp_code
 from features.steps.access import account, client_of
 from features.steps.documents import revision, signatures
-from features.steps.support import scalar_count, text_of
+from features.support.inspection import scalar_count, text_of
 from qms.documents import services
 from qms.documents.models import RELEASE_WHEN_TRAINED
 from qms.documents.publish import item_of
@@ -45,7 +45,7 @@ def assignments(*where) -> list[TrainingAssignment]:
 
 @given(parsers.parse('{n:d} operators hold the job function "OP-MIX"'))
 def operators_hold(make_user, ctx, evidence, n):
-    from tests.integration.documents_helpers import hold
+    from features.support.documents import hold
 
     ctx.operators = [make_user(f"op{i:02d}", roles={"operator"}, full_name=f"Operator {i}") for i in range(1, n + 1)]
     hold(ctx.operators, ctx.p.job_function_id)
@@ -55,7 +55,7 @@ def operators_hold(make_user, ctx, evidence, n):
 
 @when(parsers.parse('"{username}" approves revision {label} effective in {days:d} days'))
 def approve_in_days(ctx, evidence, username, label, days):
-    from tests.integration.documents_helpers import approve_as
+    from features.support.documents import approve_as
 
     ctx.transactions_before = scalar_count(AuditTransaction)
     try:
@@ -131,7 +131,7 @@ def works_again(monkeypatch, ctx, evidence, username, label, days):
 @given(parsers.parse("operator {n:d} has completed the training on revision {label}"))
 @given(parsers.parse("operator {n:d} completes the training on revision {label}"))
 def operator_trains(ctx, evidence, n, label):
-    from tests.integration.documents_helpers import train
+    from features.support.documents import train
 
     train(ctx.operators[n - 1], revision(ctx, label))
     evidence.record("Completion", f"{ctx.operators[n - 1].username} signed rev {label}")
@@ -139,7 +139,7 @@ def operator_trains(ctx, evidence, n, label):
 
 @when(parsers.parse("revision {label} is approved and becomes effective today"))
 def approve_release_today(ctx, evidence, label):
-    from tests.integration.documents_helpers import approved_revision, run
+    from features.support.documents import approved_revision, run
 
     rev = approved_revision(ctx.p, ctx.document, effective_on=clock.now_utc().date(),
                             content="# Purpose\n\nClean it with detergent A.\n")
@@ -232,7 +232,7 @@ def cancelled_on_deactivation(ctx, evidence, reason):
 @given(parsers.parse('"{username}" completes the training on revision {label} one hour later'))
 @when(parsers.parse('"{username}" completes the training on revision {label}'))
 def user_trains(ctx, evidence, username, label):
-    from tests.integration.documents_helpers import train
+    from features.support.documents import train
 
     rev = revision(ctx, label)
     if rev.effective_at is not None and clock.now_utc() < rev.effective_at + timedelta(hours=1):
@@ -253,7 +253,7 @@ def api_token(ctx, evidence, username):
 
 @when(parsers.parse("revision {label} is approved and becomes effective {days:d} days later"))
 def approve_release_later(ctx, evidence, label, days):
-    from tests.integration.documents_helpers import approved_revision, run
+    from features.support.documents import approved_revision, run
 
     rev = approved_revision(ctx.p, ctx.document, effective_on=clock.now_utc().date() + timedelta(days=days),
                             content="# Purpose\n\nClean it with detergent A.\n")
@@ -354,7 +354,7 @@ def record_printed(ctx, evidence, event, username, viewer):
 
 @given(parsers.parse("revision {label} of the document is approved, effective in {days:d} days"))
 def approved_later(ctx, evidence, label, days):
-    from tests.integration.documents_helpers import approved_revision
+    from features.support.documents import approved_revision
 
     rev = approved_revision(ctx.p, ctx.document, effective_on=clock.now_utc().date() + timedelta(days=days),
                             content="# Purpose\n\nClean the **mixer** daily.\n")
@@ -466,7 +466,7 @@ def other_refused(ctx, evidence):
 
 @given(parsers.parse('document "{number}" is released "when trained" with revision {label} approved effective today'))
 def when_trained(ctx, evidence, number, label):
-    from tests.integration.documents_helpers import approved_revision, new_document, run
+    from features.support.documents import approved_revision, new_document, run
 
     document = new_document(ctx.p, number=number)
     run(services.update_document_metadata, document, actor=ctx.p.qa, release_policy=RELEASE_WHEN_TRAINED,
@@ -480,7 +480,7 @@ def when_trained(ctx, evidence, number, label):
 
 @when(parsers.parse('the daily release runs for "{number}"'))
 def release_for(ctx, evidence, number):
-    from tests.integration.documents_helpers import run
+    from features.support.documents import run
 
     released = run(services.release_due, clock.now_utc().date())
     evidence.record("Released", ", ".join(r.audit_title() for r in released) or "nothing")
@@ -497,7 +497,7 @@ def is_held(ctx, evidence, label, number):
 
 @when(parsers.parse('operator {n:d} completes the training on revision {label} of "{number}"'))
 def operator_trains_held(ctx, evidence, n, label, number):
-    from tests.integration.documents_helpers import train
+    from features.support.documents import train
 
     train(ctx.operators[n - 1], ctx.held)
 
@@ -505,7 +505,7 @@ def operator_trains_held(ctx, evidence, n, label, number):
 @when(parsers.parse('"{username}" releases revision {label} of "{number}" with open training, justifying '
                     '"{justification}"'))
 def override(ctx, evidence, username, label, number, justification):
-    from tests.integration.documents_helpers import prove, run, version
+    from features.support.documents import prove, run, version
 
     user = account(ctx, username)
     run(document_release().override_release, ctx.held, actor=user, proof=prove(user),

@@ -10,6 +10,16 @@ import sqlalchemy as sa
 
 from core.db import db, transaction
 from core.errors import InvalidTransition, NotPermitted, ValidationError
+from features.support.documents import (
+    TODAY,
+    count,
+    effective_revision,
+    hold,
+    new_document,
+    prove,
+    run,
+    train,
+)
 from qms.capa import services
 from qms.capa.models import (
     ACTION_APPROVED,
@@ -27,16 +37,6 @@ from qms.capa.models import (
 )
 from qms.capa.services import ActionInput
 from signatures.models import Signature
-from tests.integration.documents_helpers import (
-    TODAY,
-    count,
-    effective_revision,
-    hold,
-    new_document,
-    prove,
-    run,
-    train,
-)
 from tests.integration.stress_helpers import assignment_rows
 from training import engine
 from training.models import COMPLETED, SOURCE_CAPA_ACTION, TrainingAssignment

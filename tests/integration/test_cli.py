@@ -127,6 +127,9 @@ def test_demo_load_is_idempotent_and_prints_the_demo_logins(app):
 
     files = validation.protocol_files()
     assert files and all(f.state == "approved" for f in files)
+    assert {f.path for f in files if f.kind == validation.STEP_CODE_KIND} == {
+        "features/iq (step code)", "features/oq (step code)", "features/pq (step code)",
+        "validation/canaries (step code)"}
     assert db.session.scalar(sa.select(sa.func.count()).select_from(ProtocolVersion)) == len(files)
     assert "demo validation skipped" in second.output
     assert _cli(app, "audit", "verify").exit_code == 0

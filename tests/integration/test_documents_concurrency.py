@@ -16,10 +16,7 @@ from core import clock
 from core.auth.models import User
 from core.db import db, transaction
 from core.errors import InvalidTransition
-from qms.documents import services
-from qms.documents.models import APPROVED, EFFECTIVE, IN_REVIEW, Document, Revision
-from qms.documents.publish import item_of
-from tests.integration.documents_helpers import (
+from features.support.documents import (
     hold,
     new_document,
     new_revision,
@@ -30,6 +27,9 @@ from tests.integration.documents_helpers import (
     submit,
     version,
 )
+from qms.documents import services
+from qms.documents.models import APPROVED, EFFECTIVE, IN_REVIEW, Document, Revision
+from qms.documents.publish import item_of
 from training.models import TrainingAssignment
 
 HOLD = 0.5  # seconds the first transaction stays open after its change, so the second really overlaps it

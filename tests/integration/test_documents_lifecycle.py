@@ -12,23 +12,7 @@ from core import clock
 from core.audit import AuditTransaction, ReasonRequired
 from core.db import db, transaction
 from core.errors import InvalidTransition, NotPermitted, ValidationError
-from qms import rules
-from qms.documents import publish, release, services
-from qms.documents.models import (
-    APPROVED,
-    DRAFT,
-    EFFECTIVE,
-    IN_REVIEW,
-    OBSOLETE,
-    SUPERSEDED,
-    Document,
-    Revision,
-    RevisionRoute,
-)
-from signatures import models as sig
-from signatures.models import Signature
-from signatures.services import SignatureRefused, is_valid
-from tests.integration.documents_helpers import (
+from features.support.documents import (
     TODAY,
     approve_as,
     approved_revision,
@@ -47,6 +31,22 @@ from tests.integration.documents_helpers import (
     tiny_pdf,
     version,
 )
+from qms import rules
+from qms.documents import publish, release, services
+from qms.documents.models import (
+    APPROVED,
+    DRAFT,
+    EFFECTIVE,
+    IN_REVIEW,
+    OBSOLETE,
+    SUPERSEDED,
+    Document,
+    Revision,
+    RevisionRoute,
+)
+from signatures import models as sig
+from signatures.models import Signature
+from signatures.services import SignatureRefused, is_valid
 
 
 @pytest.fixture

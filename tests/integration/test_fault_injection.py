@@ -26,12 +26,12 @@ from sqlalchemy import event
 
 from core.auth import services as accounts
 from core.db import db
+from features.support import documents as docs
 from qms.capa import services as capa_services
 from qms.capa.models import ACTION_APPROVED
 from qms.documents import services
 from qms.documents.models import APPROVED
 from qms.documents.publish import item_of
-from tests.integration import documents_helpers as docs
 from tests.integration.stress_helpers import audit_verifies, revision_in_force
 from tests.integration.test_capa_lifecycle import add, approve_plan, raise_capa, v
 from training import engine

@@ -17,7 +17,7 @@ from core.auth.models import User
 from core.db import db, transaction
 from core.errors import NotPermitted, ValidationError
 from core.org import Department, JobFunction
-from tests.integration.documents_helpers import count, effective_revision, new_document, setup_people
+from features.support.documents import count, effective_revision, new_document, setup_people
 from training import engine
 from training.hr_import import services as hris
 from training.models import CANCELLED, OPEN, TrainingAssignment, UserJobFunction

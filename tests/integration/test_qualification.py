@@ -10,8 +10,7 @@ import sqlalchemy as sa
 
 from core import clock
 from core.db import db, transaction
-from qms.documents.publish import item_of, subject_of
-from tests.integration.documents_helpers import (
+from features.support.documents import (
     approved_revision,
     effective_revision,
     hold,
@@ -20,6 +19,7 @@ from tests.integration.documents_helpers import (
     setup_people,
     train,
 )
+from qms.documents.publish import item_of, subject_of
 from training.models import OPEN, RETRAIN_MAJOR, TrainingAssignment, TrainingRequirement
 from training.qualification import services as qualifications
 

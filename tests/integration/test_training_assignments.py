@@ -10,10 +10,7 @@ from sqlalchemy_continuum import version_class
 
 from core import bulk, clock
 from core.db import db, transaction
-from qms.documents.models import APPROVED, IN_REVIEW, Revision
-from qms.documents.publish import item_of
-from signatures.models import Signature
-from tests.integration.documents_helpers import (
+from features.support.documents import (
     approve_as,
     approved_revision,
     new_document,
@@ -22,6 +19,9 @@ from tests.integration.documents_helpers import (
     route,
     submit,
 )
+from qms.documents.models import APPROVED, IN_REVIEW, Revision
+from qms.documents.publish import item_of
+from signatures.models import Signature
 from training import engine
 from training.models import OPEN, TrainingAssignment, TrainingItem, UserJobFunction
 
@@ -111,8 +111,8 @@ def test_each_revision_gets_its_own_assignments(app, p, make_user):
     _hold([operator], p.job_function_id)
     document = new_document(p)
     first = approved_revision(p, document, effective_on=clock.now_utc().date())
+    from features.support.documents import run
     from qms.documents import services
-    from tests.integration.documents_helpers import run
 
     run(services.release_due, clock.now_utc().date())
     second = approved_revision(p, document)
@@ -149,8 +149,8 @@ def test_the_database_refuses_a_second_assignment_of_the_same_revision_to_the_sa
 
 
 def _release(on):
+    from features.support.documents import run
     from qms.documents import services
-    from tests.integration.documents_helpers import run
 
     run(services.release_due, on)
 
@@ -326,8 +326,8 @@ def test_a_person_who_regains_a_job_function_or_is_reactivated_is_assigned_again
 
 
 def test_major_only_training_that_still_counts_is_not_assigned_again(app, p, make_user, coordinator):
+    from features.support.documents import effective_revision, train
     from qms.documents.publish import subject_of
-    from tests.integration.documents_helpers import effective_revision, train
     from training.matrix import services as matrix
     from training.models import RETRAIN_MAJOR
     from training.people import services as training_services

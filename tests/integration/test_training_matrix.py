@@ -11,11 +11,7 @@ from core import clock
 from core.db import db, transaction
 from core.errors import InvalidTransition, NotPermitted, ValidationError
 from core.org import JobFunction
-from qms.documents import release, services
-from qms.documents.models import APPROVED, EFFECTIVE, RELEASE_WHEN_TRAINED
-from qms.documents.publish import item_of, subject_of
-from signatures.models import APPROVED_DESPITE_TRAINING
-from tests.integration.documents_helpers import (
+from features.support.documents import (
     approved_revision,
     effective_revision,
     hold,
@@ -26,6 +22,10 @@ from tests.integration.documents_helpers import (
     train,
     version,
 )
+from qms.documents import release, services
+from qms.documents.models import APPROVED, EFFECTIVE, RELEASE_WHEN_TRAINED
+from qms.documents.publish import item_of, subject_of
+from signatures.models import APPROVED_DESPITE_TRAINING
 from training.matrix import services as matrix
 from training.models import CANCELLED, COMPLETED, OPEN, TrainingAssignment, TrainingRequirement
 
@@ -163,7 +163,7 @@ def test_a_document_released_on_the_date_is_not_held(app, p, make_user):
 
 
 def test_periodic_retraining_is_assigned_before_it_lapses_once_and_by_the_daily_command(app, p, coordinator):
-    from tests.integration.documents_helpers import train
+    from features.support.documents import train
 
     hold([p.operator], p.job_function_id)
     document = new_document(p)

@@ -27,7 +27,7 @@ from core.auth import services as auth_services
 from core.auth import tokens
 from core.db import transaction
 from core.extensions import limiter
-from tests.integration.documents_helpers import effective_revision, hold, new_document, setup_people, train
+from features.support.documents import effective_revision, hold, new_document, setup_people, train
 from tests.web.fuzz_helpers import audit_events_after, hostile_text, last_audit_event_id, snapshot
 from training.api import URL_TOKEN_PARAMETERS
 

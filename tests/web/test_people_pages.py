@@ -14,7 +14,7 @@ from core.db import db, transaction
 from core.org import JobFunction
 from core.testing.pages import alerts, count, events, field_errors
 from core.testing.plugin import post_form
-from tests.integration.documents_helpers import TODAY, effective_revision, hold, new_document
+from features.support.documents import TODAY, effective_revision, hold, new_document
 from tests.web.test_read_and_sign import client_for, text_of
 from training.models import CANCELLED, OPEN, TrainingAssignment, UserJobFunction
 

@@ -19,9 +19,7 @@ from core import clock
 from core.audit import AuditTransaction
 from core.db import db
 from core.testing.pages import events, field_errors
-from qms.documents.publish import item_of
-from signatures.models import READ_AND_UNDERSTOOD, Signature
-from tests.integration.documents_helpers import (
+from features.support.documents import (
     START,
     approved_revision,
     effective_revision,
@@ -30,6 +28,8 @@ from tests.integration.documents_helpers import (
     setup_people,
     train,
 )
+from qms.documents.publish import item_of
+from signatures.models import READ_AND_UNDERSTOOD, Signature
 from tests.web.test_read_and_sign import client_for, text_of
 from training.models import TrainingAssignment
 

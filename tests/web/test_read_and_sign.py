@@ -14,8 +14,8 @@ from core import clock
 from core.db import db, transaction
 from core.testing.pages import alerts, count, events
 from core.testing.plugin import PASSWORD, csrf_token, login, totp_code
+from features.support.documents import approved_revision, new_document, setup_people
 from signatures.models import READ_AND_UNDERSTOOD, Signature
-from tests.integration.documents_helpers import approved_revision, new_document, setup_people
 from training.models import COMPLETED, OPEN, TrainingAssignment, UserJobFunction
 
 EXPECTED_RE = re.compile(r'<input[^>]*name="expected_version"[^>]*value="(\d*)"')
@@ -148,8 +148,8 @@ def test_overdue_training_is_listed_first_and_highlighted(app, p, assigned):
 def test_completing_an_assignment_signs_its_own_revision_and_never_another(app, p, assigned):
     """Training on one revision never counts for another: completing an assignment signs exactly the revision its
     training item stands for, and leaves the training on another revision open."""
+    from features.support.documents import prove, run
     from qms.documents.publish import item_of
-    from tests.integration.documents_helpers import prove, run
     from training.read_and_sign import services as read_and_sign
 
     assignment, revision = assigned
@@ -170,7 +170,7 @@ def test_the_approver_sees_the_training_impact_before_the_final_signature(app, m
     from core import clock
     from core.db import db, transaction
     from core.testing.plugin import login
-    from tests.integration.documents_helpers import new_document, new_revision, review_as, route, submit
+    from features.support.documents import new_document, new_revision, review_as, route, submit
     from training.models import UserJobFunction
 
     p = setup_people(make_user)

@@ -13,16 +13,16 @@ from core import clock
 from core.db import db, transaction
 from core.testing.pages import alerts, field_errors
 from core.testing.plugin import PASSWORD, login, post_form, totp_code
-from qms.documents import services
-from qms.documents.models import EFFECTIVE, RELEASE_WHEN_TRAINED
-from qms.documents.publish import item_of, subject_of
-from tests.integration.documents_helpers import (
+from features.support.documents import (
     approved_revision,
     effective_revision,
     hold,
     new_document,
     run,
 )
+from qms.documents import services
+from qms.documents.models import EFFECTIVE, RELEASE_WHEN_TRAINED
+from qms.documents.publish import item_of, subject_of
 from training.models import OPEN, TrainingAssignment, TrainingRequirement
 
 TAG_RE = re.compile(r"<[^>]+>")
@@ -132,7 +132,7 @@ def test_bulk_assignment_errors_name_the_field_and_write_nothing(app, p, coordin
 
 
 def test_a_completed_person_assigned_again_trains_in_a_new_cycle(app, p, coordinator):
-    from tests.integration.documents_helpers import train
+    from features.support.documents import train
 
     document = new_document(p, audience_job_function_ids=[])
     revision = effective_revision(p, document)

@@ -1,4 +1,5 @@
-"""Helpers the protocol steps share (not steps themselves): reading pages and audit data as an inspector would."""
+"""Helpers the protocol steps share (not steps themselves): reading pages and audit data as an inspector would, and
+changing data behind the application's back as a database administrator could."""
 
 from __future__ import annotations
 
@@ -30,6 +31,14 @@ def newest(model: type, *where: Any) -> Any:
 
 def short(digest: str) -> str:
     return f"{digest[:12]}…"
+
+
+def direct_sql(sql: str, **params: Any) -> None:
+    """A change made behind the application's back (e.g. a DBA's UPDATE): no ORM, no audit trail."""
+    db.session.rollback()  # end the test session's read snapshot so it sees the change afterwards
+    with db.engine.begin() as conn:
+        conn.execute(sa.text(sql), params)
+    db.session.expire_all()
 
 
 def as_application(statements: list[str]) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Shared set-up for the document control tests: an organisation, people per role, and the signed steps.
+"""Document control set-up shared by the protocol steps and the tests: an organisation, people per role, and the
+signed steps.
 
 Each step is its own unit of work, as in the application: the signing ceremony authenticates in one transaction
 (committed whatever its outcome) and the business action signs in the next.
