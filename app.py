@@ -13,6 +13,9 @@ from core import converters as web_converters
 from core import db as core_db
 
 ROOT = Path(__file__).resolve().parent
+# A source checkout (app.py beside pyproject.toml) keeps its instance folder in the checkout, as `make run` expects; an
+# installed wheel keeps it in the current directory, never inside site-packages. ATTEST_INSTANCE_PATH overrides both.
+CHECKOUT = (ROOT / "pyproject.toml").is_file()
 
 # Every module defining models is imported here, then the version classes are built once (STACK_NOTES: Continuum).
 import core.audit  # noqa: E402,F401
@@ -32,8 +35,9 @@ core_db.configure_models()
 
 
 def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
-    app = Flask(__name__, instance_path=str(ROOT / "instance"), template_folder="core/templates",
-                static_folder="core/static")
+    instance = config_module.instance_path(ROOT / "instance" if CHECKOUT else Path.cwd() / "instance",
+                                           (config_overrides or {}).get("INSTANCE_PATH"))
+    app = Flask(__name__, instance_path=instance, template_folder="core/templates", static_folder="core/static")
     app.config.update(config_module.load(app.instance_path, config_overrides))
     app.url_map.converters["int"] = web_converters.BoundedInt  # an id beyond any database integer is a 404
 
@@ -66,7 +70,6 @@ def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
     from core.audit import views as audit_views
     from core.auth import admin, views
     from qms import cli as qms_cli
-    from qms import read_and_sign
     from qms.documents import views as document_views
     from signatures import ceremony as signature_ceremony
     from signatures import cli as signatures_cli
@@ -78,11 +81,15 @@ def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(audit_views.bp)
     app.register_blueprint(document_views.bp)
     web.register_nav(app, "Documents", "documents.register", "documents.view")
+    from training.read_and_sign import views as read_and_sign
+
     app.register_blueprint(read_and_sign.bp)
     web.register_nav(app, "My training", "read_and_sign.index", "training.view_own")
     from core.auth import token_views
-    from qms import api, matrix_views, qualification_views
-    from training import import_views
+    from training import api
+    from training.hr_import import views as import_views
+    from training.matrix import views as matrix_views
+    from training.qualification import views as qualification_views
 
     app.register_blueprint(matrix_views.bp)
     web.register_nav(app, "Training matrix", "training_matrix.matrix", "training.manage")
@@ -108,7 +115,7 @@ def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(validation_views.bp)
     web.register_nav(app, "Validation", "validation.overview", "audit.view")  # engineers, QA and auditors hold it
     from core.org import views as org_views
-    from training import people_views
+    from training.people import views as people_views
 
     app.register_blueprint(org_views.bp)
     web.register_nav(app, "Organisation", "org.index", "org.view")
@@ -124,7 +131,7 @@ def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
 
     demo.register_loader(training_demo.load)  # people hold job functions before documents are approved
     demo.register_loader(document_demo.load)
-    from qms import training_demo as matrix_demo
+    from training.matrix import demo as matrix_demo
 
     demo.register_loader(matrix_demo.load)  # the matrix, completions and overdue training, after the documents
     from qms import quality_demo
@@ -134,7 +141,7 @@ def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
 
     demo.register_loader(validation_demo.load)  # protocols approved, ready to execute
     from core.auth import services as auth_services
-    from training import services as training_services
+    from training.people import services as training_services
 
     auth_services.register_deactivation_hook(training_services.on_user_deactivated)
     auth_services.register_reactivation_hook(training_services.on_user_reactivated)

@@ -114,12 +114,13 @@ def snapshot(database: Path, target: Path) -> None:
     copy.close()
 
 
-def fanout_rows(database: Path, revision_id: int, tx_id: int) -> dict[str, tuple[list[str], list[tuple]]]:
+def fanout_rows(database: Path, item_id: int, tx_id: int) -> dict[str, tuple[list[str], list[tuple]]]:
     """The rows the approval wrote for its audience, read back raw: the assignments, their version rows and the
-    audit transaction row (table -> (columns, rows)), in the order they were written."""
+    audit transaction row (table -> (columns, rows)), in the order they were written. The training item itself
+    and its version row are written by the approval too, but they are one row each, not the fan-out."""
     con = sqlite3.connect(database)
     found = {}
-    where = {"audit_transaction": ("id = ?", tx_id), "training_assignment": ("revision_id = ?", revision_id),
+    where = {"audit_transaction": ("id = ?", tx_id), "training_assignment": ("item_id = ?", item_id),
              "training_assignment_version": ("transaction_id = ?", tx_id)}
     for table, (condition, value) in where.items():
         cursor = con.execute(f'SELECT * FROM "{table}" WHERE {condition} ORDER BY rowid', (value,))
@@ -173,10 +174,12 @@ def main(argv: list[str] | None = None) -> int:
             assert created == args.users, f"expected {args.users} assignments, found {created}"
             result = app.test_cli_runner().invoke(args=["audit", "verify"])
             assert result.exit_code == 0, result.output
-            revision_id = revision.id
+            from qms.documents.publish import item_of
+
+            item_id = item_of(revision).id
             db.session.remove()
             db.engine.dispose()
-        rows = fanout_rows(database, revision_id, tx_id)
+        rows = fanout_rows(database, item_id, tx_id)
         assert len(rows["training_assignment"][1]) == len(rows["training_assignment_version"][1]) == args.users
         floor = floor_seconds(floor_database, rows)
     print(f"assignments_created={created}")

@@ -137,9 +137,9 @@ def seed(url: str, *, users: int, demo_users: int, documents: int, open_each: in
     from core.auth.services import get_by_username
     from core.clock import now_utc
     from core.db import db, transaction
-    from qms import training_admin
-    from qms.documents.models import Document
-    from training.models import OPEN, TrainingAssignment
+    from training import items
+    from training.matrix import assignments as training_admin
+    from training.models import OPEN, TrainingAssignment, TrainingSubject
 
     app = create_app(_app_config(url))
     with app.app_context():
@@ -154,19 +154,19 @@ def seed(url: str, *, users: int, demo_users: int, documents: int, open_each: in
         with transaction():
             coordinator = get_by_username("coordinator")
             chosen = 0
-            for document in db.session.scalars(sa.select(Document).order_by(Document.number)):
+            for subject in db.session.scalars(sa.select(TrainingSubject).order_by(TrainingSubject.key)):
                 if chosen == open_each:
                     break
-                if training_admin.current_revision(document) is None:
+                if items.current_item(subject) is None:
                     continue
-                training_admin.assign_manually(document, training_admin.Selection(usernames=operators),
+                training_admin.assign_manually(subject, training_admin.Selection(usernames=operators),
                                                due_on=now_utc().date() + timedelta(days=30),
                                                reason="Load benchmark", actor=coordinator)
                 chosen += 1
         rows = db.session.execute(
-            sa.select(User.username, TrainingAssignment.id, Document.min_read_seconds)
+            sa.select(User.username, TrainingAssignment.id, TrainingSubject.min_read_seconds)
             .join(TrainingAssignment, TrainingAssignment.user_id == User.id)
-            .join(Document, Document.id == TrainingAssignment.document_id)
+            .join(TrainingSubject, TrainingSubject.id == TrainingAssignment.subject_id)
             .where(User.username.in_(operators), TrainingAssignment.status == OPEN)).all()
         db.session.remove()
         db.engine.dispose()

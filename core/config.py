@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,12 +89,34 @@ SETTINGS: tuple[Setting, ...] = (
             "Open training on a revision that is superseded: supersede (closed, replaced by the new revision's) "
             "or keep", choices=("supersede", "keep")),
     Setting("MAX_UPLOAD_MB", int, 20, "Largest PDF accepted as document content, megabytes", 1, 200),
+    Setting("INSTANCE_PATH", str, None,
+            "Folder of this installation's own files (generated secret key, default SQLite database, validation run "
+            "logs); default <checkout>/instance in a source checkout, ./instance when installed from a wheel"),
     Setting("VALIDATION_DATABASE_URL", str, "",
             "PostgreSQL server URL where validation runs create (and drop) their scratch database; empty: a "
             "scratch SQLite file. Never the production database", secret=True),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def instance_path(default: Path, override: str | None = None) -> str:
+    """The instance folder: `override` (a create_app override), else ATTEST_INSTANCE_PATH, else `default`; a relative
+    value is taken from the current directory. Refused when it is a file, or inside the folder of the installed
+    packages (site-packages), which an upgrade of Attest replaces."""
+    raw = override if override not in (None, "") else os.environ.get("ATTEST_INSTANCE_PATH")
+    if raw not in (None, "") and not str(raw).strip():
+        raise ConfigError(f"ATTEST_INSTANCE_PATH must name a folder, got {raw!r}")
+    folder = Path(os.path.abspath(Path(str(raw)).expanduser() if raw not in (None, "") else default))
+    if folder.is_file():
+        raise ConfigError(f"ATTEST_INSTANCE_PATH must name a folder, but {folder} is a file")
+    for key in ("purelib", "platlib"):
+        packages = Path(sysconfig.get_paths()[key]).resolve()
+        if folder.resolve().is_relative_to(packages):
+            raise ConfigError(f"The instance folder {folder} is inside the installed packages ({packages}), which an "
+                              f"upgrade replaces: set ATTEST_INSTANCE_PATH to a folder outside it (or start Attest "
+                              f"from another directory)")
+    return str(folder)
 
 
 def load(instance_path: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -125,6 +148,7 @@ def load(instance_path: str, overrides: dict[str, Any] | None = None) -> dict[st
             f"{values['DOCUMENT_NUMBER_PATTERN']!r} ({exc})"
         ) from None
 
+    values["INSTANCE_PATH"] = str(instance_path)  # the folder in use (app.py resolves it with instance_path())
     if not values["DATABASE_URL"]:
         values["DATABASE_URL"] = f"sqlite:///{Path(instance_path) / 'attest.db'}"
     if not values["SECRET_KEY"]:

@@ -106,6 +106,12 @@ class Versioned:
     deleted) and `__immutable__` (records such as signatures that are never changed once written).
     `audit_requires_reason()` says whether an edit needs a reason for change (default: always; documents override
     it to allow reason-free edits while in Draft).
+
+    Schema changes keep the recorded history as it was sealed (docs/audit-trail.md, "Schema migrations"): a column a
+    migration removes from the table stays in its version table, declared in `__audit_retired__` (name -> (type,
+    label)), so earlier versions keep their values and their hashes; a table a migration renames keeps hashing its
+    versions under its first version table's name (`__audit_chain_label__`) and is still found under its former
+    names (`__audit_former_tables__`) in transactions recorded before the rename.
     """
 
     __versioned__: dict[str, Any] = {}
@@ -113,6 +119,9 @@ class Versioned:
     __audit_reason_exempt__: frozenset[str] = frozenset()
     __allow_delete__: bool = False
     __immutable__: bool = False  # e.g. signatures: written once, never changed
+    __audit_retired__: dict[str, tuple[Any, str]] = {}
+    __audit_chain_label__: str | None = None
+    __audit_former_tables__: tuple[str, ...] = ()
 
     def audit_requires_reason(self) -> bool:
         return True
@@ -135,7 +144,22 @@ def configure_models() -> None:
     sa.orm.configure_mappers()
     if not versioning_manager.version_class_map:
         raise RuntimeError("versioning failed to initialise: no versioned classes; Attest refuses to start")
+    _keep_retired_columns()
     _configured = True
+
+
+def _keep_retired_columns() -> None:
+    """Put each model's retired columns (`Versioned.__audit_retired__`) back into its version table and class: the
+    version rows written before a migration removed them still hold their values, which the hash chain covers and the
+    record's history shows. New version rows leave them empty (NULL), which the chain leaves out."""
+    for cls, vcls in versioning_manager.version_class_map.items():
+        for name, (type_, label) in cls.__dict__.get("__audit_retired__", {}).items():
+            table = vcls.__table__
+            if name in table.c:
+                continue
+            column = sa.Column(name, type_, nullable=True, info={"label": label, "retired": True})
+            table.append_column(column)
+            vcls.__mapper__.add_property(name, column)
 
 
 def versioned_classes() -> list[type]:

@@ -87,9 +87,9 @@ def ctx() -> SimpleNamespace:
 
 @given("the quality organisation with an author, two reviewers, two QA approvers and an operator")
 def quality_organisation(app, make_user, ctx, evidence):
-    """tests/integration/documents_helpers.setup_people: site MAIN, department QA, job function OP-MIX, and Ada
+    """features.support.documents.setup_people: site MAIN, department QA, job function OP-MIX, and Ada
     Author, Sam Supervisor and Rita Reviewer (reviewers), Quinn QA and Quincy QA (approvers), Otto Operator."""
-    from tests.integration.documents_helpers import setup_people
+    from features.support.documents import setup_people
 
     ctx.p = setup_people(make_user)
     people = (ctx.p.author, ctx.p.reviewer, ctx.p.reviewer2, ctx.p.qa, ctx.p.qa2, ctx.p.operator)
@@ -100,7 +100,7 @@ def quality_organisation(app, make_user, ctx, evidence):
 
 @given(parsers.parse('the operator holds the job function "OP-MIX"'))
 def operator_holds_job_function(ctx, evidence):
-    from tests.integration.documents_helpers import hold
+    from features.support.documents import hold
 
     hold([ctx.p.operator], ctx.p.job_function_id)
     evidence.record("Job function holder", f"{ctx.p.operator.username} holds OP-MIX")
@@ -108,7 +108,7 @@ def operator_holds_job_function(ctx, evidence):
 
 @given(parsers.parse('document "{number}" whose training audience is "OP-MIX"'))
 def document_with_audience(ctx, evidence, number):
-    from tests.integration.documents_helpers import new_document
+    from features.support.documents import new_document
 
     ctx.document = new_document(ctx.p, number=number)
     evidence.record("Document", f"{ctx.document.number} {ctx.document.title} (audience OP-MIX)")
@@ -116,7 +116,7 @@ def document_with_audience(ctx, evidence, number):
 
 @given(parsers.parse('revision {label} of the document is effective'))
 def effective_revision_given(ctx, evidence, label):
-    from tests.integration.documents_helpers import effective_revision
+    from features.support.documents import effective_revision
 
     revision = effective_revision(ctx.p, ctx.document)
     assert revision.label == label, f"expected revision {label}, the document's next revision is {revision.label}"

@@ -1,6 +1,7 @@
-"""Command-line interface of the quality system: `flask qms release-due`, `reviews-due`, `retraining-due`.
+"""Command-line interface of the quality system: `flask qms release-due`, `reviews-due` (and `retraining-due`, the old
+name of `flask training retraining-due`).
 
-`release-due` and `retraining-due` are what the scheduler runs (daily, from any number of servers): one transaction,
+`release-due` is what the scheduler runs (daily, from any number of servers): one transaction,
 recorded as a system action with the OS user that ran it.
 """
 
@@ -54,16 +55,12 @@ def release_due(on: datetime | None) -> None:
 @click.option("--date", "on", type=_DATE, default=None,
               help="Assign what falls due by this day (YYYY-MM-DD, default today in UTC).")
 def retraining_due(on: datetime | None) -> None:
-    """Assign periodic retraining (training matrix requirements with a retraining interval). Run daily."""
-    from qms import training_admin
+    """Old name of `flask training retraining-due`, kept for existing schedules; it says so and runs it."""
+    from training.cli import run_retraining_due
 
-    today = _day(on)
-    try:
-        with transaction():
-            created = training_admin.retraining_due(today)
-    except AttestError as exc:
-        raise click.ClickException(exc.message) from None
-    click.echo(f"assigned {created} periodic retraining{'s' if created != 1 else ''} due by {today}")
+    click.echo("note: `flask qms retraining-due` is now `flask training retraining-due`; update the schedule",
+               err=True)
+    run_retraining_due(on)
 
 
 @qms_cli.command("reviews-due")

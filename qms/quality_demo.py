@@ -37,11 +37,19 @@ from qms.change_control import services as cc
 from qms.change_control.models import ChangeControl
 from qms.deviations import services as dev
 from qms.deviations.models import Deviation
+from qms.documents import publish
 from qms.documents import services as docs
-from qms.documents.models import EFFECTIVE, OBSOLETE, SUPERSEDED, Document, DocumentAudience, Revision
+from qms.documents.models import EFFECTIVE, OBSOLETE, SUPERSEDED, Document, Revision
 from signatures.services import SignerProof
-from training import read_and_sign as rs
-from training.models import OPEN, TrainingAssignment, UserJobFunction
+from training.models import (
+    OPEN,
+    TARGET_JOB_FUNCTION,
+    TrainingAssignment,
+    TrainingRequirement,
+    TrainingSubject,
+    UserJobFunction,
+)
+from training.read_and_sign import services as rs
 
 CHANGE_OWNER = ("carla.change", "Carla Change", {"supervisor", "document_author"})
 
@@ -115,10 +123,12 @@ def _effective_documents(k: int, *, small_audience: bool = False) -> list[Docume
     found = list(db.session.scalars(stmt))
     if small_audience:  # fewest people required to train (at least 3) first: quick to train them all again
         sizes = dict(db.session.execute(
-            sa.select(DocumentAudience.document_id, sa.func.count(sa.distinct(UserJobFunction.user_id)))
-            .join(UserJobFunction, UserJobFunction.job_function_id == DocumentAudience.job_function_id)
-            .where(UserJobFunction.valid_to.is_(None)).group_by(DocumentAudience.document_id)).all())
-        found = sorted((d for d in found if sizes.get(d.id, 0) >= 3), key=lambda d: (sizes[d.id], d.number))
+            sa.select(TrainingSubject.key, sa.func.count(sa.distinct(UserJobFunction.user_id)))
+            .join(TrainingRequirement, TrainingRequirement.subject_id == TrainingSubject.id)
+            .join(UserJobFunction, sa.and_(TrainingRequirement.target_type == TARGET_JOB_FUNCTION,
+                                           UserJobFunction.job_function_id == TrainingRequirement.target_id))
+            .where(UserJobFunction.valid_to.is_(None)).group_by(TrainingSubject.key)).all())
+        found = sorted((d for d in found if sizes.get(d.number, 0) >= 3), key=lambda d: (sizes[d.number], d.number))
     return found[:k]
 
 
@@ -134,15 +144,15 @@ def _sign_revision(revision: Revision, cast: Cast, effective_on) -> None:
 
 def _train_all(revision_id: int, *, leave: int = 0) -> int:
     """Everyone with open training on the revision signs "Read and understood", except the last `leave` people."""
+    item = publish.item_of(db.session.get(Revision, revision_id))
     rows = db.session.scalars(sa.select(TrainingAssignment).where(
-        TrainingAssignment.revision_id == revision_id, TrainingAssignment.status == OPEN)
+        TrainingAssignment.item_id == item.id, TrainingAssignment.status == OPEN)
         .order_by(TrainingAssignment.user_id)).all()
     rows = rows[:len(rows) - leave] if leave else rows
-    revision = db.session.get(Revision, revision_id)
     for assignment in rows:
         user = db.session.get(User, assignment.user_id)
         rs.mark_opened(assignment, user)
-        rs.complete(assignment, user=user, proof=_proof(user), record=revision, expected_version=None)
+        rs.complete(assignment, user=user, proof=_proof(user), expected_version=None)
     return len(rows)
 
 
@@ -398,8 +408,7 @@ def _quality(cast: Cast, today, change_numbers: list[str]) -> tuple[list[str], l
         for assignment in rows:
             user = db.session.get(User, assignment.user_id)
             rs.mark_opened(assignment, user)
-            rs.complete(assignment, user=user, proof=_proof(user),
-                        record=db.session.get(Revision, assignment.revision_id), expected_version=None)
+            rs.complete(assignment, user=user, proof=_proof(user), expected_version=None)
 
     _step(cast, some_trained)
 
@@ -446,8 +455,7 @@ def _quality(cast: Cast, today, change_numbers: list[str]) -> tuple[list[str], l
         for assignment in capa.open_training(record):
             user = db.session.get(User, assignment.user_id)
             rs.mark_opened(assignment, user)
-            rs.complete(assignment, user=user, proof=_proof(user),
-                        record=db.session.get(Revision, assignment.revision_id), expected_version=None)
+            rs.complete(assignment, user=user, proof=_proof(user), expected_version=None)
         capa.complete_action(record.actions[0], actor=c.supervisor, evidence="Training record signed.")
         capa.start_effectiveness_check(record, actor=c.supervisor, expected_row_version=record.row_version,
                                        due_on=today)

@@ -9,12 +9,10 @@ the caller's `core.db.transaction()` turns into a rollback of everything the cal
 
 from __future__ import annotations
 
-import calendar
 from collections.abc import Iterable, Mapping
-from datetime import date
 from typing import Protocol
 
-from core.clock import now_utc
+from core.clock import add_months, today_utc  # noqa: F401 (the rules' dates, re-exported)
 from core.errors import InvalidTransition, ValidationError
 from signatures.lifecycle import require  # noqa: F401  (the one permission check; quality records import it here)
 
@@ -48,19 +46,6 @@ def whole_number(field: str, value: object, label: str, minimum: int, maximum: i
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
         raise ValidationError(field, f"{label} must be a whole number from {minimum} to {maximum}.")
     return value
-
-
-def add_months(day: date, months: int) -> date:
-    """`day` plus `months` calendar months, on the last day of the month when the day does not exist (31 Jan + 1
-    month = 28/29 Feb): a periodic review or a requalification is never due later than the interval says."""
-    index = day.month - 1 + months
-    year, month = day.year + index // 12, index % 12 + 1
-    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
-
-
-def today_utc() -> date:
-    """Today by the one clock (`core.clock.now_utc`), so due dates follow a frozen clock in tests and protocols."""
-    return now_utc().date()
 
 
 def check_fresh(record: StatefulRecord, expected_row_version: int | str | None) -> None:

@@ -5,9 +5,9 @@ pytest_plugins = ["core.testing.plugin"]
 
 @pytest.fixture
 def p(make_user):
-    """The document-control organisation and one person per part (tests/integration/documents_helpers.py); a module
+    """The document-control organisation and one person per part (features/support/documents.py); a module
     may define its own `p` on top of it."""
-    from tests.integration.documents_helpers import setup_people
+    from features.support.documents import setup_people
 
     return setup_people(make_user)
 

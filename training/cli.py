@@ -1,8 +1,12 @@
-"""`flask training ...`: job functions held by people (each command one audited unit of work)."""
+"""`flask training ...`: job functions held by people, the HR import and the daily training jobs (each command one
+audited unit of work).
+
+`retraining-due` and `reconcile-due` are what the scheduler runs daily (from any number of servers); both are
+idempotent."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 import click
 import sqlalchemy as sa
@@ -12,8 +16,8 @@ from core.auth import services as auth
 from core.db import db, transaction
 from core.errors import AttestError
 from core.org import JobFunction
-from training import services
 from training.models import UserJobFunction
+from training.people import services
 
 training_cli = AppGroup("training", help="Training: job functions and assignments.")
 
@@ -88,7 +92,7 @@ def import_users(file, apply_, as_user, reason):
     import sys
 
     from core import audit
-    from training import hris
+    from training.hr_import import services as hris
 
     if apply_ and not (reason or "").strip():
         raise click.UsageError("--reason is required with --apply (it is recorded in the audit trail)")
@@ -120,12 +124,40 @@ def import_users(file, apply_, as_user, reason):
 
 @training_cli.command("reconcile-due")
 @click.option("--days", default=7, show_default=True, type=click.IntRange(1, 366),
-              help="Look back this many days for job functions that started or ended.")
+              help="Look back this many days for job functions and requirements that started or ended.")
 def reconcile_due(days: int) -> None:
-    """Assign and cancel training for job functions granted or ended with a date that has now come. Run daily."""
+    """Assign and cancel training for job functions granted or ended, and training requirements starting or ending,
+    on a date that has now come. Run daily."""
+    from training.matrix import services as matrix
+
     try:
         with transaction():
             people, created, cancelled = services.reconcile_due(days=days)
+            requirements, assigned, ended = matrix.reconcile_dated_requirements(days=days)
     except AttestError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"reconciled {people} people: {created} assignments created, {cancelled} cancelled")
+    click.echo(f"applied {requirements} dated requirement{'s' if requirements != 1 else ''}: {assigned} assignments "
+               f"created, {ended} cancelled")
+
+
+def run_retraining_due(on: datetime | None) -> None:
+    """Assign periodic retraining due by `on` (default today, UTC) in one unit of work, and say how much."""
+    from core.clock import now_utc
+    from training.matrix import assignments
+
+    today = on.date() if on is not None else now_utc().date()
+    try:
+        with transaction():
+            created = assignments.retraining_due(today)
+    except AttestError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"assigned {created} periodic retraining{'s' if created != 1 else ''} due by {today}")
+
+
+@training_cli.command("retraining-due")
+@click.option("--date", "on", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Assign what falls due by this day (YYYY-MM-DD, default today in UTC).")
+def retraining_due(on: datetime | None) -> None:
+    """Assign periodic retraining (training matrix requirements with a retraining interval). Run daily."""
+    run_retraining_due(on)

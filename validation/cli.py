@@ -1,4 +1,5 @@
-"""`flask validation ...`: execute a protocol, list the protocol files and their approval, export the trace matrix."""
+"""`flask validation ...`: execute a protocol, list the protocol files and step code and their approval, export the
+trace matrix."""
 
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ def abandon_command(run_id: int, reason: str) -> None:
 
 @validation_cli.command("protocols")
 def protocols_command() -> None:
-    """List the feature files of every protocol with their approval state."""
+    """List the feature files and the step code of every protocol with their approval state."""
     for state in services.protocol_files():
         click.echo(f"{state.protocol:7} {state.path:60} {state.sha256[:12]}  {state.state_label}")
 

@@ -1,6 +1,6 @@
 """Demo validation data, loaded last by `flask demo load`: QA (`qa.approver`) has approved the shipped protocol
-files (demo signatures), so the demo validation engineer (`validation`) can start an IQ, OQ, PQ or canary run at
-once. Skipped when any protocol version exists."""
+files and each protocol's step code (demo signatures), so the demo validation engineer (`validation`) can start an
+IQ, OQ, PQ or canary run at once. Skipped when any protocol version exists."""
 
 from __future__ import annotations
 
@@ -27,4 +27,4 @@ def load(**_options) -> None:
         paths = [f.path for f in services.protocol_files()]
         versions = services.approve_files(paths, actor=qa, proof=SignerProof(qa.id, "demo-data", now_utc()),
                                           reason=None, comment="Demo: protocol approved for execution")
-    click.echo(f"demo validation ready: {len(versions)} protocol files approved by {qa.full_name}")
+    click.echo(f"demo validation ready: {len(versions)} protocol files and step code approved by {qa.full_name}")

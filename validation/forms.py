@@ -15,9 +15,10 @@ class StartRunForm(FlaskForm):
 
 
 class ApproveFilesForm(SignForm):
-    """QA approves the current text of the chosen feature files: one "Approved" signature per file."""
+    """QA approves the current text of the chosen feature files and the current manifest of the chosen step code: one
+    "Approved" signature per entry."""
 
-    paths = MultiCheckboxField("Feature files to approve", validate_choice=True,
-                               validators=[DataRequired(message="Choose at least one feature file to approve.")])
+    paths = MultiCheckboxField("Feature files and step code to approve", validate_choice=True, validators=[
+        DataRequired(message="Choose at least one feature file or step code to approve.")])
     reason = TextAreaField("Reason for the new version (required when a file changed since its approved version)",
                            validators=[Optional(), Length(max=1000, message="At most 1000 characters.")])

@@ -43,8 +43,9 @@ UNDEFINED = "undefined"
 
 @register
 class ProtocolVersion(Versioned, db.Model):
-    """One approved version of one feature file: its exact text and SHA-256. Only a file whose SHA-256 matches its
-    approved version may be executed. Written once, at approval, and signed "Approved" by QA."""
+    """One approved version of one feature file (its exact text and SHA-256) or of one protocol's step code (the
+    manifest of its Python files' SHA-256, and the manifest's SHA-256). Only a file or step code whose SHA-256 matches
+    its approved version may be executed. Written once, at approval, and signed "Approved" by QA."""
 
     __tablename__ = "val_protocol_version"
     __table_args__ = table_args(sa.UniqueConstraint("path", "version"))
@@ -52,7 +53,7 @@ class ProtocolVersion(Versioned, db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     protocol: Mapped[str] = mapped_column(sa.String(8), index=True, info={"label": "Protocol"})
-    path: Mapped[str] = mapped_column(sa.String(300), index=True, info={"label": "Feature file"})
+    path: Mapped[str] = mapped_column(sa.String(300), index=True, info={"label": "Feature file or step code"})
     version: Mapped[int] = mapped_column(info={"label": "Version"})
     sha256: Mapped[str] = mapped_column(sa.String(64), info={"label": "SHA-256"})
     content: Mapped[str] = mapped_column(sa.Text, info={"label": "Content"})
@@ -159,7 +160,8 @@ class ValidationRun(Versioned, db.Model):
 
 
 class RunFile(Versioned, db.Model):
-    """A feature file a run executed, with the SHA-256 it had and the approved version it matched."""
+    """A feature file (or the step code) a run executed, with the SHA-256 it had and the approved version it
+    matched."""
 
     __tablename__ = "val_run_file"
     __table_args__ = table_args()
@@ -167,7 +169,7 @@ class RunFile(Versioned, db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(sa.ForeignKey("val_run.id"), index=True, info={"label": "Run"})
-    path: Mapped[str] = mapped_column(sa.String(300), info={"label": "Feature file"})
+    path: Mapped[str] = mapped_column(sa.String(300), info={"label": "Feature file or step code"})
     sha256: Mapped[str] = mapped_column(sa.String(64), info={"label": "SHA-256"})
     protocol_version_id: Mapped[int] = mapped_column(sa.ForeignKey("val_protocol_version.id"), index=True,
                                                      info={"label": "Approved version"})

@@ -92,14 +92,15 @@ def _fingerprint(pdf: RunPdf, run: ValidationRun) -> None:
     else:
         app, py, system = data.get("application", {}), data.get("python", {}), data.get("os", {})
         pdf.line_of("Application", f"{app.get('name', 'attest')} {app.get('version')} · commit "
-                                   f"{app.get('commit') or 'unknown'}")
+                                   f"{app.get('commit') or 'unknown'}"
+                                   + (f" · installed at {app['installed_at']}" if app.get("installed_at") else ""))
         pdf.line_of("Python", f"{py.get('implementation')} {py.get('version')}")
         pdf.line_of("Database", data.get("database", {}).get("scratch"))
         pdf.line_of("Operating system", f"{system.get('platform')} · {system.get('machine')} · host "
                                         f"{system.get('node')}")
         pdf.line_of("Installed packages", f"{len(data.get('packages', {}))} (listed in the electronic record)")
         pdf.line_of("Fingerprint SHA-256", run.fingerprint_sha256)
-    pdf.heading("Feature files executed", 10)
+    pdf.heading("Feature files and step code executed", 10)
     for f in run.files:
         version = f.protocol_version
         pdf.line_of(f.path, f"SHA-256 {f.sha256} · approved version {version.version} by "

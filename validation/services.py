@@ -1,8 +1,10 @@
 """The validation package executed inside the installed system.
 
 - Protocols are the feature files under features/iq, features/oq, features/pq (and the runner canaries under
-  validation/canaries). Each file is executable only while its SHA-256 equals the SHA-256 of its approved version
-  (`ProtocolVersion`, signed "Approved" by QA with the file's exact text).
+  validation/canaries), found through the installed packages. Each file is executable only while its SHA-256 equals
+  the SHA-256 of its approved version (`ProtocolVersion`, signed "Approved" by QA with the file's exact text). The
+  same holds for each protocol's step code (STEP_CODE: every Python file its pytest process loads from Attest),
+  approved as one entry, `features/iq (step code)`, whose text is the manifest of its files' SHA-256.
 - A run executes one protocol with pytest-bdd in a separate process against a scratch database (a temporary SQLite
   file, or a database created for the run on the PostgreSQL server named by ATTEST_VALIDATION_DATABASE_URL), never
   the production database. validation.capture streams each scenario and step; this module stores them as they come,
@@ -14,6 +16,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import platform
@@ -75,8 +78,23 @@ from validation.models import (
     ValidationRun,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+# Each protocol's folder as recorded, a path inside the installed packages; the folder itself is found through its
+# package (site-packages of an installation, or the checkout), never through a repository root. A test may point a
+# protocol at a copy elsewhere with an absolute path.
 PROTOCOL_DIRS = {"IQ": "features/iq", "OQ": "features/oq", "PQ": "features/pq", "CANARY": "validation/canaries"}
+# The packages a recorded path may start with: a protocol's files, its step code and the test harness live in them.
+RECORDED_PACKAGES = ("features", "validation", "core")
+STEP_CODE_SUFFIX = " (step code)"
+# The step code of a protocol: every Python file of Attest its pytest process loads besides the application under
+# test. Its own folder's *.py files, plus the entries below ("features/" is every *.py file under features/ outside
+# the other protocols' folders: the shared conftest, steps and support helpers). validation/capture.py, the runner's
+# recorder, is loaded into every run (-p validation.capture), so it is part of every protocol's step code.
+STEP_CODE = {
+    **dict.fromkeys(("IQ", "OQ", "PQ"), (
+        "features/", "validation/bdd.py", "validation/capture.py", "core/testing/__init__.py",
+        "core/testing/plugin.py", "core/testing/databases.py", "core/testing/pages.py", "core/testing/tamper.py")),
+    "CANARY": ("validation/bdd.py", "validation/capture.py"),
+}
 PERFORMED = "Performed without error."
 
 
@@ -99,25 +117,117 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def package_dir(package: str) -> Path:
+    """The folder of an installed package, found through the package itself."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise InvalidTransition(f"The package {package} is not installed with Attest.")
+    return Path(next(iter(spec.submodule_search_locations))).resolve()
+
+
+def _installed(recorded: str) -> Path:
+    """The file or folder of a recorded path (`features/iq`, `validation/bdd.py`) in the installed packages."""
+    top, _, rest = recorded.partition("/")
+    return package_dir(top) / rest if rest else package_dir(top)
+
+
+def protocol_dir(protocol: str) -> Path:
+    folder = PROTOCOL_DIRS[_protocol(protocol)]
+    return Path(folder) if Path(folder).is_absolute() else _installed(folder)
+
+
 def feature_files(protocol: str) -> list[Path]:
-    folder = ROOT / PROTOCOL_DIRS[_protocol(protocol)]
+    folder = protocol_dir(protocol)
     return sorted(folder.rglob("*.feature")) if folder.is_dir() else []
 
 
 def _relative(path: Path) -> str:
-    """The path as recorded (relative to the project; absolute for a protocol folder outside it, in tests)."""
-    try:
-        return path.resolve().relative_to(ROOT).as_posix()
-    except ValueError:
-        return path.resolve().as_posix()
+    """The path as recorded: inside the installed packages (`features/iq/installation.feature`), the same in a checkout
+    and in any installation; absolute for a protocol folder elsewhere (a copy, in tests)."""
+    path = path.resolve()
+    for top in RECORDED_PACKAGES:
+        base = package_dir(top)
+        if path.is_relative_to(base):
+            return f"{top}/{path.relative_to(base).as_posix()}"
+    return path.as_posix()
+
+
+def _python_files(folder: Path, skip: Iterable[Path] = ()) -> list[Path]:
+    skip = [s.resolve() for s in skip]
+    return [p for p in folder.rglob("*.py") if "__pycache__" not in p.parts
+            and not any(p.resolve().is_relative_to(s) for s in skip)]
+
+
+def step_code_files(protocol: str) -> list[Path]:
+    """Every Python file the protocol's pytest process loads from Attest besides the application (STEP_CODE)."""
+    protocol = _protocol(protocol)
+    own = protocol_dir(protocol)
+    files = set(_python_files(own)) if own.is_dir() else set()
+    others = [protocol_dir(code) for code in PROTOCOLS if code != protocol]
+    for entry in STEP_CODE[protocol]:
+        if entry.endswith("/"):
+            files.update(_python_files(_installed(entry.rstrip("/")), skip=others))
+        else:
+            files.add(_installed(entry))
+    return sorted({f.resolve() for f in files}, key=_relative)
+
+
+def step_code_path(protocol: str) -> str:
+    """The recorded name of a protocol's step code, e.g. `features/iq (step code)`."""
+    folder = PROTOCOL_DIRS[_protocol(protocol)]
+    return (_relative(Path(folder)) if Path(folder).is_absolute() else folder) + STEP_CODE_SUFFIX
+
+
+def step_code_manifest(protocol: str) -> str:
+    """What QA approves as the step code: one line per file, `<SHA-256>  <path>` (the format of `sha256sum`), sorted
+    by path. Its SHA-256 is the step code's SHA-256."""
+    return "".join(f"{sha256_of(path)}  {_relative(path)}\n" for path in step_code_files(protocol))
+
+
+def step_code_sources(protocol: str) -> list[tuple[str, str]]:
+    """(recorded path, text) of each file of the protocol's step code, as installed."""
+    return [(_relative(path), path.read_text(encoding="utf-8")) for path in step_code_files(protocol)]
+
+
+def parse_manifest(text: str) -> dict[str, str]:
+    """path -> SHA-256 of a step-code manifest."""
+    out = {}
+    for line in text.splitlines():
+        digest, _, path = line.partition("  ")
+        if path:
+            out[path] = digest
+    return out
+
+
+def manifest_changes(approved: str, current: str) -> list[str]:
+    """Each file of the step code added, removed or changed from one manifest to the next (`x.py changed`)."""
+    before, after = parse_manifest(approved), parse_manifest(current)
+    changes = []
+    for path in sorted(before.keys() | after.keys()):
+        if path not in before:
+            changes.append(f"{path} added")
+        elif path not in after:
+            changes.append(f"{path} removed")
+        elif before[path] != after[path]:
+            changes.append(f"{path} changed")
+    return changes
+
+
+FEATURE_FILE = "feature file"
+STEP_CODE_KIND = "step code"
 
 
 @dataclass
 class FileState:
+    """A protocol feature file or a protocol's step code, as it stands, with its approved version (if any). `text`
+    is what QA approves: the feature file's text, or the step code's manifest."""
+
     protocol: str
     path: str
     sha256: str
     approved: ProtocolVersion | None
+    text: str = ""
+    kind: str = FEATURE_FILE
 
     @property
     def state(self) -> str:
@@ -130,74 +240,96 @@ class FileState:
         return {"new": "Not yet approved", "approved": f"Approved (version {self.approved.version})"
                 if self.approved else "", "changed": "Changed since its approved version"}[self.state]
 
+    @property
+    def changes(self) -> list[str]:
+        """For step code changed since its approved version: each file added, removed or changed."""
+        if self.kind != STEP_CODE_KIND or self.state != "changed":
+            return []
+        return manifest_changes(self.approved.content, self.text)
+
+    @property
+    def refusal(self) -> str:
+        """Why the protocol cannot run with this entry as it stands, naming what changed in step code."""
+        changes = self.changes
+        return f"{self.path} ({self.state_label.lower()}{': ' + ', '.join(changes) if changes else ''})"
+
 
 def approved_version(path: str) -> ProtocolVersion | None:
     return db.session.scalar(sa.select(ProtocolVersion).where(ProtocolVersion.path == path,
                                                               ProtocolVersion.status == APPROVED))
 
 
+def _current(protocol: str) -> list[tuple[str, str, str]]:
+    """(kind, recorded path, text QA approves) for each feature file of the protocol, then its step code (a protocol
+    without feature files has no step code to approve)."""
+    out = [(FEATURE_FILE, _relative(path), path.read_bytes().decode("utf-8")) for path in feature_files(protocol)]
+    if out:
+        out.append((STEP_CODE_KIND, step_code_path(protocol), step_code_manifest(protocol)))
+    return out
+
+
 def protocol_files(protocols: Iterable[str] = tuple(PROTOCOLS)) -> list[FileState]:
     out = []
     for protocol in protocols:
-        for path in feature_files(protocol):
-            rel = _relative(path)
-            out.append(FileState(protocol, rel, sha256_of(path), approved_version(rel)))
+        for kind, rel, text in _current(protocol):
+            digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+            out.append(FileState(protocol, rel, digest, approved_version(rel), text, kind))
     return out
 
 
 def approve_files(paths: Iterable[str], *, actor: User, proof: SignerProof, reason: str | None = None,
                   comment: str | None = None) -> list[ProtocolVersion]:
-    """QA approves the current text of each named feature file: a new protocol version holding the exact text and
-    its SHA-256, signed "Approved"; the version it replaces is superseded. A file already approved as it stands is
-    refused (nothing to approve)."""
+    """QA approves the current text of each named feature file, or the current manifest of a protocol's step code: a
+    new protocol version holding that exact text and its SHA-256, signed "Approved"; the version it replaces is
+    superseded. An entry already approved as it stands is refused (nothing to approve)."""
     _require(actor, "validation.approve", "Approving a protocol")
     wanted = sorted(set(paths))
     if not wanted:
-        raise ValidationError("paths", "Choose at least one feature file to approve.")
+        raise ValidationError("paths", "Choose at least one feature file or step code to approve.")
     known = {f.path: f for f in protocol_files()}
     versions = []
     default_reason(reason or "Protocol approved")
     for rel in wanted:
         state = known.get(rel)
         if state is None:
-            raise ValidationError("paths", f"{rel} is not a protocol feature file.")
+            raise ValidationError("paths", f"{rel} is not a protocol feature file or step code.")
         if state.state == "approved":
             raise InvalidTransition(f"{rel} is already approved as it stands (version {state.approved.version}).")
         if state.state == "changed" and not (reason or "").strip():
             raise ValidationError("reason", f"Say why {rel} changed (reason for the new version).")
-        data = (ROOT / rel).read_bytes()
-        text = data.decode("utf-8")
-        if hashlib.sha256(data).hexdigest() != state.sha256:
+        again = {path: text for _kind, path, text in _current(state.protocol)}.get(rel)
+        if again is None or hashlib.sha256(again.encode("utf-8")).hexdigest() != state.sha256:
             raise InvalidTransition(f"{rel} changed while it was being approved; look at it again.")
         previous = state.approved
         if previous is not None:
             previous.status = SUPERSEDED
         version = ProtocolVersion(protocol=state.protocol, path=rel, version=(previous.version + 1 if previous else 1),
-                                  sha256=state.sha256, content=text, status=APPROVED, approved_by_id=actor.id,
+                                  sha256=state.sha256, content=state.text, status=APPROVED, approved_by_id=actor.id,
                                   approved_at=now_utc(), reason=(reason or "").strip() or None)
         db.session.add(version)
         db.session.flush()
         # one ceremony signs every chosen file: the first signature spends the proof, the others use copies of it
         signed_with = SignerProof(proof.user_id, proof.method, proof.at) if versions else proof
+        what = "Step code" if state.kind == STEP_CODE_KIND else "Protocol"
         signing.sign(version, signer=actor, proof=signed_with, meaning=sig.APPROVED,
-                     comment=comment or f"Protocol {rel} approved (SHA-256 {state.sha256[:16]}…)",
+                     comment=comment or f"{what} {rel} approved (SHA-256 {state.sha256[:16]}…)",
                      allowed=(sig.APPROVED,))
         versions.append(version)
     return versions
 
 
 def check_executable(protocol: str) -> list[FileState]:
-    """The protocol's files, each matching its approved version; else InvalidTransition naming every file that is
-    new or changed."""
+    """The protocol's feature files and step code, each matching its approved version; else InvalidTransition naming
+    every entry that is new or changed (and, for step code, each file that changed)."""
     files = protocol_files([protocol])
     if not files:
         raise InvalidTransition(f"Protocol {protocol} has no feature files in {PROTOCOL_DIRS[protocol]}.")
     bad = [f for f in files if f.state != "approved"]
     if bad:
-        listed = "; ".join(f"{f.path} ({f.state_label.lower()})" for f in bad)
-        raise InvalidTransition(f"Protocol {protocol} cannot run: only approved feature files may be executed, and "
-                                f"{len(bad)} are not: {listed}. QA approves the new version under Validation → "
-                                f"Protocols.")
+        listed = "; ".join(f.refusal for f in bad)
+        raise InvalidTransition(f"Protocol {protocol} cannot run: only approved feature files and step code may be "
+                                f"executed, and {len(bad)} are not: {listed}. QA approves the new version under "
+                                f"Validation → Protocols.")
     return files
 
 
@@ -246,38 +378,35 @@ def _database_version(url: str) -> str:
         engine.dispose()
 
 
-def _commit() -> str | None:
-    env = os.environ.get("ATTEST_BUILD_COMMIT")
-    if env:
-        return env.strip()[:64]
-    try:
-        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True, timeout=10).stdout.strip()
-    return out.stdout.strip() + ("+modified" if dirty else "")
+def _build_commit() -> str | None:
+    """The source commit the installed build was made from, when the installation states it (ATTEST_BUILD_COMMIT);
+    nothing is asked of git: an installation has no repository."""
+    return (os.environ.get("ATTEST_BUILD_COMMIT") or "").strip()[:64] or None
 
 
 def fingerprint(run: ValidationRun, scratch_url: str) -> dict[str, Any]:
-    """What was executed where: application version and commit, Python and every installed package, the scratch
-    database's dialect and version, the operating system, and the SHA-256 of every feature file."""
+    """What was executed where: application version (and build commit when stated) and the folder its packages were
+    loaded from, Python and every installed package, the scratch database's dialect and version, the operating
+    system, the SHA-256 of every feature file and of the step code, and each step-code file's SHA-256."""
     try:
         version = metadata.version("attest")
     except metadata.PackageNotFoundError:
         version = "unknown"
     packages = sorted({(d.metadata["Name"] or "?").lower(): d.version for d in metadata.distributions()}.items())
+    step_code = {}
+    for f in run.files:
+        if f.path.endswith(STEP_CODE_SUFFIX):
+            step_code[f.path] = {"sha256": f.sha256, "files": parse_manifest(f.protocol_version.content)}
     return {
-        "application": {"name": "attest", "version": version, "commit": _commit()},
+        "application": {"name": "attest", "version": version, "commit": _build_commit(),
+                        "installed_at": str(package_dir("validation").parent)},
         "python": {"version": platform.python_version(), "implementation": platform.python_implementation(),
                    "executable": sys.executable},
         "packages": dict(packages),
         "database": {"scratch": _database_version(scratch_url)},
         "os": {"platform": platform.platform(), "machine": platform.machine(), "node": platform.node()},
         "files": {f.path: f.sha256 for f in run.files},
+        "step_code": step_code,
     }
 
 
@@ -373,8 +502,8 @@ def _start(run: ValidationRun) -> None:
     queued); the scratch database and the environment fingerprint are recorded."""
     current = {f.path: f.sha256 for f in check_executable(run.protocol)}
     if current != {f.path: f.sha256 for f in run.files}:
-        raise InvalidTransition(f"The feature files of {run.protocol} changed since {run.audit_title()} was "
-                                f"queued; start a new run.")
+        raise InvalidTransition(f"The feature files or step code of {run.protocol} changed since {run.audit_title()} "
+                                f"was queued; start a new run.")
     scratch_url, scratch_label = _scratch(current_app.config.get("ATTEST_VALIDATION_DATABASE_URL"))
     run.status = RUNNING
     run.started_at = now_utc()
@@ -384,6 +513,37 @@ def _start(run: ValidationRun) -> None:
     run.fingerprint_sha256 = hashlib.sha256(run.fingerprint.encode("utf-8")).hexdigest()
     run.app_version = data["application"]["version"]
     run.commit = data["application"]["commit"]
+
+
+PYTEST_INI = """[pytest]
+# written by the protocol runner for one run: the protocols never read a checkout's configuration
+console_output_style = classic
+filterwarnings =
+    error::sqlalchemy.exc.SAWarning
+    error::DeprecationWarning:wtforms
+"""
+
+
+def pytest_command(protocol: str, scratch_url: str, tmp: Path, out: Path) -> tuple[list[str], dict[str, str]]:
+    """The command and environment of a protocol's pytest process. Everything it needs is named here, so that it runs
+    the same from a wheel's site-packages as from a checkout: a configuration file of the run's own, the installed
+    packages' folder as root (recorded paths are relative to it), strict markers, only the plugins named (pytest-bdd,
+    the runner's recorder), no cache, no bytecode written into the installation, temporary files in `tmp`."""
+    ini = tmp / "pytest.ini"
+    ini.write_text(PYTEST_INI, encoding="utf-8")
+    root = package_dir("validation").parent
+    command = [sys.executable, "-m", "pytest", str(protocol_dir(protocol)), "-c", str(ini), f"--rootdir={root}",
+               f"--confcutdir={root}", "--strict-markers", "-p", "no:cacheprovider", "-p", "pytest_bdd.plugin",
+               "-p", "validation.capture", f"--validation-out={out}", f"--basetemp={tmp / 'pytest'}", "-q",
+               "--no-header", "-ra"]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS")}
+    # OQ and PQ steps work on the scratch database only (core.testing.plugin's `app`); the installation's own database
+    # URL and instance folder are passed for the IQ's read-only checks of the installation (schema, configuration)
+    env.update({"ATTEST_TEST_DATABASE_URL": scratch_url, "ATTEST_VALIDATION_INSTALLED": "1",
+                "ATTEST_DATABASE_URL": current_app.config["SQLALCHEMY_DATABASE_URI"],
+                "ATTEST_INSTANCE_PATH": current_app.instance_path, "PYTHONDONTWRITEBYTECODE": "1",
+                "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    return command, env
 
 
 def execute(run_id: int, *, echo: Callable[[str], None] | None = None, timeout_s: int = 3600) -> ValidationRun:
@@ -419,18 +579,9 @@ def execute(run_id: int, *, echo: Callable[[str], None] | None = None, timeout_s
         error = None
         with tempfile.TemporaryDirectory(prefix="attest-validation-") as tmp:
             out = Path(tmp) / "events.jsonl"
-            # OQ and PQ steps work on the scratch database only (core.testing.plugin's `app`); the installation's own
-            # database URL is passed for the IQ's read-only checks of the installation (schema at head, audit chain)
-            env = {**os.environ, "ATTEST_TEST_DATABASE_URL": scratch_url, "ATTEST_VALIDATION_INSTALLED": "1",
-                   "ATTEST_DATABASE_URL": current_app.config["SQLALCHEMY_DATABASE_URI"],
-                   "PYTHONDONTWRITEBYTECODE": "1"}
-            command = [sys.executable, "-m", "pytest", str(ROOT / PROTOCOL_DIRS[run.protocol]),
-                       "-p", "validation.capture", f"--validation-out={out}", "-p", "no:cacheprovider", "-q",
-                       "--no-header",
-                       f"--rootdir={ROOT}", "-c", str(ROOT / "pyproject.toml"),
-                       f"--basetemp={Path(tmp) / 'pytest'}", "-o", "console_output_style=classic"]
+            command, env = pytest_command(run.protocol, scratch_url, Path(tmp), out)
             log = (Path(tmp) / "pytest.log").open("w+", encoding="utf-8")
-            process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(command, cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT)
             offset, started = 0, time.monotonic()
             try:
                 while True:

@@ -67,10 +67,11 @@ def launch(run_id: int) -> subprocess.Popen:
     logs = Path(current_app.instance_path) / "validation-runs"
     logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "ATTEST_DATABASE_URL": current_app.config["SQLALCHEMY_DATABASE_URI"],
+           "ATTEST_INSTANCE_PATH": current_app.instance_path,
            "ATTEST_VALIDATION_DATABASE_URL": current_app.config.get("ATTEST_VALIDATION_DATABASE_URL") or ""}
     command = [sys.executable, "-m", "flask", "--app", "app", "validation", "execute", str(run_id)]
     with (logs / f"run-{run_id}.log").open("ab") as log:
-        return subprocess.Popen(command, cwd=services.ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
+        return subprocess.Popen(command, cwd=current_app.instance_path, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -88,9 +89,12 @@ def _protocol_summary() -> list[dict]:
     files = services.protocol_files()
     out = []
     for code, title in PROTOCOLS.items():
-        states = Counter(f.state for f in files if f.protocol == code)
-        out.append({"code": code, "title": title, "files": sum(states.values()), "approved": states["approved"],
-                    "changed": states["changed"], "new": states["new"], "folder": services.PROTOCOL_DIRS[code]})
+        own = [f for f in files if f.protocol == code]
+        states = Counter(f.state for f in own)
+        step_code = next((f for f in own if f.kind == services.STEP_CODE_KIND), None)
+        out.append({"code": code, "title": title, "files": sum(1 for f in own if f.kind == services.FEATURE_FILE),
+                    "approved": states["approved"], "changed": states["changed"], "new": states["new"],
+                    "folder": services.PROTOCOL_DIRS[code], "step_code": step_code})
     return out
 
 
@@ -150,15 +154,15 @@ def protocols():
 @bp.route("/protocols/view")
 @permission_required(READ)
 def protocol_file():
-    """One feature file as it stands, its versions and their signatures; only the protocol files, never any other
-    path (the path is looked up among them, not opened as given)."""
+    """One feature file, or one protocol's step code, as it stands, its versions and their signatures; only the
+    protocol entries, never any other path (the path is looked up among them, not opened as given)."""
     wanted = request.args.get("path") or ""
     if not wanted:
         return protocols()
     state = next((f for f in services.protocol_files() if f.path == wanted), None)
     if state is None:
-        abort(404, description="That is not a protocol feature file.")
-    text = (services.ROOT / state.path).read_text(encoding="utf-8")
+        abort(404, description="That is not a protocol feature file or step code.")
+    text = state.text
     versions = list(db.session.scalars(sa.select(ProtocolVersion).where(ProtocolVersion.path == state.path)
                                        .order_by(ProtocolVersion.version.desc())))
     diff = None
@@ -166,7 +170,11 @@ def protocol_file():
         diff = "".join(difflib.unified_diff(state.approved.content.splitlines(keepends=True),
                                             text.splitlines(keepends=True),
                                             f"approved version {state.approved.version}", "current file"))
-    return render_template("validation/protocol_file.html", state=state, text=text, diff=diff,
+    sources = []
+    if state.kind == services.STEP_CODE_KIND:  # each file's text, for QA to read before approving its manifest
+        changed = {change.rsplit(" ", 1)[0] for change in state.changes}
+        sources = [(path, text, path in changed) for path, text in services.step_code_sources(state.protocol)]
+    return render_template("validation/protocol_file.html", state=state, text=text, diff=diff, sources=sources,
                            versions=[(v, _signature_lines(v)) for v in versions], title=state.path)
 
 

@@ -316,13 +316,22 @@ class VersionTable:
     # parent columns with a server default: a column added by a migration after a version row was written is NULL in
     # that version row while the live row holds the default, which is not a change made outside the application
     server_defaults: tuple[tuple[str, str], ...] = ()
+    # the name its lines are hashed under: the version table's own, or its first name after a rename (core.db)
+    label: str = ""
+    # columns a migration removed from the live table; they stay in the version table for the earlier versions
+    retired: tuple[str, ...] = ()
 
     @property
     def data_columns(self) -> tuple[str, ...]:
         return tuple(c for c in self.columns if c not in ("transaction_id", "operation_type"))
 
+    @property
+    def live_columns(self) -> tuple[str, ...]:
+        """The data columns the live table still has: what verify compares with the latest version."""
+        return tuple(c for c in self.data_columns if c not in self.retired)
 
-_VERSION_COLUMNS: dict[str, tuple[str, ...]] = {}
+
+_VERSION_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {}
 _VERSION_LINES: dict[str, Callable[[Iterable[Any]], str]] = {}
 
 
@@ -335,10 +344,14 @@ def version_tables() -> list[VersionTable]:
         pk = tuple(c.name for c in cls.__table__.primary_key.columns)
         defaults = tuple((c.name, str(c.server_default.arg)) for c in cls.__table__.columns
                          if c.server_default is not None and isinstance(getattr(c.server_default, "arg", None), str))
-        result.append(VersionTable(vt.name, cls.__table__.name, cols, pk, cols.index("transaction_id"), defaults))
-        if _VERSION_COLUMNS.get(vt.name) != cols:
-            _VERSION_COLUMNS[vt.name] = cols
-            _VERSION_LINES[vt.name] = _line_encoder(vt.name, cols)
+        label = cls.__dict__.get("__audit_chain_label__") or vt.name
+        retired = tuple(sorted(c for c in cols if c not in cls.__table__.c
+                               and c not in ("transaction_id", "operation_type")))
+        result.append(VersionTable(vt.name, cls.__table__.name, cols, pk, cols.index("transaction_id"), defaults,
+                                   label, retired))
+        if _VERSION_COLUMNS.get(vt.name) != (label, cols):
+            _VERSION_COLUMNS[vt.name] = (label, cols)
+            _VERSION_LINES[vt.name] = _line_encoder(label, cols)
     return result
 
 
@@ -400,30 +413,42 @@ def _seal(session: Session) -> None:
     tx_id = session.info.get("audit_tx_id")
     if tx_id is None:
         return
-    conn = session.connection()
     tables = {vt.name: vt for vt in version_tables()}
-    touched = sorted(session.info.get("audit_tables", ()))
+    touched = [(tables[t].name, tables[t].parent, tables[t].columns, _VERSION_LINES[t])
+               for t in sorted(session.info.get("audit_tables", ()))]
+    _seal_transaction(session.connection(), tx_id, touched, session.info.get("audit_reason"))
+    session.info["audit_sealed"] = True
+    loaded = session.identity_map.get(sa.orm.util.identity_key(AuditTransaction, tx_id))
+    if loaded is not None:
+        session.expire(loaded)
+
+
+def _seal_transaction(conn: sa.Connection, tx_id: int,
+                      touched: list[tuple[str, str, tuple[str, ...], Callable[[Iterable[Any]], str]]],
+                      reason: str | None) -> None:
+    """Seal transaction `tx_id` into the chain: its position, the tables it touched (version table, parent table,
+    sorted columns, line encoder), its hash over its own rows, and the chain head. The head row is locked first, so
+    concurrent transactions are sealed one after the other."""
     head_seq, head_hash = conn.execute(
         sa.select(AuditChainHead.seq, AuditChainHead.hash).where(AuditChainHead.id == 1).with_for_update()
     ).one()
     seq = head_seq + 1
-    record_types = "," + ",".join(tables[t].parent for t in touched) + "," if touched else None
+    record_types = "," + ",".join(parent for _n, parent, _c, _e in touched) + "," if touched else None
     conn.execute(
         sa.update(AuditTransaction.__table__)
         .where(AuditTransaction.__table__.c.id == tx_id)
-        .values(chain_seq=seq, record_types=record_types, reason=session.info.get("audit_reason"))
+        .values(chain_seq=seq, record_types=record_types, reason=reason)
     )
     tx_row = conn.execute(
         sa.text(f"SELECT {', '.join(TX_COLUMNS)} FROM audit_transaction WHERE id = :id"), {"id": tx_id}
     ).one()
     parts = [_tx_repr(tx_row)]
-    for name in touched:
-        vt = tables[name]
+    for name, _parent, columns, encode in touched:
         rows = conn.execute(
-            sa.text(f"SELECT {', '.join(map(_q, vt.columns))} FROM {_q(vt.name)} WHERE transaction_id = :id"),
+            sa.text(f"SELECT {', '.join(map(_q, columns))} FROM {_q(name)} WHERE transaction_id = :id"),
             {"id": tx_id},
         )
-        parts.extend(map(_VERSION_LINES[vt.name], rows))
+        parts.extend(map(encode, rows))
     events = conn.execute(
         sa.text(f"SELECT {', '.join(EVENT_COLUMNS)} FROM audit_event WHERE transaction_id = :id"), {"id": tx_id}
     )
@@ -435,10 +460,22 @@ def _seal(session: Session) -> None:
         .values(prev_hash=head_hash, hash=digest)
     )
     conn.execute(sa.update(AuditChainHead.__table__).where(AuditChainHead.id == 1).values(seq=seq, hash=digest))
-    session.info["audit_sealed"] = True
-    loaded = session.identity_map.get(sa.orm.util.identity_key(AuditTransaction, tx_id))
-    if loaded is not None:
-        session.expire(loaded)
+
+
+def seal_migration(conn: sa.Connection, tx_id: int, tables: dict[str, tuple[str, str]]) -> None:
+    """Seal a transaction a schema migration recorded itself (docs/audit-trail.md, "Schema migrations").
+
+    `tables` maps each version table the migration wrote rows into to (its parent table, the name its lines are hashed
+    under). The columns are read from the database as it stands at this step of the upgrade, not from today's models
+    (a later migration may add columns): a column added later is NULL in these rows, and NULL values are not part of
+    a line, so verification finds the same hash."""
+    inspector = sa.inspect(conn)
+    touched = []
+    for name, (parent, label) in sorted(tables.items()):
+        columns = tuple(sorted(c["name"] for c in inspector.get_columns(name)))
+        touched.append((name, parent, columns, _line_encoder(label, columns)))
+    _seal_transaction(conn, tx_id, touched, conn.execute(
+        sa.text("SELECT reason FROM audit_transaction WHERE id = :id"), {"id": tx_id}).scalar())
 
 
 _TX_KEYS = ("audit_tx_id", "audit_tables", "audit_sealed", "audit_actor", "audit_created", "audit_bulk_ids")
@@ -572,7 +609,7 @@ def _is_default(default: str | None, value: Any) -> bool:
 
 
 def _compare_live(conn, vt: VersionTable, newest: dict[tuple, tuple], result: VerifyResult, limit: int) -> None:
-    data_cols = vt.data_columns
+    data_cols = vt.live_columns
     idx = [vt.columns.index(c) for c in data_cols]
     op_i = vt.columns.index("operation_type")
     pk_pos = [data_cols.index(c) for c in vt.pk]

@@ -27,6 +27,8 @@ EXPORT_LIMIT = 100_000
 
 def field_label(model: type, column: str) -> str:
     col = model.__table__.columns.get(column)
+    if col is None:  # a column a migration retired from the live table: its version table keeps it, and its label
+        col = version_class(model).__table__.columns.get(column)
     if col is not None and col.info.get("label"):
         return col.info["label"]
     return column.replace("_", " ").capitalize()
@@ -136,8 +138,14 @@ def events_for_user(user_id: int, limit: int = 200) -> list[tuple[AuditEvent, Au
     ).all()
 
 
-def record_types() -> dict[str, type]:
-    return {cls.__table__.name: cls for cls in versioned_classes()}
+def record_types(*, former: bool = False) -> dict[str, type]:
+    """Table name -> versioned model; with `former`, also the names renamed tables had (transactions recorded before
+    a rename name the table as it was then)."""
+    types = {cls.__table__.name: cls for cls in versioned_classes()}
+    if former:
+        for cls in list(types.values()):
+            types.update({name: cls for name in cls.__dict__.get("__audit_former_tables__", ())})
+    return types
 
 
 def _midnight(day: date, zone, days_after: int = 0) -> datetime | None:
@@ -187,7 +195,9 @@ class Filters:
         if self.username:
             stmt = stmt.where(tx.username == self.username)
         if self.record_type:
-            stmt = stmt.where(tx.record_types.contains(f",{self.record_type},"))
+            model = record_types()[self.record_type]
+            names = [self.record_type, *model.__dict__.get("__audit_former_tables__", ())]
+            stmt = stmt.where(sa.or_(*[tx.record_types.contains(f",{name},") for name in names]))
         if self.event_type:
             stmt = stmt.where(sa.exists().where(AuditEvent.transaction_id == tx.id)
                               .where(AuditEvent.event_type == self.event_type))
@@ -214,14 +224,12 @@ def build_entries(txs: list[AuditTransaction]) -> list[Entry]:
     for ev in db.session.scalars(sa.select(AuditEvent).where(AuditEvent.transaction_id.in_(ids))
                                  .order_by(AuditEvent.id)):
         entries[ev.transaction_id].events.append(ev)
-    types = record_types()
+    types = record_types(former=True)
     touched: set[str] = set()
     for tx in txs:
         touched.update(t for t in (tx.record_types or "").split(",") if t)
-    for table in sorted(touched):
-        model = types.get(table)
-        if model is None:
-            continue
+    models = {types[table] for table in touched if table in types}
+    for model in sorted(models, key=lambda cls: cls.__table__.name):
         vcls = version_class(model)
         pk = _pk(model)
         for version in db.session.scalars(sa.select(vcls).where(vcls.transaction_id.in_(ids))):

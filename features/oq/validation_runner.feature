@@ -20,3 +20,11 @@ Feature: Protocol runner
     When the canary protocol file is changed after its approval
     Then "vera.val" cannot start a run of the canary protocol, and the refusal names the changed file
     And no run was recorded
+
+  @URS-052
+  Scenario: Step code changed after its approval cannot be executed
+    Given a validation engineer "vera.val" and a QA approver "quinn.qa" at site "BSL"
+    And "quinn.qa" has approved the canary protocol
+    When a step definition of the canary protocol is changed after its approval
+    Then "vera.val" cannot start a run of the canary protocol, and the refusal names the step code and the changed file
+    And no run was recorded

@@ -20,7 +20,7 @@ from core.db import db, transaction
 from core.testing.pages import events, field_errors, fresh
 from core.testing.plugin import post_form
 from features.steps.access import account, client_of, user_form
-from features.steps.support import as_application, scalar_count, text_of
+from features.support.inspection import as_application, scalar_count, text_of
 
 CHAIN_SEQ_RE = re.compile(r'<td class="text-muted small">(\d+)</td>')
 
@@ -136,7 +136,7 @@ def verify_passes_first(evidence):
 
 @when(parsers.parse('the printed name of "{username}" is changed directly in the database, bypassing the application'))
 def sql_change_user(ctx, evidence, username):
-    from tests.integration.signing_helpers import direct_sql
+    from features.support.inspection import direct_sql
 
     user = account(ctx, username)
     direct_sql("UPDATE core_user SET full_name = :n WHERE id = :id", n="Mallory", id=user.id)

@@ -12,9 +12,10 @@ from pytest_bdd import given, parsers, then, when
 from core import clock
 from core.db import db
 from features.steps.access import account
-from features.steps.support import scalar_count
+from features.support.inspection import scalar_count
 from qms.documents import services
 from qms.documents.models import EFFECTIVE, Revision, RevisionRoute
+from qms.documents.publish import item_of, subject_of
 from signatures.models import Signature
 from training.models import TrainingAssignment
 
@@ -29,7 +30,7 @@ def revision(ctx, label: str) -> Revision:
 
 
 def attempt(ctx, action, *args, **kwargs) -> None:
-    from tests.integration.documents_helpers import run
+    from features.support.documents import run
 
     try:
         run(action, *args, **kwargs)
@@ -49,7 +50,7 @@ def signatures(rev: Revision, meaning: str | None = None) -> list[Signature]:
 
 @given(parsers.parse("revision {label} of the document is a draft"))
 def draft(ctx, evidence, label):
-    from tests.integration.documents_helpers import new_revision
+    from features.support.documents import new_revision
 
     ctx.revision = new_revision(ctx.p, ctx.document)
     assert ctx.revision.label == label
@@ -59,7 +60,7 @@ def draft(ctx, evidence, label):
 @when(parsers.parse('the author writes revision {label}, routes it to "{reviewer}" for review and "{approver}" for '
                     'approval and submits it'))
 def write_route_submit(ctx, evidence, label, reviewer, approver):
-    from tests.integration.documents_helpers import new_revision, route, submit
+    from features.support.documents import new_revision, route, submit
 
     rev = new_revision(ctx.p, ctx.document, content="# Purpose\n\nClean it with detergent A.\n")
     route(ctx.p, rev, reviewers=[account(ctx, reviewer)], approvers=[account(ctx, approver)])
@@ -79,7 +80,7 @@ def status_with_signature(ctx, evidence, label, status, meaning, name):
 @when(parsers.parse('"{username}" tries to approve revision {label}'))
 @when(parsers.parse('"{username}" tries to approve the draft revision {label}'))
 def try_approve(ctx, evidence, username, label):
-    from tests.integration.documents_helpers import prove, version
+    from features.support.documents import prove, version
 
     user = account(ctx, username)
     rev = revision(ctx, label)
@@ -95,7 +96,7 @@ def refused_status(ctx, evidence, message, label, status):
 
 @when(parsers.parse('"{username}" reviews revision {label}'))
 def reviews(ctx, evidence, username, label):
-    from tests.integration.documents_helpers import review_as
+    from features.support.documents import review_as
 
     review_as(account(ctx, username), revision(ctx, label))
     evidence.record("Signature", f"{username}: Reviewed rev {label}")
@@ -103,7 +104,7 @@ def reviews(ctx, evidence, username, label):
 
 @when(parsers.parse('"{username}" approves revision {label} effective today'))
 def approves_today(ctx, evidence, username, label):
-    from tests.integration.documents_helpers import approve_as
+    from features.support.documents import approve_as
 
     approve_as(account(ctx, username), revision(ctx, label), effective_on=clock.now_utc().date())
     evidence.record("Signature", f"{username}: Approved rev {label}, effective {clock.now_utc().date()}")
@@ -118,7 +119,7 @@ def revision_is(ctx, evidence, label, status):
 
 @when("the daily release runs")
 def daily_release(ctx, evidence):
-    from tests.integration.documents_helpers import run
+    from features.support.documents import run
 
     released = run(services.release_due, clock.now_utc().date())
     evidence.record("Released", ", ".join(r.audit_title() for r in released) or "nothing")
@@ -154,7 +155,7 @@ def refused_no_routing(ctx, evidence, message, label):
 
 @when(parsers.parse('"{username}" approves revision {label} effective yesterday'))
 def approve_yesterday(ctx, evidence, username, label):
-    from tests.integration.documents_helpers import prove, version
+    from features.support.documents import prove, version
 
     user, rev = account(ctx, username), revision(ctx, label)
     attempt(ctx, services.approve, rev, actor=user, proof=prove(user), expected_row_version=version(rev),
@@ -165,14 +166,16 @@ def approve_yesterday(ctx, evidence, username, label):
 def nothing_signed(ctx, evidence, label, meaning):
     rev = revision(ctx, label)
     signed = signatures(rev, meaning)
-    assigned = scalar_count(TrainingAssignment, TrainingAssignment.revision_id == rev.id)
-    evidence.actual(f"'{meaning}' signatures: {len(signed)}; training assignments: {assigned}")
-    assert signed == [] and assigned == 0
+    item = item_of(rev)  # a revision becomes a training item only at its final approval
+    assigned = scalar_count(TrainingAssignment, TrainingAssignment.item_id == item.id) if item is not None else 0
+    evidence.actual(f"'{meaning}' signatures: {len(signed)}; training item: {item.title if item else 'none'}; "
+                    f"training assignments: {assigned}")
+    assert signed == [] and item is None and assigned == 0
 
 
 @when(parsers.parse("the author edits the content of revision {label}"))
 def edit_content(ctx, evidence, label):
-    from tests.integration.documents_helpers import version
+    from features.support.documents import version
 
     rev = revision(ctx, label)
     ctx.content = rev.content_markdown
@@ -217,7 +220,7 @@ def content_hash_recorded(ctx, evidence, label):
 
 @when(parsers.parse('"{username}" rejects revision {label} with the comment "{comment}"'))
 def reject(ctx, evidence, username, label, comment):
-    from tests.integration.documents_helpers import reject_as
+    from features.support.documents import reject_as
 
     reject_as(account(ctx, username), revision(ctx, label), comment)
 
@@ -232,7 +235,7 @@ def rejected(ctx, evidence, label, status, comment):
 
 @when(parsers.parse("the author resubmits revision {label}"))
 def resubmit(ctx, evidence, label):
-    from tests.integration.documents_helpers import submit
+    from features.support.documents import submit
 
     submit(ctx.p, revision(ctx, label))
 
@@ -251,7 +254,7 @@ def needs_review_again(ctx, evidence, approver, label, reviewer):
 
 @given(parsers.parse("the author has the edit page of revision {label} open"))
 def page_open(ctx, evidence, label):
-    from tests.integration.documents_helpers import route, version
+    from features.support.documents import route, version
 
     rev = revision(ctx, label)
     route(ctx.p, rev)
@@ -261,7 +264,7 @@ def page_open(ctx, evidence, label):
 
 @when("the revision is changed by another save")
 def another_save(ctx, evidence):
-    from tests.integration.documents_helpers import run, version
+    from features.support.documents import run, version
 
     run(services.update_draft, ctx.revision, actor=ctx.p.author, expected_row_version=version(ctx.revision),
         change_summary="Edited in another tab")
@@ -270,7 +273,7 @@ def another_save(ctx, evidence):
 
 @when(parsers.parse("the author submits revision {label} from the page he had open"))
 def submit_stale(ctx, evidence, label):
-    from tests.integration.documents_helpers import prove
+    from features.support.documents import prove
 
     attempt(ctx, services.submit_for_review, revision(ctx, label), actor=ctx.p.author, proof=prove(ctx.p.author),
             expected_row_version=ctx.seen)
@@ -278,11 +281,11 @@ def submit_stale(ctx, evidence, label):
 
 @given(parsers.parse('revision {label} of the document is approved with training assigned to "{username}"'))
 def approved_with_training(ctx, evidence, label, username):
-    from tests.integration.documents_helpers import approved_revision
+    from features.support.documents import approved_revision
 
     rev = approved_revision(ctx.p, ctx.document, effective_on=clock.now_utc().date())
     assert rev.label == label
-    n = scalar_count(TrainingAssignment, TrainingAssignment.revision_id == rev.id,
+    n = scalar_count(TrainingAssignment, TrainingAssignment.item_id == item_of(rev).id,
                      TrainingAssignment.user_id == account(ctx, username).id)
     assert n == 1
     evidence.record("Revision", f"rev {label} approved; {username} assigned")
@@ -291,7 +294,7 @@ def approved_with_training(ctx, evidence, label, username):
 @when(parsers.parse('"{username}" makes revision {label} obsolete without a reason'))
 @when(parsers.parse('"{username}" makes revision {label} obsolete with the reason "{reason}"'))
 def make_obsolete(ctx, evidence, username, label, reason=""):
-    from tests.integration.documents_helpers import prove, version
+    from features.support.documents import prove, version
 
     user, rev = account(ctx, username), revision(ctx, label)
     attempt(ctx, services.make_obsolete, rev, actor=user, proof=prove(user), expected_row_version=version(rev),
@@ -312,8 +315,8 @@ def obsolete(ctx, evidence, label, status, meaning, comment):
 def training_cancelled(ctx, evidence, username):
     rows = list(db.session.scalars(sa.select(TrainingAssignment).where(
         TrainingAssignment.user_id == account(ctx, username).id,
-        TrainingAssignment.document_id == ctx.document.id).order_by(TrainingAssignment.id)))
-    evidence.actual("; ".join(f"rev {r.revision_id}: {r.status} ({r.closed_reason})" for r in rows))
+        TrainingAssignment.subject_id == subject_of(ctx.document).id).order_by(TrainingAssignment.id)))
+    evidence.actual("; ".join(f"rev {r.item.version_label}: {r.status} ({r.closed_reason})" for r in rows))
     assert rows and all(r.status != "open" for r in rows)
     assert any(r.status == "cancelled" and ctx.obsolete_reason in (r.closed_reason or "") for r in rows)
 

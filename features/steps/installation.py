@@ -16,7 +16,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from pytest_bdd import given, then, when
 
-from features.steps.support import SHIPPED_PACKAGES, short
+from features.support.inspection import SHIPPED_PACKAGES, short
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -29,10 +29,11 @@ from qms.capa import services as capa_services
 from qms.capa.services import ActionInput
 from qms.deviations import services as deviations
 from qms.documents import services
+from qms.documents.publish import item_of, subject_of
 from signatures import services as signing
 from signatures.models import Signature
-from training import read_and_sign
 from training.models import COMPLETED, OPEN, SOURCE_CAPA_ACTION, TrainingAssignment, UserJobFunction
+from training.read_and_sign import services as read_and_sign
 
 
 @contextmanager
@@ -64,7 +65,7 @@ def many_operators(ctx, evidence, n):
 
 @when(parsers.parse('"{username}" approves revision {label}, effective in {days:d} days'))
 def approve(ctx, evidence, username, label, days):
-    from tests.integration.documents_helpers import prove, run, version
+    from features.support.documents import prove, run, version
 
     user, rev = account(ctx, username), revision(ctx, label)
     proof = prove(user)
@@ -82,7 +83,7 @@ def fanned_out(ctx, evidence, n, label):
     approval_tx = db.session.scalar(sa.select(svcls.transaction_id).where(svcls.meaning == "Approved",
                                                                           svcls.record_id == rev.id))
     rows = db.session.execute(sa.select(TrainingAssignment.status, sa.func.count()).where(
-        TrainingAssignment.revision_id == rev.id).group_by(TrainingAssignment.status)).all()
+        TrainingAssignment.item_id == item_of(rev).id).group_by(TrainingAssignment.status)).all()
     versions = db.session.scalar(sa.select(sa.func.count()).select_from(vcls).where(
         vcls.transaction_id == approval_tx))
     evidence.actual(f"assignments on rev {label}: {dict(rows)}; {versions} version rows in the approval's "
@@ -97,7 +98,7 @@ def everyone_signs(ctx, evidence, label):
 
     rev = revision(ctx, label)
     rows = db.session.execute(sa.select(TrainingAssignment.id, TrainingAssignment.user_id).where(
-        TrainingAssignment.revision_id == rev.id, TrainingAssignment.user_id.in_(ctx.operator_ids))
+        TrainingAssignment.item_id == item_of(rev).id, TrainingAssignment.user_id.in_(ctx.operator_ids))
         .order_by(TrainingAssignment.id)).all()
     with timed(evidence, f"{len(rows)} read-and-sign ceremonies"):
         for assignment_id, user_id in rows:
@@ -108,7 +109,7 @@ def everyone_signs(ctx, evidence, label):
                 read_and_sign.mark_opened(assignment, user)
                 proof = signing.authenticate(user, password=PASSWORD, totp_code=totp_code(user))
                 assert proof is not None, f"{user.username} could not authenticate"
-                signature = read_and_sign.complete(assignment, user=user, proof=proof, record=rev,
+                signature = read_and_sign.complete(assignment, user=user, proof=proof,
                                                    expected_version=str(rev.row_version))
             for done in (signature, assignment, user.security, user):  # keep the session small, as a request does
                 db.session.expunge(done)
@@ -120,7 +121,7 @@ def all_completed(ctx, evidence, n):
     rev = revision(ctx, "1.0")
     rows = db.session.execute(sa.select(TrainingAssignment.user_id, TrainingAssignment.status, Signature)
                               .join(Signature, Signature.id == TrainingAssignment.signature_id)
-                              .where(TrainingAssignment.revision_id == rev.id,
+                              .where(TrainingAssignment.item_id == item_of(rev).id,
                                      TrainingAssignment.user_id.in_(ctx.operator_ids))).all()
     valid = sum(1 for uid, status, s in rows if status == COMPLETED and s.signer_id == uid
                 and s.meaning == "Read and understood" and signing.is_valid(s, rev))
@@ -132,7 +133,7 @@ def all_completed(ctx, evidence, n):
 
 @when("the daily release runs on the effective date")
 def release_on_date(ctx, evidence):
-    from tests.integration.documents_helpers import run
+    from features.support.documents import run
 
     rev = revision(ctx, "1.0")
     clock.freeze(clock.now_utc().replace(hour=6) + timedelta(days=(rev.effective_on - clock.now_utc().date()).days))
@@ -143,13 +144,13 @@ def release_on_date(ctx, evidence):
 
 @then(parsers.parse("revision {label} is effective and all {n:d} operators are qualified on it"))
 def all_qualified(ctx, evidence, label, n):
-    from qms.qualification import qualify_many
+    from training.qualification.services import qualify_many
 
     rev = revision(ctx, label)
     people = list(db.session.scalars(sa.select(User).where(User.id.in_(ctx.operator_ids))))
     with timed(evidence, f"qualification of {len(people)} operators"):
-        answers = qualify_many([(u, rev.document) for u in people])
-    qualified = sum(1 for a in answers.values() if a.qualified and a.trained.id == rev.id)
+        answers = qualify_many([(u, subject_of(rev.document)) for u in people])
+    qualified = sum(1 for a in answers.values() if a.qualified and a.trained.source_id == rev.id)
     evidence.actual(f"rev {label}: {rev.status_label}; {qualified} of {len(people)} operators qualified on it")
     assert rev.status_label == "Effective" and qualified == len(people) == n
 
@@ -157,7 +158,7 @@ def all_qualified(ctx, evidence, label, n):
 @when(parsers.parse('"{username}" reports a deviation involving {n:d} of the operators, investigates it and QA '
                     'approves its closure'))
 def deviation(ctx, evidence, username, n):
-    from tests.integration.documents_helpers import run
+    from features.support.documents import run
 
     user = account(ctx, username)
     ctx.involved = ctx.operator_ids[:n]
@@ -181,7 +182,7 @@ def deviation(ctx, evidence, username, n):
 @when(parsers.parse('"{username}" raises a CAPA from the deviation retraining those {n:d} operators, and QA approves '
                     'the plan and the retraining'))
 def capa(ctx, evidence, username, n):
-    from tests.integration.documents_helpers import prove, run
+    from features.support.documents import prove, run
 
     owner, qa = account(ctx, username), account(ctx, "quinn.qa")
     with timed(evidence, "CAPA raised, plan and retraining approved"):
@@ -202,14 +203,14 @@ def capa(ctx, evidence, username, n):
 
 @when(parsers.parse('the {n:d} operators complete the retraining and "{username}" verifies the CAPA effective'))
 def retrain(ctx, evidence, n, username):
-    from tests.integration.documents_helpers import train
+    from features.support.documents import train
 
     owner = account(ctx, username)
     rev = revision(ctx, "1.0")
     with timed(evidence, f"{n} retraining ceremonies, action done, effectiveness verified"):
         for uid in ctx.involved:
             train(db.session.get(User, uid), rev)
-        from tests.integration.documents_helpers import run
+        from features.support.documents import run
 
         run(capa_services.complete_action, fresh(ctx.action), actor=owner, evidence="Retraining records complete")
         run(capa_services.start_effectiveness_check, ctx.capa, actor=owner,

@@ -13,12 +13,13 @@ from core import clock
 from core.db import db
 from features.steps.access import account, client_of
 from features.steps.documents import attempt, revision
-from features.steps.support import scalar_count
+from features.support.inspection import scalar_count
 from qms.capa import services as capa_services
 from qms.capa.services import ActionInput
 from qms.change_control import services as cc
 from qms.deviations import services as deviations
 from qms.deviations.models import Deviation
+from qms.documents.publish import item_of
 from signatures.models import Signature
 from training.models import SOURCE_CAPA_ACTION, TrainingAssignment
 
@@ -35,7 +36,7 @@ def signatures_on(record_type: str, record_id: int) -> list[Signature]:
 
 
 def signed(action, record, user, **kwargs):
-    from tests.integration.documents_helpers import prove, run
+    from features.support.documents import prove, run
 
     return run(action, record, actor=user, proof=prove(user), expected_row_version=fresh(record).row_version,
                **kwargs)
@@ -46,7 +47,7 @@ def signed(action, record, user, **kwargs):
 
 def report(ctx, username: str, title: str, **overrides):
     from core.org import Department
-    from tests.integration.documents_helpers import run
+    from features.support.documents import run
 
     site_id = db.session.scalar(sa.select(Department.site_id).where(Department.id == ctx.p.department_id))
     now = clock.now_utc()
@@ -72,11 +73,11 @@ def numbered(ctx, evidence, pattern, status):
 
 @when(parsers.parse('"{username}" starts the investigation and submits the deviation'))
 def start_and_submit(ctx, evidence, username):
-    from tests.integration.documents_helpers import run
+    from features.support.documents import run
 
     user = account(ctx, username)
     run(deviations.start_investigation, ctx.deviation, actor=user)
-    from tests.integration.documents_helpers import prove
+    from features.support.documents import prove
 
     attempt(ctx, deviations.submit_for_approval, ctx.deviation, actor=user, proof=prove(user),
             expected_row_version=fresh(ctx.deviation).row_version)
@@ -93,7 +94,7 @@ def submission_refused(ctx, evidence, fields):
 @when(parsers.parse('"{username}" classifies it "{classification}", records the root cause and submits it with his '
                     'signature'))
 def classify_and_submit(ctx, evidence, username, classification):
-    from tests.integration.documents_helpers import run
+    from features.support.documents import run
 
     user = account(ctx, username)
     run(deviations.classify, ctx.deviation, actor=user, classification=classification,
@@ -112,7 +113,7 @@ def deviation_is(ctx, evidence, status):
 
 @when(parsers.parse('"{username}" tries to approve the closure of his own deviation'))
 def own_closure(ctx, evidence, username):
-    from tests.integration.documents_helpers import prove
+    from features.support.documents import prove
 
     user = account(ctx, username)
     attempt(ctx, deviations.approve_closure, ctx.deviation, actor=user, proof=prove(user),
@@ -159,7 +160,7 @@ def report_refused(ctx, evidence, field):
 @given(parsers.parse('revision 2.0 of the document became effective and "{username}" signed it four hours after the '
                      'deviation occurred'))
 def trained_after(ctx, evidence, username):
-    from tests.integration.documents_helpers import effective_revision, train
+    from features.support.documents import effective_revision, train
 
     train(account(ctx, username), revision(ctx, "1.0"))
     clock.freeze(clock.now_utc() + timedelta(days=10))
@@ -201,7 +202,7 @@ def qualified_today(ctx, evidence, person, label):
 
 @given(parsers.parse('a CAPA owned by "{owner}" with a retraining action on "{number}" for "{person}"'))
 def capa_with_retraining(ctx, evidence, owner, number, person):
-    from tests.integration.documents_helpers import run
+    from features.support.documents import run
 
     user = account(ctx, owner)
     ctx.capa = run(capa_services.create_capa, actor=user, title="Mixer not cleaned between batches",
@@ -223,7 +224,7 @@ def plan_approved(ctx, evidence, username):
 
 @when(parsers.parse('"{username}" approves the CAPA plan and the retraining action with her signatures'))
 def approve_plan_and_action(ctx, evidence, username):
-    from tests.integration.documents_helpers import prove, run
+    from features.support.documents import prove, run
 
     user = account(ctx, username)
     signed(capa_services.approve_plan, ctx.capa, user)
@@ -234,11 +235,11 @@ def approve_plan_and_action(ctx, evidence, username):
 
 @when(parsers.parse('"{username}" approves the retraining action with her signature'))
 def approve_action(ctx, evidence, username):
-    from tests.integration.documents_helpers import prove
+    from features.support.documents import prove
 
     user = account(ctx, username)
     try:
-        from tests.integration.documents_helpers import run
+        from features.support.documents import run
 
         run(capa_services.approve_retraining_action, ctx.action, actor=user, proof=prove(user),
             expected_row_version=fresh(ctx.capa).row_version)
@@ -253,9 +254,9 @@ def approve_action(ctx, evidence, username):
 def capa_assignment(ctx, evidence, person, label, source):
     rows = list(db.session.scalars(sa.select(TrainingAssignment).where(
         TrainingAssignment.source_type == SOURCE_CAPA_ACTION, TrainingAssignment.source_id == ctx.action.id)))
-    evidence.actual("; ".join(f"{r.user_id} rev {r.revision_id} {r.status}: {r.assigned_reason}" for r in rows))
-    assert [(r.user_id, r.revision_id, r.status) for r in rows] == [
-        (account(ctx, person).id, revision(ctx, label).id, "open")]
+    evidence.actual("; ".join(f"{r.user_id} rev {r.item.version_label} {r.status}: {r.assigned_reason}" for r in rows))
+    assert [(r.user_id, r.item_id, r.status) for r in rows] == [
+        (account(ctx, person).id, item_of(revision(ctx, label)).id, "open")]
     assert ctx.capa.number in rows[0].assigned_reason
 
 
@@ -272,14 +273,14 @@ def refused_naming(ctx, evidence, who):
 
 @when(parsers.parse('"{username}" completes the CAPA retraining'))
 def capa_trained(ctx, evidence, username):
-    from tests.integration.documents_helpers import train
+    from features.support.documents import train
 
     train(account(ctx, username), revision(ctx, "1.0"))
 
 
 @when(parsers.parse('"{username}" records the action as done, starts the effectiveness check and signs it effective'))
 def effectiveness(ctx, evidence, username):
-    from tests.integration.documents_helpers import run
+    from features.support.documents import run
 
     user = account(ctx, username)
     run(capa_services.complete_action, fresh(ctx.action), actor=user, evidence="Training records complete")
@@ -321,7 +322,7 @@ def change_owner(make_user, ctx, evidence, username):
 
 @given(parsers.parse('an approved change control on "{number}" owned by "{username}"'))
 def approved_change(ctx, evidence, number, username):
-    from tests.integration.documents_helpers import run
+    from features.support.documents import run
 
     owner = account(ctx, username)
     ctx.change = run(cc.create_change, actor=owner, document_ids=[ctx.document.id],
@@ -336,8 +337,8 @@ def approved_change(ctx, evidence, number, username):
 @when(parsers.parse('"{username}" starts the implementation and the new revision {label} is approved, effective '
                     'today'))
 def implement(ctx, evidence, username, label):
+    from features.support.documents import approve_as, review_as, route, run, submit
     from qms.documents.models import Revision
-    from tests.integration.documents_helpers import approve_as, review_as, route, run, submit
 
     owner = account(ctx, username)
     run(cc.start_implementation, ctx.change, actor=owner, expected_row_version=fresh(ctx.change).row_version)
@@ -352,7 +353,7 @@ def implement(ctx, evidence, username, label):
 
 @when(parsers.parse('"{username}" moves the change to verification'))
 def to_verification(ctx, evidence, username):
-    from tests.integration.documents_helpers import run
+    from features.support.documents import run
 
     run(cc.to_verification, ctx.change, actor=account(ctx, username),
         expected_row_version=fresh(ctx.change).row_version)
@@ -361,7 +362,7 @@ def to_verification(ctx, evidence, username):
 @then(parsers.parse('"{username}" cannot close it while revision {label} is not yet effective'))
 @then(parsers.parse('"{username}" cannot close it while "{who}" has open training on revision {label}'))
 def cannot_close(ctx, evidence, username, label, who=None):
-    from tests.integration.documents_helpers import prove
+    from features.support.documents import prove
 
     user = account(ctx, username)
     attempt(ctx, cc.close, ctx.change, actor=user, proof=prove(user),

@@ -16,7 +16,7 @@ from core.db import db, transaction
 from core.testing.pages import alerts, events, fresh
 from core.testing.plugin import PASSWORD, csrf_token, totp_code
 from features.steps.access import account, client_of
-from features.steps.support import as_application, newest, text_of
+from features.support.inspection import as_application, newest, text_of
 from signatures import manifest
 from signatures import services as signing
 from signatures.models import Signature
@@ -42,7 +42,7 @@ def sign_on_page(client, user, revision, action: str, *, password: str = PASSWOR
 
 @given(parsers.parse('revision {label} of the document is reviewed and waits for the approval of "{username}"'))
 def reviewed_revision(ctx, evidence, label, username):
-    from tests.integration.documents_helpers import new_revision, review_as, route, submit
+    from features.support.documents import new_revision, review_as, route, submit
 
     revision = new_revision(ctx.p, ctx.document)
     route(ctx.p, revision, approvers=[account(ctx, username)])
@@ -56,7 +56,7 @@ def reviewed_revision(ctx, evidence, label, username):
 
 @given(parsers.parse("revision {label} of the document is in review"))
 def revision_in_review(ctx, evidence, label):
-    from tests.integration.documents_helpers import new_revision, route, submit
+    from features.support.documents import new_revision, route, submit
 
     revision = new_revision(ctx.p, ctx.document)
     route(ctx.p, revision)
@@ -68,7 +68,7 @@ def revision_in_review(ctx, evidence, label):
 
 @given(parsers.parse("revision {label} of the document is effective"))
 def revision_effective(ctx, evidence, label):
-    from tests.integration.documents_helpers import effective_revision
+    from features.support.documents import effective_revision
 
     ctx.revision = effective_revision(ctx.p, ctx.document)
     assert ctx.revision.label == label and ctx.revision.status == "effective"
@@ -173,7 +173,7 @@ def attempt(ctx, action) -> None:
 
 @when(parsers.parse('"{username}" authenticates and his proof is used to sign as "{other}"'))
 def proof_of_another(ctx, evidence, username, other):
-    from tests.integration.documents_helpers import prove
+    from features.support.documents import prove
 
     proof = prove(account(ctx, username))
     attempt(ctx, lambda: signing.sign(ctx.revision, signer=account(ctx, other), proof=proof, meaning="Approved"))
@@ -181,7 +181,7 @@ def proof_of_another(ctx, evidence, username, other):
 
 @when(parsers.parse('"{username}" signs "{meaning}" and the same authentication is used for a second signature'))
 def reuse_proof(ctx, evidence, username, meaning):
-    from tests.integration.documents_helpers import prove
+    from features.support.documents import prove
 
     user = account(ctx, username)
     proof = prove(user)
@@ -193,7 +193,7 @@ def reuse_proof(ctx, evidence, username, meaning):
 
 @when(parsers.parse('"{username}" authenticates again and signs "{meaning}" a second time'))
 def sign_twice(ctx, evidence, username, meaning):
-    from tests.integration.documents_helpers import prove
+    from features.support.documents import prove
 
     user = account(ctx, username)
     proof = prove(user)
@@ -218,7 +218,7 @@ def one_signature(ctx, evidence, username, meaning, label):
 @when(parsers.parse("the content of revision {label} is changed directly in the database, bypassing the "
                     "application"))
 def tamper_content(ctx, evidence, label):
-    from tests.integration.signing_helpers import direct_sql
+    from features.support.inspection import direct_sql
 
     direct_sql("UPDATE qms_document_revision SET content_markdown = :c WHERE id = :id",
                c="# Purpose\n\nSkip the cleaning.\n", id=ctx.revision.id)

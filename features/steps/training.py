@@ -17,9 +17,10 @@ from core.testing.pages import alerts, events
 from core.testing.plugin import PASSWORD, csrf_token, totp_code
 from features.steps.access import account, client_of
 from features.steps.documents import revision, signatures
-from features.steps.support import scalar_count, text_of
+from features.support.inspection import scalar_count, text_of
 from qms.documents import services
 from qms.documents.models import RELEASE_WHEN_TRAINED
+from qms.documents.publish import item_of
 from signatures.models import READ_AND_UNDERSTOOD, Signature
 from training.models import COMPLETED, OPEN, TrainingAssignment, UserJobFunction
 
@@ -44,7 +45,7 @@ def assignments(*where) -> list[TrainingAssignment]:
 
 @given(parsers.parse('{n:d} operators hold the job function "OP-MIX"'))
 def operators_hold(make_user, ctx, evidence, n):
-    from tests.integration.documents_helpers import hold
+    from features.support.documents import hold
 
     ctx.operators = [make_user(f"op{i:02d}", roles={"operator"}, full_name=f"Operator {i}") for i in range(1, n + 1)]
     hold(ctx.operators, ctx.p.job_function_id)
@@ -54,7 +55,7 @@ def operators_hold(make_user, ctx, evidence, n):
 
 @when(parsers.parse('"{username}" approves revision {label} effective in {days:d} days'))
 def approve_in_days(ctx, evidence, username, label, days):
-    from tests.integration.documents_helpers import approve_as
+    from features.support.documents import approve_as
 
     ctx.transactions_before = scalar_count(AuditTransaction)
     try:
@@ -71,7 +72,7 @@ def approve_in_days(ctx, evidence, username, label, days):
                     '"{source}"'))
 def open_assignments(ctx, evidence, n, label, source):
     rev = revision(ctx, label)
-    rows = assignments(TrainingAssignment.revision_id == rev.id)
+    rows = assignments(TrainingAssignment.item_id == item_of(rev).id)
     kinds = {(a.status, a.due_on, a.source_type, a.source_id) for a in rows}
     evidence.actual(f"{len(rows)} assignments on rev {label} (effective on {rev.effective_on}): "
                     f"{sorted(map(str, kinds))}")
@@ -130,7 +131,7 @@ def works_again(monkeypatch, ctx, evidence, username, label, days):
 @given(parsers.parse("operator {n:d} has completed the training on revision {label}"))
 @given(parsers.parse("operator {n:d} completes the training on revision {label}"))
 def operator_trains(ctx, evidence, n, label):
-    from tests.integration.documents_helpers import train
+    from features.support.documents import train
 
     train(ctx.operators[n - 1], revision(ctx, label))
     evidence.record("Completion", f"{ctx.operators[n - 1].username} signed rev {label}")
@@ -138,7 +139,7 @@ def operator_trains(ctx, evidence, n, label):
 
 @when(parsers.parse("revision {label} is approved and becomes effective today"))
 def approve_release_today(ctx, evidence, label):
-    from tests.integration.documents_helpers import approved_revision, run
+    from features.support.documents import approved_revision, run
 
     rev = approved_revision(ctx.p, ctx.document, effective_on=clock.now_utc().date(),
                             content="# Purpose\n\nClean it with detergent A.\n")
@@ -150,7 +151,7 @@ def approve_release_today(ctx, evidence, label):
 @then(parsers.parse("the training of operator {n:d} on revision {label} is still completed"))
 def still_completed(ctx, evidence, n, label):
     [row] = assignments(TrainingAssignment.user_id == ctx.operators[n - 1].id,
-                        TrainingAssignment.revision_id == revision(ctx, label).id)
+                        TrainingAssignment.item_id == item_of(revision(ctx, label)).id)
     evidence.actual(f"{ctx.operators[n - 1].username} rev {label}: {row.status}, completed at {row.completed_at}")
     assert row.status == COMPLETED and row.signature_id is not None
 
@@ -158,14 +159,15 @@ def still_completed(ctx, evidence, n, label):
 @then(parsers.parse('the training of operator {n:d} on revision {label} is superseded with the reason "{reason}"'))
 def superseded(ctx, evidence, n, label, reason):
     [row] = assignments(TrainingAssignment.user_id == ctx.operators[n - 1].id,
-                        TrainingAssignment.revision_id == revision(ctx, label).id)
+                        TrainingAssignment.item_id == item_of(revision(ctx, label)).id)
     evidence.actual(f"{ctx.operators[n - 1].username} rev {label}: {row.status} ({row.closed_reason})")
     assert row.status == "superseded" and row.closed_reason == reason
 
 
 @then(parsers.parse("both operators have open training on revision {label}"))
 def both_open(ctx, evidence, label):
-    rows = assignments(TrainingAssignment.revision_id == revision(ctx, label).id, TrainingAssignment.status == OPEN)
+    rows = assignments(TrainingAssignment.item_id == item_of(revision(ctx, label)).id,
+                       TrainingAssignment.status == OPEN)
     evidence.actual(f"open on rev {label}: {sorted(r.user_id for r in rows)}")
     assert {r.user_id for r in rows} == {u.id for u in ctx.operators}
 
@@ -173,7 +175,7 @@ def both_open(ctx, evidence, label):
 @when(parsers.parse('"{coordinator}" grants "{username}" the job function "{code}"'))
 @when(parsers.parse('"{coordinator}" grants "{username}" the job function "{code}" again'))
 def grant(ctx, evidence, coordinator, username, code):
-    from training import services as training_services
+    from training.people import services as training_services
 
     with transaction(reason="New assignment on the mixing line"):
         change = training_services.grant_job_function(account(ctx, username), ctx.p.job_function_id,
@@ -184,16 +186,15 @@ def grant(ctx, evidence, coordinator, username, code):
 @then(parsers.parse('"{username}" has open training on revision {label} with the source "{source}"'))
 def has_open(ctx, evidence, username, label, source):
     rows = assignments(TrainingAssignment.user_id == account(ctx, username).id)
-    evidence.actual("; ".join(f"rev {revision(ctx, label).label if r.revision_id == revision(ctx, label).id else '?'}"
-                              f" {r.status} ({r.source_type})" for r in rows))
-    assert [(r.revision_id, r.status, r.source_type) for r in rows] == [
-        (revision(ctx, label).id, OPEN, SOURCES[source])]
+    evidence.actual("; ".join(f"rev {r.item.version_label} {r.status} ({r.source_type})" for r in rows))
+    assert [(r.item_id, r.status, r.source_type) for r in rows] == [
+        (item_of(revision(ctx, label)).id, OPEN, SOURCES[source])]
     ctx.assignment_id = rows[0].id
 
 
 @when(parsers.parse('"{coordinator}" ends the job function "{code}" of "{username}"'))
 def end(ctx, evidence, coordinator, code, username):
-    from training import services as training_services
+    from training.people import services as training_services
 
     held = db.session.scalars(sa.select(UserJobFunction).where(
         UserJobFunction.user_id == account(ctx, username).id, UserJobFunction.valid_to.is_(None))).one()
@@ -231,7 +232,7 @@ def cancelled_on_deactivation(ctx, evidence, reason):
 @given(parsers.parse('"{username}" completes the training on revision {label} one hour later'))
 @when(parsers.parse('"{username}" completes the training on revision {label}'))
 def user_trains(ctx, evidence, username, label):
-    from tests.integration.documents_helpers import train
+    from features.support.documents import train
 
     rev = revision(ctx, label)
     if rev.effective_at is not None and clock.now_utc() < rev.effective_at + timedelta(hours=1):
@@ -252,7 +253,7 @@ def api_token(ctx, evidence, username):
 
 @when(parsers.parse("revision {label} is approved and becomes effective {days:d} days later"))
 def approve_release_later(ctx, evidence, label, days):
-    from tests.integration.documents_helpers import approved_revision, run
+    from features.support.documents import approved_revision, run
 
     rev = approved_revision(ctx.p, ctx.document, effective_on=clock.now_utc().date() + timedelta(days=days),
                             content="# Purpose\n\nClean it with detergent A.\n")
@@ -353,13 +354,13 @@ def record_printed(ctx, evidence, event, username, viewer):
 
 @given(parsers.parse("revision {label} of the document is approved, effective in {days:d} days"))
 def approved_later(ctx, evidence, label, days):
-    from tests.integration.documents_helpers import approved_revision
+    from features.support.documents import approved_revision
 
     rev = approved_revision(ctx.p, ctx.document, effective_on=clock.now_utc().date() + timedelta(days=days),
                             content="# Purpose\n\nClean the **mixer** daily.\n")
     assert rev.label == label
     ctx.assignment = db.session.scalar(sa.select(TrainingAssignment).where(
-        TrainingAssignment.user_id == ctx.p.operator.id, TrainingAssignment.revision_id == rev.id))
+        TrainingAssignment.user_id == ctx.p.operator.id, TrainingAssignment.item_id == item_of(rev).id))
     assert ctx.assignment is not None
     evidence.record("Assignment", f"{ctx.assignment.id}: otto.operator, rev {label}, due {ctx.assignment.due_on}")
 
@@ -465,7 +466,7 @@ def other_refused(ctx, evidence):
 
 @given(parsers.parse('document "{number}" is released "when trained" with revision {label} approved effective today'))
 def when_trained(ctx, evidence, number, label):
-    from tests.integration.documents_helpers import approved_revision, new_document, run
+    from features.support.documents import approved_revision, new_document, run
 
     document = new_document(ctx.p, number=number)
     run(services.update_document_metadata, document, actor=ctx.p.qa, release_policy=RELEASE_WHEN_TRAINED,
@@ -479,7 +480,7 @@ def when_trained(ctx, evidence, number, label):
 
 @when(parsers.parse('the daily release runs for "{number}"'))
 def release_for(ctx, evidence, number):
-    from tests.integration.documents_helpers import run
+    from features.support.documents import run
 
     released = run(services.release_due, clock.now_utc().date())
     evidence.record("Released", ", ".join(r.audit_title() for r in released) or "nothing")
@@ -488,7 +489,7 @@ def release_for(ctx, evidence, number):
 @then(parsers.parse('revision {label} of "{number}" is held'))
 def is_held(ctx, evidence, label, number):
     db.session.refresh(ctx.held)
-    untrained = assignments(TrainingAssignment.revision_id == ctx.held.id, TrainingAssignment.status == OPEN)
+    untrained = assignments(TrainingAssignment.item_id == item_of(ctx.held).id, TrainingAssignment.status == OPEN)
     evidence.actual(f"{ctx.held.audit_title()}: {ctx.held.status_label}, effective on {ctx.held.effective_on}; "
                     f"open training: {len(untrained)}")
     assert ctx.held.status == "approved" and ctx.held.effective_on <= clock.now_utc().date() and untrained
@@ -496,7 +497,7 @@ def is_held(ctx, evidence, label, number):
 
 @when(parsers.parse('operator {n:d} completes the training on revision {label} of "{number}"'))
 def operator_trains_held(ctx, evidence, n, label, number):
-    from tests.integration.documents_helpers import train
+    from features.support.documents import train
 
     train(ctx.operators[n - 1], ctx.held)
 
@@ -504,7 +505,7 @@ def operator_trains_held(ctx, evidence, n, label, number):
 @when(parsers.parse('"{username}" releases revision {label} of "{number}" with open training, justifying '
                     '"{justification}"'))
 def override(ctx, evidence, username, label, number, justification):
-    from tests.integration.documents_helpers import prove, run, version
+    from features.support.documents import prove, run, version
 
     user = account(ctx, username)
     run(document_release().override_release, ctx.held, actor=user, proof=prove(user),

@@ -11,9 +11,9 @@ from pytest_bdd import given, parsers, then, when
 from core.db import db, transaction
 from core.errors import InvalidTransition
 from core.org import Department, Site
-from features.steps.support import scalar_count
+from features.support.documents import prove, run
+from features.support.inspection import scalar_count
 from qms.deviations.models import Deviation
-from tests.integration.documents_helpers import prove, run
 from validation import services
 from validation.models import FAILED, NOT_RUN, PASSED, UNDEFINED, StepResult, ValidationRun
 
@@ -29,7 +29,7 @@ def engineer_and_qa(make_user, ctx, evidence, engineer, qa, site, tmp_path, monk
     ctx.qa = make_user(qa, roles={"qa_approver"}, full_name="Quinn QA")
     # a copy of the shipped canaries, so that the scenario changing a file leaves the shipped one as it is
     folder = tmp_path / "canaries"
-    shutil.copytree(Path(services.ROOT) / "validation" / "canaries", folder,
+    shutil.copytree(services.protocol_dir("CANARY"), folder,
                     ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setitem(services.PROTOCOL_DIRS, "CANARY", str(folder))
     ctx.canaries = folder
@@ -118,16 +118,36 @@ def change_canaries(ctx, evidence):
     evidence.record("Changed file", feature.name)
 
 
-@then(parsers.parse('"{engineer}" cannot start a run of the canary protocol, and the refusal names the changed file'))
-def refused(ctx, evidence, engineer):
+@when("a step definition of the canary protocol is changed after its approval")
+def change_canary_steps(ctx, evidence):
+    steps = ctx.canaries / "test_canaries.py"
+    steps.write_text(steps.read_text().replace("return number * 2", "return 4"))
+    ctx.changed_steps = steps
+    evidence.record("Changed file", steps.name)
+
+
+def _refusal(ctx) -> str:
     try:
         run(services.create_run, "CANARY", executor=ctx.engineer)
     except InvalidTransition as exc:
-        message = exc.message
-    else:
-        message = "no refusal"
+        return exc.message
+    return "no refusal"
+
+
+@then(parsers.parse('"{engineer}" cannot start a run of the canary protocol, and the refusal names the changed file'))
+def refused(ctx, evidence, engineer):
+    message = _refusal(ctx)
     evidence.actual(message)
     assert "canary.feature (changed since its approved version)" in message
+
+
+@then(parsers.parse('"{engineer}" cannot start a run of the canary protocol, and the refusal names the step code and '
+                    'the changed file'))
+def refused_step_code(ctx, evidence, engineer):
+    message = _refusal(ctx)
+    evidence.actual(message)
+    assert (f"{services.step_code_path('CANARY')} (changed since its approved version: {ctx.changed_steps} changed)"
+            in message)
 
 
 @then("no run was recorded")

@@ -44,10 +44,10 @@ from qms.capa.models import (
     CapaActionJobFunction,
     CapaActionPerson,
 )
+from qms.documents import publish
 from qms.documents.models import Document, Revision
 from qms.numbering import next_number
 from qms.rules import MAX_TEXT_CHARS, check_fresh, check_status, require, required_text, today_utc
-from qms.training_admin import current_revision
 from signatures import models as sig
 from signatures.lifecycle import (
     DATE,
@@ -62,9 +62,9 @@ from signatures.lifecycle import (
     justification,
 )
 from signatures.services import SignerProof
-from training import engine
+from training import engine, items
 from training.models import CANCELLED as TRAINING_CANCELLED
-from training.models import COMPLETED, SOURCE_CAPA_ACTION, TrainingAssignment
+from training.models import COMPLETED, SOURCE_CAPA_ACTION, TrainingAssignment, TrainingItem, TrainingSubject
 from training.models import OPEN as OPEN_TRAINING
 
 LINKED_SOURCES = ("deviation", "change_control")  # sources that are records in Attest: named by id
@@ -396,22 +396,21 @@ def action_assignments(action_ids: Iterable[int]) -> list[TrainingAssignment]:
         return []
     return list(db.session.scalars(sa.select(TrainingAssignment).where(
         TrainingAssignment.source_type == SOURCE_CAPA_ACTION, TrainingAssignment.source_id.in_(ids))
-        .order_by(TrainingAssignment.source_id, TrainingAssignment.document_id, TrainingAssignment.user_id,
+        .order_by(TrainingAssignment.source_id, TrainingAssignment.subject_id, TrainingAssignment.user_id,
                   TrainingAssignment.cycle)))
 
 
 def _outstanding_text(assignments: Iterable[TrainingAssignment]) -> str:
     """'Otto Operator (otto.operator) on SOP-QA-001 rev 2.0; ...' for open assignments, in name order."""
     rows = db.session.execute(
-        sa.select(User.full_name, User.username, Document.number, Revision.major, Revision.minor)
+        sa.select(User.full_name, User.username, TrainingSubject.key, TrainingItem.version_label)
         .select_from(TrainingAssignment)
         .join(User, User.id == TrainingAssignment.user_id)
-        .join(Document, Document.id == TrainingAssignment.document_id)
-        .join(Revision, Revision.id == TrainingAssignment.revision_id)
+        .join(TrainingSubject, TrainingSubject.id == TrainingAssignment.subject_id)
+        .join(TrainingItem, TrainingItem.id == TrainingAssignment.item_id)
         .where(TrainingAssignment.id.in_([a.id for a in assignments]))
-        .order_by(User.full_name, Document.number)).all()
-    return "; ".join(f"{name} ({username}) on {number} rev {major}.{minor}"
-                     for name, username, number, major, minor in rows)
+        .order_by(User.full_name, TrainingSubject.key)).all()
+    return "; ".join(f"{name} ({username}) on {key} rev {label}" for name, username, key, label in rows)
 
 
 def complete_action(action: CapaAction, *, actor: User, evidence: str,
@@ -502,8 +501,9 @@ def progress(action_ids: Iterable[int], today: date | None = None) -> dict[int, 
     rows = db.session.execute(
         sa.select(TrainingAssignment, User, Document, Revision, sig.Signature)
         .join(User, User.id == TrainingAssignment.user_id)
-        .join(Document, Document.id == TrainingAssignment.document_id)
-        .join(Revision, Revision.id == TrainingAssignment.revision_id)
+        .join(TrainingItem, TrainingItem.id == TrainingAssignment.item_id)
+        .join(Revision, sa.and_(TrainingItem.source_type == publish.SOURCE, Revision.id == TrainingItem.source_id))
+        .join(Document, Document.id == Revision.document_id)
         .outerjoin(sig.Signature, sig.Signature.id == TrainingAssignment.signature_id)
         .where(TrainingAssignment.source_type == SOURCE_CAPA_ACTION, TrainingAssignment.source_id.in_(ids))
         .order_by(Document.number, User.full_name, TrainingAssignment.cycle)).all()
@@ -627,19 +627,19 @@ def _check_retraining(act: Act) -> None:
     action = act.record
     if not action.retraining:
         raise InvalidTransition(f"{action.audit_title()} is not a retraining action; it was approved with the plan.")
-    targets: list[tuple[Document, Revision]] = []
+    targets: list[tuple[Document, Revision, TrainingItem]] = []
     for link in action.documents:
         document = db.session.get(Document, link.document_id)
-        revision = current_revision(document)
-        if revision is None:
+        item = items.current_item(publish.subject_of(document))
+        if item is None:
             raise ValidationError("document_ids", f"{document.number} has no approved or effective revision to "
                                                   f"train on.")
-        targets.append((document, revision))
+        targets.append((document, db.session.get(Revision, item.source_id), item))
     people = retraining_people(action)
     if not people:
         raise ValidationError("user_ids", "Nobody to retrain: the named people are deactivated and nobody holds "
                                           "the named job functions today.")
-    names = ", ".join(f"{d.number} {r.label}" for d, r in targets)
+    names = ", ".join(f"{d.number} {r.label}" for d, r, _i in targets)
     note = f"Retraining action {action.id} approved ({names}; {len(people)} person(s))"
     if act.text:
         note = f"{note}: {act.text}"
@@ -655,18 +655,12 @@ def _assign_retraining(act: Act) -> RetrainingResult:
     action, capa, people = act.record, act.record.capa, act.data["people"]
     created, already = 0, []
     reason = f"{capa.number}: retraining action {action.id} — {action.description}"[:2000]
-    for document, revision in act.data["targets"]:
-        cycles = engine.latest_cycles([u.id for u in people], revision.id)
-        rows = []
-        for user in people:
-            last = cycles.get(user.id)
-            if last is not None and last[1] == OPEN_TRAINING:
-                already.append((user, revision))
-                continue
-            rows.append({"user_id": user.id, "document_id": document.id, "revision_id": revision.id,
-                         "cycle": last[0] + 1 if last is not None else 0, "source_type": SOURCE_CAPA_ACTION,
-                         "source_id": action.id, "due_on": action.due_on, "assigned_reason": reason})
-        created += engine.create_assignments(rows)
+    by_id = {u.id: u for u in people}
+    for _document, revision, item in act.data["targets"]:
+        made, kept = engine.assign_people(item, list(by_id), due_on=action.due_on, source_type=SOURCE_CAPA_ACTION,
+                                          source_id=action.id, reason=reason)
+        created += made
+        already.extend((by_id[uid], revision) for uid in sorted(kept, key=lambda uid: by_id[uid].full_name))
     return RetrainingResult(created, already)
 
 

@@ -46,6 +46,7 @@ from qms.change_control.models import (
     ChangeJobFunction,
     ChangeTask,
 )
+from qms.documents import publish
 from qms.documents import services as documents
 from qms.documents.models import Document, Revision
 from qms.numbering import next_number
@@ -307,15 +308,17 @@ def progress(change: ChangeControl, today: date | None = None) -> list[RevisionP
         Document.id.in_([r.document_id for r in rows])))} if rows else {}
     result = [RevisionProgress(r, docs[r.document_id],
                                db.session.get(Revision, r.revision_id) if r.revision_id else None) for r in rows]
-    by_revision = {p.revision.id: p for p in result if p.revision is not None}
-    if not by_revision:
+    published = publish.items_of([p.revision for p in result if p.revision is not None])
+    by_item = {published[p.revision.id].id: p for p in result
+               if p.revision is not None and p.revision.id in published}
+    if not by_item:
         return result
-    for revision_id, status, count in db.session.execute(
-            sa.select(TrainingAssignment.revision_id, TrainingAssignment.status, sa.func.count())
-            .where(TrainingAssignment.revision_id.in_(list(by_revision)),
+    for item_id, status, count in db.session.execute(
+            sa.select(TrainingAssignment.item_id, TrainingAssignment.status, sa.func.count())
+            .where(TrainingAssignment.item_id.in_(list(by_item)),
                    TrainingAssignment.status != TRAINING_CANCELLED)
-            .group_by(TrainingAssignment.revision_id, TrainingAssignment.status)):
-        item = by_revision[revision_id]
+            .group_by(TrainingAssignment.item_id, TrainingAssignment.status)):
+        item = by_item[item_id]
         item.assigned += count
         if status == TRAINING_COMPLETED:
             item.completed += count
@@ -323,10 +326,10 @@ def progress(change: ChangeControl, today: date | None = None) -> list[RevisionP
             item.open += count
     for assignment, user in db.session.execute(
             sa.select(TrainingAssignment, User).join(User, User.id == TrainingAssignment.user_id)
-            .where(TrainingAssignment.revision_id.in_(list(by_revision)),
+            .where(TrainingAssignment.item_id.in_(list(by_item)),
                    TrainingAssignment.status != TRAINING_CANCELLED)
             .order_by(TrainingAssignment.due_on, User.full_name)):
-        item = by_revision[assignment.revision_id]
+        item = by_item[assignment.item_id]
         item.assignments.append((assignment, user))
         if assignment.status == TRAINING_OPEN:
             late = assignment.due_on is not None and assignment.due_on < today

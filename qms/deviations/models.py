@@ -1,5 +1,5 @@
 """A deviation: an event that departed from an approved procedure. The training adequacy of the people involved is
-computed from the history (qms.qualification), never typed, so it only needs the people, the documents and when the
+computed from the history (training.qualification), never typed, so it only needs the people, the documents and when the
 deviation occurred."""
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Open -> Under investigation -> Pending QA approval -> Closed (or Cancelled with 
 Every function flushes and never commits: views and tests wrap the call in `core.db.transaction()`, so any refusal
 (ValidationError, InvalidTransition, NotPermitted, a refused signature) rolls back everything the call wrote. All
 input is checked before the first write. The training adequacy panel is computed from the history
-(`qms.qualification`), never stored.
+(`training.qualification`), never stored.
 """
 
 from __future__ import annotations
@@ -34,14 +34,15 @@ from qms.deviations.models import (
     DeviationDocument,
     DeviationPerson,
 )
+from qms.documents import publish
 from qms.documents.models import Document
 from qms.numbering import next_number
-from qms.qualification import Qualification, qualify_many
 from qms.rules import require, required_text
 from signatures import models as sig
 from signatures import services as signing
 from signatures.lifecycle import Act, Lifecycle, Transition, comment, justification, never, only, required_comment
 from signatures.services import SignerProof
+from training.qualification.services import Qualification, qualify_many
 
 EDITABLE = (OPEN, INVESTIGATION)
 ACTIVE = (OPEN, INVESTIGATION, PENDING_APPROVAL)
@@ -188,10 +189,11 @@ def training_adequacy(deviation: Deviation, at_now: datetime | None = None) -> l
     """For each involved person and each linked SOP: the revision that governed when the deviation occurred, whether
     and when the person had completed it by then, and today's answer for contrast. Computed from the history by the
     qualification rule (`qualify_many` gives the same answers as `qualification()` per pair)."""
-    pairs = [(u, d) for u in involved(deviation) for d in linked_documents(deviation)]
-    then = qualify_many(pairs, deviation.occurred_at)
-    now = qualify_many(pairs, at_now or now_utc())
-    return [AdequacyLine(u, d, then[(u.id, d.id)], now[(u.id, d.id)]) for u, d in pairs]
+    documents = [(d, publish.subject_of(d)) for d in linked_documents(deviation)]
+    pairs = [(u, d, s) for u in involved(deviation) for d, s in documents]
+    then = qualify_many([(u, s) for u, _d, s in pairs], deviation.occurred_at)
+    now = qualify_many([(u, s) for u, _d, s in pairs], at_now or now_utc())
+    return [AdequacyLine(u, d, then[(u.id, s.id)], now[(u.id, s.id)]) for u, d, s in pairs]
 
 
 def signature_lines(deviation: Deviation) -> list[tuple[sig.Signature, str]]:

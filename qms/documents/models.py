@@ -40,12 +40,6 @@ RELEASE_WHEN_TRAINED = "when_trained"
 RELEASE_POLICIES = {RELEASE_ON_DATE: "Effective on the date (untrained people are not qualified)",
                     RELEASE_WHEN_TRAINED: "Effective when trained (release held until every assignee has trained)"}
 
-# retraining policy of a training requirement (a row of the training matrix)
-RETRAIN_EVERY = "every"
-RETRAIN_MAJOR = "major"
-RETRAIN_POLICIES = {RETRAIN_EVERY: "Every revision", RETRAIN_MAJOR: "Major revisions only"}
-
-
 class Document(Versioned, db.Model):
     __tablename__ = "qms_document"
     __table_args__ = table_args()
@@ -67,42 +61,11 @@ class Document(Versioned, db.Model):
     created_at: Mapped[datetime] = mapped_column(default=now_utc, info={"label": "Created at"})
 
     revisions: Mapped[list[Revision]] = relationship(back_populates="document", order_by="Revision.id")
-    audience: Mapped[list[DocumentAudience]] = relationship(cascade="all, delete-orphan", back_populates="document")
     department = relationship("Department")
     owner = relationship("User")
 
     def audit_title(self) -> str:
         return f"Document {self.number}"
-
-
-class DocumentAudience(Versioned, db.Model):
-    """A training requirement, one cell of the training matrix: holders of the job function must be trained on the
-    document (always on its current revision), again on every revision or on major revisions only, every
-    `recurrence_months` if set, within `days_allowed` of being assigned (else the document's training window).
-
-    The table keeps its first name, `qms_document_audience`: its audit history (hash chain) names it."""
-
-    __tablename__ = "qms_document_audience"
-    __table_args__ = table_args(sa.UniqueConstraint("document_id", "job_function_id"))
-    __audit_label__ = "Training requirement"
-    __allow_delete__ = True
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    document_id: Mapped[int] = mapped_column(sa.ForeignKey("qms_document.id"), index=True,
-                                             info={"label": "Document"})
-    job_function_id: Mapped[int] = mapped_column(sa.ForeignKey("core_job_function.id"), index=True,
-                                                 info={"label": "Job function"})
-    retrain: Mapped[str] = mapped_column(sa.String(8), default=RETRAIN_EVERY, server_default=RETRAIN_EVERY,
-                                         info={"label": "Retrain on"})
-    recurrence_months: Mapped[int | None] = mapped_column(info={"label": "Retrain every (months)"})
-    days_allowed: Mapped[int | None] = mapped_column(info={"label": "Days allowed for a new assignee"})
-
-    job_function = relationship("JobFunction")
-    document: Mapped[Document] = relationship(back_populates="audience", overlaps="audience")
-
-    def audit_title(self) -> str:
-        number = self.document.number if self.document is not None else f"document {self.document_id}"
-        return f"Training requirement {number}"
 
 
 @register

@@ -7,15 +7,12 @@ import io
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import lru_cache
 from html import unescape
-from pathlib import Path
 
-from fpdf import FPDF
 from fpdf.errors import FPDFException
 from pypdf import PdfReader, PdfWriter
 
-FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/dejavu"))
+from core.pdf import RecordPdf, font_codepoints
 
 
 @dataclass(frozen=True)
@@ -40,70 +37,31 @@ class CopyInfo:
     content_sha256: str
 
 
-def _font_path(name: str) -> Path | None:
-    for folder in FONT_DIRS:
-        candidate = folder / name
-        if candidate.exists():
-            return candidate
-    return None
+class _Pdf(RecordPdf):
+    """A controlled copy's pages: the document and revision on top, who printed it when at the foot."""
 
-
-class _Pdf(FPDF):
     def __init__(self, info: CopyInfo, *, page_offset: int = 0, total_pages: int | None = None,
                  core_font: bool = False):
-        super().__init__(format="A4")
+        super().__init__(core_font=core_font)
         self.info = info
         self.page_offset = page_offset
         self.total_pages = total_pages
-        self.set_auto_page_break(auto=True, margin=22)
-        self.set_margins(18, 26, 18)
-        regular, bold = _font_path("DejaVuSans.ttf"), _font_path("DejaVuSans-Bold.ttf")
-        if regular and bold and not core_font:
-            self.add_font("DejaVu", "", str(regular))
-            self.add_font("DejaVu", "B", str(bold))
-            self.add_font("DejaVu", "I", str(regular))
-            self.add_font("DejaVu", "BI", str(bold))
-            self.family = "DejaVu"
-        else:  # core font: Latin-1 only, other characters are replaced
-            self.family = "Helvetica"
-        self.set_font(self.family, size=10)
-
-    def text_safe(self, text: str) -> str:
-        if self.family == "Helvetica":
-            return text.encode("latin-1", "replace").decode("latin-1")
-        return text
 
     def header(self) -> None:
         i = self.info
-        if i.status != "Effective":
-            # only the effective revision is a controlled copy for use; anything else says so on every page
-            self.set_text_color(200, 0, 0)
-            self.set_font(self.family, "B", 9)
-            self.set_xy(18, 3)
-            self.cell(0, 4, self.text_safe(f"{i.status.upper()} — NOT FOR USE"), align="R")
-            self.set_text_color(0, 0, 0)
-        self.set_font(self.family, "B", 9)
-        self.set_y(8)
         effective = i.effective_on.isoformat() if i.effective_on else "not yet effective"
-        self.cell(0, 5, self.text_safe(f"{i.number}  {i.title}"), new_x="LMARGIN", new_y="NEXT")
-        self.set_font(self.family, "", 8)
-        self.cell(0, 5, self.text_safe(f"Revision {i.revision} · Status: {i.status} · Effective date: {effective}"),
-                  new_x="LMARGIN", new_y="NEXT")
-        self.line(18, 19, self.w - 18, 19)
-        self.set_y(26)
-        self.set_font(self.family, "", 10)
+        # only the effective revision is a controlled copy for use; anything else says so on every page
+        self.running_header(f"{i.number}  {i.title}",
+                            f"Revision {i.revision} · Status: {i.status} · Effective date: {effective}",
+                            banner=None if i.status == "Effective" else f"{i.status.upper()} — NOT FOR USE")
 
     def footer(self) -> None:
         i = self.info
-        self.set_y(-19)
-        self.set_font(self.family, "", 7)
         stamp = i.printed_at.strftime("%Y-%m-%d %H:%M:%S")
         kind = "Controlled copy" if i.status == "Effective" else "Reference copy"
-        self.cell(0, 4, self.text_safe(f"{kind} printed by {i.printed_by} at {stamp} UTC; valid on the day printed "
-                                       f"only"), new_x="LMARGIN", new_y="NEXT")
-        self.cell(0, 4, f"Content SHA-256 (file): {i.content_sha256}", new_x="LMARGIN", new_y="NEXT")
-        total = self.total_pages if self.total_pages is not None else "{nb}"
-        self.cell(0, 4, f"Page {self.page_no() + self.page_offset} of {total}", align="R")
+        self.running_footer([f"{kind} printed by {i.printed_by} at {stamp} UTC; valid on the day printed only",
+                             f"Content SHA-256 (file): {i.content_sha256}"],
+                            page=self.page_no() + self.page_offset, total=self.total_pages)
 
     def signature_page(self, lines: list[SignatureLine]) -> None:
         self.add_page()
@@ -138,26 +96,12 @@ class NotRenderable(ValueError):
 _TAG_RE = re.compile(r"<[^>]+>")
 
 
-@lru_cache(maxsize=1)
-def _font_codepoints() -> frozenset[int] | None:
-    """The characters the PDF font can show (None without the DejaVu fonts: Latin-1 core font only)."""
-    path = _font_path("DejaVuSans.ttf")
-    if path is None:
-        return None
-    from fontTools.ttLib import TTFont
-
-    return frozenset(TTFont(str(path), lazy=True)["cmap"].getBestCmap())
-
-
 def check_renderable(html: str) -> None:
     """Raise NotRenderable when the content would not appear faithfully in a controlled copy: characters the PDF
     font cannot show, or a layout the page cannot hold (checked with the metrics of a core font, which is fast)."""
     text = unescape(_TAG_RE.sub("", html))
-    codepoints = _font_codepoints()
-    if codepoints is None:
-        missing = sorted({c for c in text if ord(c) > 255})
-    else:
-        missing = sorted({c for c in text if ord(c) not in codepoints and not c.isspace()})
+    codepoints = font_codepoints()
+    missing = sorted({c for c in text if ord(c) not in codepoints and not c.isspace()})
     if missing:
         raise NotRenderable(f"the PDF font cannot show these characters: {' '.join(missing[:20])}")
     pdf = _Pdf(CopyInfo("X", "X", "0.1", "Draft", None, "check", datetime(2000, 1, 1), "0" * 64), core_font=True)

@@ -14,13 +14,12 @@ import hashlib
 from datetime import date, datetime
 
 import sqlalchemy as sa
-from flask import current_app
 
 from core.auth.models import User
 from core.clock import now_utc
 from core.db import db
 from core.errors import InvalidTransition
-from qms.documents.matrix import major_only_holders
+from qms.documents import publish
 from qms.documents.models import (
     APPROVED,
     EFFECTIVE,
@@ -32,9 +31,7 @@ from qms.documents.models import (
 from qms.rules import add_months, today_utc
 from signatures.lifecycle import Act
 from signatures.services import SignerProof
-from training import engine as training
-from training.models import OPEN as OPEN_TRAINING
-from training.models import TrainingAssignment
+from training import items as training_items
 
 
 def release_revisions(revisions: list[Revision], now: datetime) -> None:
@@ -66,21 +63,9 @@ def release_revisions(revisions: list[Revision], now: datetime) -> None:
             else:
                 revision.status, revision.effective_at, revision.superseded_at = SUPERSEDED, now, now
     db.session.flush()
-    # open training on what is no longer in force is closed (or kept, by policy); the history keeps both
-    replaced = [r for r in [*previous, *revisions] if r is not newest]
-    if replaced:
-        # after a minor revision, training on an earlier minor revision of the same major still counts for people
-        # whose requirements say "major revisions only": their open training on it stays open
-        same_major = [r.id for r in replaced if r.major == newest.major]
-        keep = major_only_holders(newest.document) if same_major else []
-        policy = current_app.config["ATTEST_TRAINING_SUPERSEDED_POLICY"]
-        reason = f"Superseded by revision {newest.label}"
-        if same_major:
-            training.supersede_open_assignments(revision_ids=same_major, reason=reason, policy=policy,
-                                                keep_user_ids=keep)
-        other = [r.id for r in replaced if r.major != newest.major]
-        if other:
-            training.supersede_open_assignments(revision_ids=other, reason=reason, policy=policy)
+    # training follows in the same transaction: the newest item is in force, the replaced ones are superseded and
+    # their open training closed (or kept, by policy); the history keeps both
+    publish.released(newest, [r for r in [*previous, *revisions] if r is not newest], now)
 
 
 def held_for_training(revision_ids: list[int]) -> set[int]:
@@ -88,20 +73,19 @@ def held_for_training(revision_ids: list[int]) -> set[int]:
     and no override."""
     if not revision_ids:
         return set()
-    return set(db.session.scalars(
-        sa.select(Revision.id).join(Document, Document.id == Revision.document_id)
+    candidates = list(db.session.scalars(
+        sa.select(Revision).join(Document, Document.id == Revision.document_id)
         .where(Revision.id.in_(revision_ids), Document.release_policy == RELEASE_WHEN_TRAINED,
-               Revision.release_override_note.is_(None),
-               sa.exists().where(TrainingAssignment.revision_id == Revision.id,
-                                 TrainingAssignment.status == OPEN_TRAINING))))
+               Revision.release_override_note.is_(None))))
+    published = publish.items_of(candidates)
+    busy = training_items.with_open_training([i.id for i in published.values()])
+    return {r.id for r in candidates if r.id in published and published[r.id].id in busy}
 
 
 def untrained_assignees(revision: Revision) -> list[User]:
     """People with open training on the revision, by name."""
-    return list(db.session.scalars(
-        sa.select(User).join(TrainingAssignment, TrainingAssignment.user_id == User.id)
-        .where(TrainingAssignment.revision_id == revision.id, TrainingAssignment.status == OPEN_TRAINING)
-        .order_by(User.full_name)))
+    item = publish.item_of(revision)
+    return training_items.untrained(item) if item is not None else []
 
 
 def release_held(revision: Revision) -> bool:

@@ -1,8 +1,9 @@
 """Document control use cases: create documents, revise them, route, sign, approve, release, retire.
 
-Two parts live beside this module, which calls both: `qms.documents.matrix` (the training matrix: who trains on a
-document, and the training an approval or an audience change creates) and `qms.documents.release` (how a due
-revision takes effect, the "when trained" hold and QA's override of it). Neither imports this module. The rules
+Two parts live beside this module, which calls both: `qms.documents.publish` (what document control tells training:
+the document as a training subject with its audience, each approved revision as a training item with its
+assignments, its release and retirement) and `qms.documents.release` (how a due revision takes effect, the "when
+trained" hold and QA's override of it). Neither imports this module. The rules
 shared with the other quality records are `qms.rules`.
 
 Every function flushes and never commits: views and CLI commands wrap the call in `core.db.transaction()`, so a
@@ -30,8 +31,7 @@ from core.clock import now_utc
 from core.db import db, default_reason, lock_row
 from core.errors import InvalidTransition, NotPermitted, ValidationError
 from core.org import Department
-from qms.documents import release
-from qms.documents.matrix import check_audience, requirement_added, requirement_removed, retraining_job_functions
+from qms.documents import publish, release
 from qms.documents.models import (
     APPROVE,
     APPROVED,
@@ -45,7 +45,6 @@ from qms.documents.models import (
     STATUS_LABELS,
     SUPERSEDED,
     Document,
-    DocumentAudience,
     Revision,
     RevisionRoute,
 )
@@ -70,7 +69,7 @@ from signatures.lifecycle import (
     required_comment,
 )
 from signatures.services import SignerProof
-from training import engine as training
+from training.matrix.services import check_audience
 
 MAX_MARKDOWN_CHARS = 1_000_000
 OPEN_STATUSES = (DRAFT, IN_REVIEW)
@@ -236,13 +235,15 @@ def create_document(*, number: str, title: str, doc_type: str, department_id: in
         training_window_days=whole_number("training_window_days", training_window_days, "Training window (days)",
                                           0, 365),
         created_at=now_utc())
-    document.audience = [DocumentAudience(job_function_id=i) for i in check_audience(audience_job_function_ids)]
+    audience = check_audience(audience_job_function_ids)
     db.session.add(document)
     try:
         db.session.flush()
     except sa.exc.IntegrityError:  # the same number created by someone else at the same moment
         raise ValidationError("number", f"Document number {number} already exists; document numbers are unique "
                                         f"and never reused.") from None
+    publish.register(document)
+    publish.set_audience(document, audience)
     return document
 
 
@@ -281,29 +282,16 @@ def update_document_metadata(document: Document, *, actor: User, owner_id: int |
         changes["review_interval_months"] = whole_number("review_interval_months", review_interval_months,
                                                          "Periodic review interval (months)", 1, 120)
         effective = current_effective(document)
-    wanted = set(check_audience(audience_job_function_ids)) if audience_job_function_ids is not None else None
-    current = {a.job_function_id: a for a in document.audience}
+    wanted = check_audience(audience_job_function_ids) if audience_job_function_ids is not None else None
     with db.session.no_autoflush:
         for name, value in changes.items():
             setattr(document, name, value)
         if effective is not None and effective.effective_on is not None:
             effective.review_due_on = add_months(effective.effective_on, changes["review_interval_months"])
-        added: list[DocumentAudience] = []
-        removed: list[int] = []
-        if wanted is not None:
-            for job_function_id, row in current.items():
-                if job_function_id not in wanted:
-                    document.audience.remove(row)
-                    removed.append(job_function_id)
-            for job_function_id in sorted(wanted - current.keys()):
-                row = DocumentAudience(job_function_id=job_function_id)
-                document.audience.append(row)
-                added.append(row)
     db.session.flush()
-    for row in added:
-        requirement_added(document, row)
-    if removed:
-        requirement_removed(document, removed)
+    publish.sync(document)
+    if wanted is not None:
+        publish.set_audience(document, wanted)
     return document
 
 
@@ -610,11 +598,9 @@ def _approved(act: Act) -> None:
 def _assign_training(act: Act) -> None:
     revision = act.record
     if act.moved:
-        # the training this revision requires is created in this same transaction: either the approval and every
-        # assignment exist, or neither does
-        training.assign_for_revision(revision_id=revision.id, document_id=revision.document_id,
-                                     job_function_ids=retraining_job_functions(revision),
-                                     due_on=revision.effective_on, source_id=revision.id)
+        # the revision becomes a training item and the training it requires is created in this same transaction:
+        # either the approval and every assignment exist, or neither does
+        publish.publish(revision)
 
 
 def _reviewed_periodically(act: Act) -> None:
@@ -636,10 +622,9 @@ def _made_obsolete(act: Act) -> None:
 
 
 def _cancel_training(act: Act) -> None:
-    # nothing is left to train on: open training on the document is cancelled, with the reason
+    # nothing is left to train on: the item is retired and open training on the document cancelled, with the reason
     revision = act.record
-    training.cancel_open_on_document(revision.document_id,
-                                     reason=f"{revision.document.number} made obsolete: {act.text}")
+    publish.retired(revision, reason=f"{revision.document.number} made obsolete: {act.text}")
 
 
 def _not_author(verb: str) -> Rule:

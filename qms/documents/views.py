@@ -16,7 +16,7 @@ from core.db import db, transaction
 from core.errors import AttestError, ValidationError
 from core.forms import choices, show_error
 from core.org import Department, JobFunction
-from qms.documents import matrix, release, services
+from qms.documents import publish, release, services
 from qms.documents.diff import side_by_side, summary
 from qms.documents.forms import DocumentForm, DocumentSettingsForm, RevisionForm, RoutingForm
 from qms.documents.models import (
@@ -150,7 +150,7 @@ def show(document_id: int):
     doc = _document(document_id)
     revisions = list(reversed(doc.revisions))
     audience = list(db.session.scalars(sa.select(JobFunction).where(
-        JobFunction.id.in_([a.job_function_id for a in doc.audience])).order_by(JobFunction.code)))
+        JobFunction.id.in_(publish.audience_ids(doc))).order_by(JobFunction.code)))
     return render_template("qms/documents/document.html", document=doc, revisions=revisions, audience=audience,
                            open_revision=services.open_revision(doc), effective=services.current_effective(doc),
                            history=record_history(Document, doc.id) if current_user.can("audit.view") else None,
@@ -164,7 +164,7 @@ def settings(document_id: int):
     form = DocumentSettingsForm(obj=doc)
     _doc_choices(form)
     if request.method == "GET":
-        form.audience.data = [a.job_function_id for a in doc.audience]
+        form.audience.data = publish.audience_ids(doc)
     if form.validate_on_submit():
         try:
             with transaction(reason=form.reason.data):
@@ -314,7 +314,7 @@ def _sign_panel(rev: Revision, transition) -> dict:
     if transition.action == "approve":
         from training import engine as training_engine
 
-        return {"training_impact": training_engine.impact(matrix.retraining_job_functions(rev), revision_id=rev.id)}
+        return {"training_impact": training_engine.impact(publish.retraining_job_functions(rev))}
     return {"untrained": release.untrained_assignees(rev)}
 
 
@@ -337,6 +337,18 @@ def content_pdf(document_id: int, revision_id: int):
         abort(404, description="This revision is written in Markdown; use the controlled copy.")
     return Response(rev.content_pdf, mimetype="application/pdf",
                     headers={"Content-Disposition": f"inline; filename={rev.document.number}-{rev.label}.pdf"})
+
+
+@bp.route("/<int:document_id>/revisions/<int:revision_id>/content")
+@permission_required("documents.view")
+def content(document_id: int, revision_id: int):
+    """The revision's content as an HTML fragment: the sanitised rendering of its Markdown, or for an uploaded PDF the
+    file embedded with a link to open it (the training item's content link: the read-and-sign page shows it)."""
+    rev = _revision(document_id, revision_id)
+    if rev.content_format != "markdown":
+        return Response(render_template("qms/documents/_pdf_content.html", document=rev.document, revision=rev),
+                        mimetype="text/html")
+    return Response(render_markdown(rev.content_markdown or ""), mimetype="text/html")
 
 
 @bp.route("/<int:document_id>/revisions/<int:revision_id>/controlled-copy.pdf")

@@ -13,11 +13,7 @@ from playwright.sync_api import expect
 
 from core.db import db, transaction
 from core.testing.plugin import is_postgres
-from qms.documents import services as documents
-from qms.documents.models import Revision
-from qms.rules import today_utc
-from tests.e2e.conftest import log_in, sign_with
-from tests.integration.documents_helpers import (
+from features.support.documents import (
     approve_as,
     hold,
     new_document,
@@ -27,6 +23,11 @@ from tests.integration.documents_helpers import (
     run,
     submit,
 )
+from qms.documents import services as documents
+from qms.documents.models import Revision
+from qms.documents.publish import item_of
+from qms.rules import today_utc
+from tests.e2e.conftest import log_in, sign_with
 from training.models import COMPLETED, OPEN, TrainingAssignment
 
 
@@ -67,7 +68,8 @@ def test_qa_approves_an_sop_revision_with_password_and_code_after_seeing_the_tra
     expect(page.locator(".alert-success")).to_contain_text("Approved")
     db.session.rollback()  # see what the server committed (end this test's read snapshot)
     assert db.session.get(Revision, revision.id).status == "approved"
-    assignment = db.session.scalar(sa.select(TrainingAssignment).where(TrainingAssignment.revision_id == revision.id))
+    assignment = db.session.scalar(sa.select(TrainingAssignment).where(
+        TrainingAssignment.item_id == item_of(revision).id))
     assert (assignment.user_id, assignment.status) == (p.operator.id, OPEN)
 
 
@@ -90,7 +92,8 @@ def test_an_operator_on_a_phone_reads_and_signs_and_the_team_matrix_shows_them_q
     assert phone.evaluate("document.documentElement.scrollWidth") <= 390  # nothing wider than the phone
 
     db.session.rollback()  # see what the server committed (end this test's read snapshot)
-    assignment = db.session.scalar(sa.select(TrainingAssignment).where(TrainingAssignment.revision_id == revision.id))
+    assignment = db.session.scalar(sa.select(TrainingAssignment).where(
+        TrainingAssignment.item_id == item_of(revision).id))
     assert assignment.status == COMPLETED
 
     supervisor = browser.page()
@@ -104,9 +107,9 @@ def test_an_operator_on_a_phone_reads_and_signs_and_the_team_matrix_shows_them_q
 def test_a_deviation_leads_to_a_capa_whose_retraining_holds_closure_until_the_operator_has_trained(p, browser):
     from datetime import timedelta
 
+    from features.support.documents import effective_revision, train
     from qms.capa.models import Capa
     from qms.deviations import services as deviations
-    from tests.integration.documents_helpers import effective_revision, train
 
     hold([p.operator], p.job_function_id)
     document = new_document(p)
@@ -203,7 +206,7 @@ def site_of(p) -> int:
                                           "same in both passes, and CI time is better spent once")
 def test_a_validation_engineer_executes_the_oq_in_the_app_signs_it_and_qa_approves_it(p, browser, make_user):
     from core.org import Department
-    from tests.integration.documents_helpers import prove
+    from features.support.documents import prove
     from validation import services as validation
     from validation.models import ValidationRun
 

@@ -1,10 +1,9 @@
-"""Shared set-up for the signature and manifest tests: a revision under review, proofs, and out-of-band SQL."""
+"""Shared set-up for the signature and manifest tests: a revision under review and proofs (out-of-band SQL:
+`features.support.inspection.direct_sql`)."""
 
 from __future__ import annotations
 
 from typing import Any
-
-import sqlalchemy as sa
 
 from core.db import db, transaction
 from core.org import Department, Site
@@ -35,14 +34,6 @@ def prove(user: Any, password: str = PASSWORD, code: str | None = None) -> Signe
         if code is None and user.security.totp_enrolled:
             code = totp_code(user)
         return authenticate(user, password=password, totp_code=code)
-
-
-def direct_sql(sql: str, **params: Any) -> None:
-    """A change made behind the application's back (e.g. a DBA's UPDATE): no ORM, no audit trail."""
-    db.session.rollback()  # end the test session's read snapshot so it sees the change afterwards
-    with db.engine.begin() as conn:
-        conn.execute(sa.text(sql), params)
-    db.session.expire_all()
 
 
 def sign_as(user: Any, record: Any, meaning: str, **kwargs: Any) -> Signature:

@@ -12,7 +12,8 @@ from typing import Any
 from core import clock
 from core.db import db, transaction
 from core.errors import AttestError
-from qms.documents.models import EFFECTIVE, Document, DocumentAudience, Revision
+from qms.documents import publish
+from qms.documents.models import EFFECTIVE, Document, Revision
 
 
 def revision_in_force(p: Any, number: str) -> Revision:
@@ -21,15 +22,24 @@ def revision_in_force(p: Any, number: str) -> Revision:
     now = clock.now_utc()
     with transaction():
         document = Document(number=number, title=f"Procedure {number}", doc_type="SOP", department_id=p.department_id,
-                            owner_id=p.author.id, created_at=now,
-                            audience=[DocumentAudience(job_function_id=p.job_function_id)])
+                            owner_id=p.author.id, created_at=now)
         revision = Revision(document=document, major=1, minor=0, status=EFFECTIVE, author_id=p.author.id,
                             content_markdown=f"# {number}\n\nDo it right.\n", change_summary="First issue",
                             reason="New procedure", created_at=now, submitted_at=now, approved_at=now,
                             effective_on=now.date(), effective_at=now)
         revision.content_sha256 = revision.computed_content_sha256()
         db.session.add_all([document, revision])
+        db.session.flush()
+        publish.register(document)
+        publish.set_audience(document, [p.job_function_id])
+        publish.as_item(revision)
     return revision
+
+
+def assignment_rows(revision: Revision, user_ids: list[int], **values: Any) -> list[dict[str, Any]]:
+    """Rows for `training.engine.create_assignments`: these people must train on the revision's training item."""
+    item = publish.item_of(revision)
+    return [{"user_id": uid, "subject_id": item.subject_id, "item_id": item.id, **values} for uid in user_ids]
 
 
 def audit_verifies(app: Any) -> str:

@@ -186,7 +186,7 @@ def test_each_transaction_hash_covers_the_previous_one(app, make_user):
 def test_a_column_added_later_with_a_default_is_not_reported_but_a_change_to_it_is(app, make_user):
     """A migration that adds a column with a server default leaves it NULL in earlier version rows (their hashes must
     not change) while live rows hold the default: that is no change outside the application; any other value is."""
-    from tests.integration.documents_helpers import new_document, setup_people
+    from features.support.documents import new_document, setup_people
 
     document = new_document(setup_people(make_user))
     with superuser(db.engine) as conn:  # as if the document had been created before the column existed

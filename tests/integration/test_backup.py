@@ -19,8 +19,8 @@ from core.auth import services
 from core.db import db
 from core.ops import backup as backups
 from core.testing.plugin import is_postgres
+from features.support.documents import approved_revision, new_document, setup_people
 from signatures.models import Signature
-from tests.integration.documents_helpers import approved_revision, new_document, setup_people
 
 
 def _cli(app, *args):

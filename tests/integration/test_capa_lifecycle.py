@@ -10,6 +10,16 @@ import sqlalchemy as sa
 
 from core.db import db, transaction
 from core.errors import InvalidTransition, NotPermitted, ValidationError
+from features.support.documents import (
+    TODAY,
+    count,
+    effective_revision,
+    hold,
+    new_document,
+    prove,
+    run,
+    train,
+)
 from qms.capa import services
 from qms.capa.models import (
     ACTION_APPROVED,
@@ -27,16 +37,7 @@ from qms.capa.models import (
 )
 from qms.capa.services import ActionInput
 from signatures.models import Signature
-from tests.integration.documents_helpers import (
-    TODAY,
-    count,
-    effective_revision,
-    hold,
-    new_document,
-    prove,
-    run,
-    train,
-)
+from tests.integration.stress_helpers import assignment_rows
 from training import engine
 from training.models import COMPLETED, SOURCE_CAPA_ACTION, TrainingAssignment
 
@@ -105,7 +106,7 @@ def test_capa_lifecycle_from_draft_to_closed_with_retraining(p, world):
     assert result.created == 2 and [u.username for u, _ in result.already_open] == ["olga.open"]
     created = assignments(source_type=SOURCE_CAPA_ACTION, source_id=retraining.id)
     assert {(a.user_id, a.cycle) for a in created} == {(p.operator.id, 1), (nina.id, 0)}
-    assert all(a.revision_id == revision.id and a.due_on == retraining.due_on and capa.number in a.assigned_reason
+    assert all(a.item.source_id == revision.id and a.due_on == retraining.due_on and capa.number in a.assigned_reason
                for a in created)
     assert retraining.status == ACTION_APPROVED
     signature = db.session.scalars(sa.select(Signature).where(Signature.record_type == "qms_capa")
@@ -177,9 +178,8 @@ def test_closure_is_refused_while_training_the_capa_assigned_is_open(p, world):
         expected_row_version=v(capa), result="Effective", effective=True)
     # a further assignment linked to the action (e.g. written by a later retraining run) is still open
     with transaction(reason="Late retraining"):
-        engine.create_assignments([{"user_id": p.operator.id, "document_id": document.id, "revision_id": revision.id,
-                                    "cycle": 1, "source_type": SOURCE_CAPA_ACTION, "source_id": action.id,
-                                    "due_on": TODAY}])
+        engine.create_assignments(assignment_rows(revision, [p.operator.id], cycle=1, source_type=SOURCE_CAPA_ACTION,
+                                                  source_id=action.id, due_on=TODAY))
     with pytest.raises(InvalidTransition, match=r"training it assigned is open \(1\): Otto Operator "
                                                 r"\(otto.operator\) on SOP-QA-001 rev 1.0"):
         run(services.close, capa, actor=p.qa, proof=prove(p.qa), expected_row_version=v(capa))

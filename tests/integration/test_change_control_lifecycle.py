@@ -14,6 +14,19 @@ from core import clock
 from core.audit import AuditTransaction
 from core.db import db
 from core.errors import InvalidTransition, NotPermitted, ValidationError
+from features.support.documents import (
+    approve_as,
+    count,
+    effective_revision,
+    hold,
+    new_document,
+    prove,
+    review_as,
+    route,
+    run,
+    submit,
+    train,
+)
 from qms.change_control import services as cc
 from qms.change_control.models import (
     APPROVED,
@@ -30,19 +43,6 @@ from qms.documents import services as docs
 from qms.documents.models import DRAFT as REVISION_DRAFT
 from qms.documents.models import Revision
 from signatures import models as sig
-from tests.integration.documents_helpers import (
-    approve_as,
-    count,
-    effective_revision,
-    hold,
-    new_document,
-    prove,
-    review_as,
-    route,
-    run,
-    submit,
-    train,
-)
 
 
 @pytest.fixture

@@ -96,8 +96,7 @@ def test_demo_load_is_idempotent_and_prints_the_demo_logins(app):
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Signature)) > 40
     from core.clock import now_utc
     from core.org import JobFunction
-    from qms.documents.models import DocumentAudience
-    from training.models import TrainingAssignment
+    from training.models import TrainingAssignment, TrainingRequirement
 
     statuses = dict(db.session.execute(sa.select(TrainingAssignment.status, sa.func.count())
                                        .group_by(TrainingAssignment.status)).all())
@@ -105,7 +104,7 @@ def test_demo_load_is_idempotent_and_prints_the_demo_logins(app):
     assert db.session.scalar(sa.select(sa.func.count()).select_from(TrainingAssignment).where(
         TrainingAssignment.status == "open", TrainingAssignment.due_on < now_utc().date())) > 0  # some overdue
     without = db.session.scalar(sa.select(sa.func.count()).select_from(JobFunction).where(
-        ~JobFunction.id.in_(sa.select(DocumentAudience.job_function_id))))
+        ~JobFunction.id.in_(sa.select(TrainingRequirement.target_id))))
     assert without == 0  # the matrix covers every job function
     from qms.capa.models import STATUS_LABELS as CAPA_STATES
     from qms.capa.models import Capa
@@ -128,6 +127,9 @@ def test_demo_load_is_idempotent_and_prints_the_demo_logins(app):
 
     files = validation.protocol_files()
     assert files and all(f.state == "approved" for f in files)
+    assert {f.path for f in files if f.kind == validation.STEP_CODE_KIND} == {
+        "features/iq (step code)", "features/oq (step code)", "features/pq (step code)",
+        "validation/canaries (step code)"}
     assert db.session.scalar(sa.select(sa.func.count()).select_from(ProtocolVersion)) == len(files)
     assert "demo validation skipped" in second.output
     assert _cli(app, "audit", "verify").exit_code == 0

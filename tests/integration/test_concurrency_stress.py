@@ -29,14 +29,15 @@ from core.db import db, transaction
 from core.errors import InvalidTransition
 from core.testing.pages import events
 from core.testing.plugin import PASSWORD
-from qms.documents import services
+from features.support import documents as docs
+from qms.documents import publish, services
 from qms.documents.models import APPROVED, EFFECTIVE, SUPERSEDED, Document, Revision
 from signatures import models as sig
 from signatures.services import authenticate
-from tests.integration import documents_helpers as docs
-from tests.integration.stress_helpers import audit_verifies, race, refusals, revision_in_force
-from training import engine, read_and_sign
+from tests.integration.stress_helpers import assignment_rows, audit_verifies, race, refusals, revision_in_force
+from training import engine
 from training.models import COMPLETED, OPEN, SOURCE_REVISION_APPROVAL, TrainingAssignment
+from training.read_and_sign import services as read_and_sign
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,7 +82,7 @@ def test_the_final_approval_sent_from_two_sessions_at_once_approves_once_and_ass
     assert sorted(s.signer_id for s in docs.signatures_of(revision) if s.meaning == sig.APPROVED) == sorted([qa_id,
                                                                                                          p.qa2.id])
     assigned = db.session.execute(sa.select(TrainingAssignment.user_id, TrainingAssignment.cycle)
-                                  .where(TrainingAssignment.revision_id == revision_id)).all()
+                                  .where(TrainingAssignment.item_id == publish.item_of(revision).id)).all()
     assert sorted(assigned) == sorted((u.id, 0) for u in trainees), "one assignment per trainee, none twice"
     audit_verifies(app)
 
@@ -99,8 +100,7 @@ def test_twenty_read_and_understood_submissions_at_once_complete_the_assignment_
     trainee = make_user("tina.trainee", roles={"operator"}, full_name="Tina Trainee")
     revision = revision_in_force(p, "SOP-RS-001")
     with transaction():
-        engine.create_assignments([{"user_id": trainee.id, "document_id": revision.document_id,
-                                    "revision_id": revision.id, "source_type": SOURCE_REVISION_APPROVAL}])
+        engine.create_assignments(assignment_rows(revision, [trainee.id], source_type=SOURCE_REVISION_APPROVAL))
     assignment = db.session.scalar(sa.select(TrainingAssignment).where(TrainingAssignment.user_id == trainee.id))
     with transaction():
         read_and_sign.mark_opened(assignment, trainee)
@@ -118,7 +118,7 @@ def test_twenty_read_and_understood_submissions_at_once_complete_the_assignment_
 
     def sign(i: int, page) -> int:
         assignment, revision, user, token, proof = page
-        return read_and_sign.complete(assignment, user=user, proof=proof, record=revision, expected_version=token).id
+        return read_and_sign.complete(assignment, user=user, proof=proof, expected_version=token).id
 
     outcomes = race(app, SUBMISSIONS, open_sign_page_and_authenticate, sign)
 
@@ -202,8 +202,11 @@ def _documents_due(p, due_on) -> tuple[list[int], list[int]]:
             db.session.flush()
             due += [r.id for r in revisions[1:]]
             replaced += [r.id for r in revisions[:-1]]
-            engine.create_assignments([{"user_id": u, "document_id": document.id, "revision_id": r.id,
-                                        "source_type": SOURCE_REVISION_APPROVAL} for r in revisions for u in trainees])
+            publish.register(document)
+            for r in revisions:
+                publish.as_item(r)
+            engine.create_assignments([row for r in revisions for row in assignment_rows(
+                r, trainees, source_type=SOURCE_REVISION_APPROVAL)])
     return due, replaced
 
 
@@ -302,7 +305,8 @@ def test_release_due_run_as_several_processes_at_once_releases_each_revision_exa
                               .where(AuditTransaction.id.in_(released_in))).all()
     assert set(runs) == {("cli", "Released on its effective date")} and len(runs) <= PROCESSES
 
-    closed = db.session.scalars(sa.select(TrainingAssignment).where(TrainingAssignment.revision_id.in_(replaced)))
+    replaced_items = [i.id for i in publish.items_of([db.session.get(Revision, r) for r in replaced]).values()]
+    closed = db.session.scalars(sa.select(TrainingAssignment).where(TrainingAssignment.item_id.in_(replaced_items)))
     for assignment in closed:
         assert _statuses(TrainingAssignment, assignment.id) == [OPEN, SUPERSEDED], assignment.id
     assert db.session.scalar(sa.select(sa.func.count()).select_from(TrainingAssignment)

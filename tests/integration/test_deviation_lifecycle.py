@@ -13,11 +13,7 @@ from core.audit.views import record_history
 from core.db import db, transaction
 from core.errors import InvalidTransition, NotPermitted, ValidationError
 from core.org import Department, Site
-from qms.capa.models import Capa
-from qms.deviations import services
-from qms.deviations.models import CANCELLED, CLOSED, INVESTIGATION, OPEN, PENDING_APPROVAL, Deviation
-from signatures import models as sig
-from tests.integration.documents_helpers import (
+from features.support.documents import (
     count,
     effective_revision,
     hold,
@@ -27,6 +23,10 @@ from tests.integration.documents_helpers import (
     train,
     version,
 )
+from qms.capa.models import Capa
+from qms.deviations import services
+from qms.deviations.models import CANCELLED, CLOSED, INVESTIGATION, OPEN, PENDING_APPROVAL, Deviation
+from signatures import models as sig
 
 
 def report(p, actor=None, **overrides):

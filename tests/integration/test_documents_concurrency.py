@@ -16,9 +16,7 @@ from core import clock
 from core.auth.models import User
 from core.db import db, transaction
 from core.errors import InvalidTransition
-from qms.documents import services
-from qms.documents.models import APPROVED, EFFECTIVE, IN_REVIEW, Document, Revision
-from tests.integration.documents_helpers import (
+from features.support.documents import (
     hold,
     new_document,
     new_revision,
@@ -29,6 +27,9 @@ from tests.integration.documents_helpers import (
     submit,
     version,
 )
+from qms.documents import services
+from qms.documents.models import APPROVED, EFFECTIVE, IN_REVIEW, Document, Revision
+from qms.documents.publish import item_of
 from training.models import TrainingAssignment
 
 HOLD = 0.5  # seconds the first transaction stays open after its change, so the second really overlaps it
@@ -121,7 +122,7 @@ def test_the_last_two_approvers_signing_at_once_still_approve_the_revision(app, 
                                   .where(version_class(Revision).id == revision_id)).all()
     assert statuses.count(APPROVED) == 1, "approved by one transition"
     assigned = db.session.scalars(sa.select(TrainingAssignment.user_id)
-                                  .where(TrainingAssignment.revision_id == revision_id)).all()
+                                  .where(TrainingAssignment.item_id == item_of(revision).id)).all()
     assert sorted(assigned) == sorted([p.operator.id, p.reviewer2.id]), "training assigned once"
     result = app.test_cli_runner().invoke(args=["audit", "verify"])
     assert result.exit_code == 0, result.output

@@ -12,23 +12,7 @@ from core import clock
 from core.audit import AuditTransaction, ReasonRequired
 from core.db import db, transaction
 from core.errors import InvalidTransition, NotPermitted, ValidationError
-from qms import rules
-from qms.documents import release, services
-from qms.documents.models import (
-    APPROVED,
-    DRAFT,
-    EFFECTIVE,
-    IN_REVIEW,
-    OBSOLETE,
-    SUPERSEDED,
-    Document,
-    Revision,
-    RevisionRoute,
-)
-from signatures import models as sig
-from signatures.models import Signature
-from signatures.services import SignatureRefused, is_valid
-from tests.integration.documents_helpers import (
+from features.support.documents import (
     TODAY,
     approve_as,
     approved_revision,
@@ -47,6 +31,22 @@ from tests.integration.documents_helpers import (
     tiny_pdf,
     version,
 )
+from qms import rules
+from qms.documents import publish, release, services
+from qms.documents.models import (
+    APPROVED,
+    DRAFT,
+    EFFECTIVE,
+    IN_REVIEW,
+    OBSOLETE,
+    SUPERSEDED,
+    Document,
+    Revision,
+    RevisionRoute,
+)
+from signatures import models as sig
+from signatures.models import Signature
+from signatures.services import SignatureRefused, is_valid
 
 
 @pytest.fixture
@@ -761,7 +761,8 @@ def test_document_details_change_only_with_a_reason(app, p):
     run(services.update_document_metadata, document, actor=p.author, owner_id=p.reviewer2.id,
         training_window_days=7, audience_job_function_ids=[], audit_reason="Ownership moved to Rita")
     db.session.refresh(document)
-    assert (document.owner_id, document.training_window_days, document.audience) == (p.reviewer2.id, 7, [])
+    assert (document.owner_id, document.training_window_days, publish.audience_ids(document)) == (
+        p.reviewer2.id, 7, [])
     assert "Ownership moved to Rita" in db.session.scalars(sa.select(AuditTransaction.reason)).all()
 
 

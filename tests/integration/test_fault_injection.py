@@ -26,14 +26,16 @@ from sqlalchemy import event
 
 from core.auth import services as accounts
 from core.db import db
+from features.support import documents as docs
 from qms.capa import services as capa_services
 from qms.capa.models import ACTION_APPROVED
 from qms.documents import services
 from qms.documents.models import APPROVED
-from tests.integration import documents_helpers as docs
+from qms.documents.publish import item_of
 from tests.integration.stress_helpers import audit_verifies, revision_in_force
 from tests.integration.test_capa_lifecycle import add, approve_plan, raise_capa, v
-from training import engine, hris
+from training import engine
+from training.hr_import import services as hris
 from training.models import CANCELLED, OPEN, SOURCE_CAPA_ACTION, TrainingAssignment
 
 # When a write of SQLAlchemy-Continuum's own session fails (the audit transaction row, an ORM version row), that
@@ -156,7 +158,7 @@ def test_a_failure_at_any_write_of_the_final_approval_leaves_nothing_and_the_ret
         db.session.expire_all()
         assert revision.status == APPROVED
         assert sorted(db.session.scalars(sa.select(TrainingAssignment.user_id)
-                                         .where(TrainingAssignment.revision_id == revision.id))) == \
+                                         .where(TrainingAssignment.item_id == item_of(revision).id))) == \
             sorted(u.id for u in trainees)
 
     all_or_nothing(app, build=in_review, start=start, check_done=check_done,

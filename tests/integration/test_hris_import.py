@@ -17,8 +17,9 @@ from core.auth.models import User
 from core.db import db, transaction
 from core.errors import NotPermitted, ValidationError
 from core.org import Department, JobFunction
-from tests.integration.documents_helpers import count, effective_revision, new_document, setup_people
-from training import engine, hris
+from features.support.documents import count, effective_revision, new_document, setup_people
+from training import engine
+from training.hr_import import services as hris
 from training.models import CANCELLED, OPEN, TrainingAssignment, UserJobFunction
 
 HEADER = "username,name,email,site,department,job_functions,supervisor,active"
@@ -222,7 +223,7 @@ def test_applying_creates_people_who_get_the_training_their_job_functions_requir
     assert nina.supervisor_id == zed.id and zed.supervisor_id == p.reviewer.id
     assert nina.role_codes == {"operator"} and zed.role_codes == {"operator"}
     assert held_codes("nina.new") == ["OP-MIX"] and held_codes("zed.lead") == ["OP-PKG"]
-    assert [(a.revision_id, a.status, a.source_type) for a in assignments("nina.new")] == [
+    assert [(a.item.source_id, a.status, a.source_type) for a in assignments("nina.new")] == [
         (revision.id, OPEN, "hris_import")]
     assert assignments("zed.lead") == []  # OP-PKG requires no document
     [version] = db.session.scalars(sa.select(version_class(User)).where(version_class(User).id == nina.id))
@@ -249,7 +250,7 @@ def test_applying_updates_profiles_and_moves_people_between_job_functions_keepin
     otto = user("otto.operator")
     assert (otto.email, otto.department.code, otto.supervisor_id) == ("otto@example.com", "PRD", p.reviewer.id)
     assert held_codes("otto.operator") == ["OP-PKG"]
-    status = {a.revision_id: (a.status, a.closed_reason) for a in assignments("otto.operator")}
+    status = {a.item.source_id: (a.status, a.closed_reason) for a in assignments("otto.operator")}
     assert status[shared_rev.id] == (OPEN, None)  # still required by OP-PKG: not cancelled and re-created
     assert status[mixing_rev.id][0] == CANCELLED and "OP-MIX ended" in status[mixing_rev.id][1]
     assert len(status) == 2
@@ -264,7 +265,7 @@ def test_a_deactivation_row_deactivates_the_account_and_cancels_open_training(ap
     run_import(text, coordinator, reason="Left the company (HR)")
 
     assert not user("otto.operator").active
-    assert [(a.revision_id, a.status, a.closed_reason) for a in assignments("otto.operator")] == [
+    assert [(a.item.source_id, a.status, a.closed_reason) for a in assignments("otto.operator")] == [
         (revision.id, CANCELLED, "Account deactivated")]
 
 

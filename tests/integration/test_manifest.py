@@ -16,10 +16,11 @@ import xmlschema
 from core import clock
 from core.audit import AuditTransaction
 from core.db import db
+from features.support.inspection import direct_sql
 from signatures import manifest
 from signatures import models as sig
 from signatures.services import content_hash
-from tests.integration.signing_helpers import direct_sql, make_revision, sign_as
+from tests.integration.signing_helpers import make_revision, sign_as
 
 XSD = Path(manifest.__file__).with_name("manifest.xsd")
 NS = {"m": manifest.NAMESPACE}

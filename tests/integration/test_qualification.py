@@ -10,9 +10,7 @@ import sqlalchemy as sa
 
 from core import clock
 from core.db import db, transaction
-from qms.documents.models import RETRAIN_MAJOR, DocumentAudience
-from qms.qualification import qualification
-from tests.integration.documents_helpers import (
+from features.support.documents import (
     approved_revision,
     effective_revision,
     hold,
@@ -21,7 +19,21 @@ from tests.integration.documents_helpers import (
     setup_people,
     train,
 )
-from training.models import OPEN, TrainingAssignment
+from qms.documents.publish import item_of, subject_of
+from training.models import OPEN, RETRAIN_MAJOR, TrainingAssignment, TrainingRequirement
+from training.qualification import services as qualifications
+
+
+def qualification(user, document, at=None):
+    """The qualification of `user` on the document's training subject."""
+    return qualifications.qualification(user, subject_of(document), at)
+
+
+def qualify_many(pairs, at=None):
+    """`qualifications.qualify_many` for (person, document) pairs, keyed by (user id, document id)."""
+    subjects = {d.id: subject_of(d) for _u, d in pairs}
+    answers = qualifications.qualify_many([(u, subjects[d.id]) for u, d in pairs], at)
+    return {(u.id, d.id): answers[(u.id, subjects[d.id].id)] for u, d in pairs}
 
 
 @pytest.fixture
@@ -38,7 +50,8 @@ def _later(**delta):
 
 def _set_requirement(document, **values):
     with transaction(reason="Matrix changed"):
-        row = db.session.scalars(sa.select(DocumentAudience).where(DocumentAudience.document_id == document.id)).one()
+        row = db.session.scalars(sa.select(TrainingRequirement).where(
+            TrainingRequirement.subject_id == subject_of(document).id)).one()
         for key, value in values.items():
             setattr(row, key, value)
 
@@ -56,7 +69,7 @@ def test_training_on_revision_1_qualifies_until_revision_2_is_in_force_and_the_p
 
     second = approved_revision(p, document, effective_on=clock.now_utc().date() + timedelta(days=7))
     pending = qualification(p.operator, document)
-    assert pending.qualified and pending.required.id == first.id  # revision 1.0 governs until 2.0 is effective
+    assert pending.qualified and pending.required.source_id == first.id  # revision 1.0 governs until 2.0 is effective
 
     _later(days=7)
     from qms.documents import services
@@ -64,20 +77,20 @@ def test_training_on_revision_1_qualifies_until_revision_2_is_in_force_and_the_p
     run(services.release_due, clock.now_utc().date())
     after = qualification(p.operator, document)
     assert not after.qualified
-    assert after.required.id == second.id and after.trained.id == first.id
+    assert after.required.source_id == second.id and after.trained.source_id == first.id
     assert after.reason == "Trained on revision 1.0, not on revision 2.0."
 
     # the history: at each past moment the answer is what it was then
     assert not qualification(p.operator, document, before_training).qualified
     past = qualification(p.operator, document, trained_at)
-    assert past.qualified and past.required.id == first.id and past.trained.id == first.id
+    assert past.qualified and past.required.source_id == first.id and past.trained.source_id == first.id
     assert past.as_json()["trained_revision"] == "1.0"
 
 
 def test_before_the_first_effective_date_the_approved_revision_governs(app, p):
     document = new_document(p)
     revision = approved_revision(p, document, effective_on=clock.now_utc().date() + timedelta(days=10))
-    assert qualification(p.operator, document).required.id == revision.id
+    assert qualification(p.operator, document).required.source_id == revision.id
     train(p.operator, revision)
     assert qualification(p.operator, document).qualified
 
@@ -90,13 +103,13 @@ def test_major_only_requirement_gets_no_training_for_a_minor_revision_and_stays_
     minor = effective_revision(p, document, major=False)
     assert minor.label == "1.1"
     assert db.session.scalar(sa.select(sa.func.count()).select_from(TrainingAssignment).where(
-        TrainingAssignment.revision_id == minor.id)) == 0
+        TrainingAssignment.item_id == item_of(minor).id)) == 0
     q = qualification(p.operator, document)
-    assert q.qualified and q.required.id == minor.id and q.trained.id == first.id
+    assert q.qualified and q.required.source_id == minor.id and q.trained.source_id == first.id
 
     major = effective_revision(p, document, major=True)
     assigned = db.session.scalars(sa.select(TrainingAssignment).where(
-        TrainingAssignment.revision_id == major.id)).all()
+        TrainingAssignment.item_id == item_of(major).id)).all()
     assert [(a.user_id, a.status) for a in assigned] == [(p.operator.id, OPEN)]
     assert not qualification(p.operator, document).qualified  # 1.0 never counts for 2.0
 
@@ -106,7 +119,7 @@ def test_open_training_on_the_minor_predecessor_stays_open_for_major_only_people
     first = effective_revision(p, document)  # the operator has open training on 1.0
     _set_requirement(document, retrain=RETRAIN_MAJOR)
     effective_revision(p, document, major=False)
-    row = db.session.scalar(sa.select(TrainingAssignment).where(TrainingAssignment.revision_id == first.id))
+    row = db.session.scalar(sa.select(TrainingAssignment).where(TrainingAssignment.item_id == item_of(first).id))
     db.session.refresh(row)
     assert row.status == OPEN  # training on 1.0 still counts for 1.1 under "major revisions only"
 
@@ -123,7 +136,7 @@ def test_periodic_retraining_lapses_after_the_interval(app, p):
 
 
 def test_days_allowed_of_a_requirement_sets_the_due_date_of_a_new_holder(app, p, make_user):
-    from training import services as training_services
+    from training.people import services as training_services
 
     document = new_document(p)
     revision = effective_revision(p, document)
@@ -133,13 +146,11 @@ def test_days_allowed_of_a_requirement_sets_the_due_date_of_a_new_holder(app, p,
     with transaction():
         training_services.grant_job_function(newcomer, p.job_function_id, actor=coordinator)
     row = db.session.scalar(sa.select(TrainingAssignment).where(TrainingAssignment.user_id == newcomer.id))
-    assert row.revision_id == revision.id and row.due_on == clock.now_utc().date() + timedelta(days=3)
+    assert row.item_id == item_of(revision).id and row.due_on == clock.now_utc().date() + timedelta(days=3)
 
 
 def test_the_batch_answer_for_a_matrix_equals_the_one_by_one_answer(app, p, make_user):
     """qualify_many (used by the team matrix) must give exactly the reference answers of qualification()."""
-    from qms.qualification import qualify_many
-
     others = [make_user(f"op{i}", roles={"operator"}) for i in range(3)]
     hold(others, p.job_function_id)
     people = [p.operator, *others]
@@ -174,7 +185,7 @@ def test_the_batch_answer_for_a_matrix_equals_the_one_by_one_answer(app, p, make
 
 
 def test_changing_the_matrix_today_does_not_change_an_answer_about_the_past(app, p, coordinator):
-    from qms.documents.matrix import set_requirement
+    from training.matrix.services import set_requirement
 
     document = new_document(p)
     first = effective_revision(p, document)
@@ -184,14 +195,14 @@ def test_changing_the_matrix_today_does_not_change_an_answer_about_the_past(app,
     then = _later(hours=1)
     assert qualification(p.operator, document, then).qualified  # 1.0 counts for 1.1 under "major only"
     _later(days=2)
-    run(set_requirement, document, p.job_function_id, retrain="every", actor=coordinator,
+    run(set_requirement, subject_of(document), p.job_function_id, retrain="every", actor=coordinator,
         audit_reason="Every change now needs training")
     assert qualification(p.operator, document, then).qualified  # the matrix as it stood then
     assert not qualification(p.operator, document).qualified  # now 1.1 itself is required
 
 
 def test_training_ahead_on_the_approved_successor_qualifies_before_it_is_effective(app, p, coordinator, make_user):
-    from training import services as training_services
+    from training.people import services as training_services
 
     document = new_document(p)
     effective_revision(p, document)
@@ -201,4 +212,4 @@ def test_training_ahead_on_the_approved_successor_qualifies_before_it_is_effecti
         training_services.grant_job_function(newcomer, p.job_function_id, actor=coordinator)
     train(newcomer, second)  # the engine assigned the approved 2.0 only
     q = qualification(newcomer, document)
-    assert q.qualified and q.required.label == "1.0" and q.trained.id == second.id
+    assert q.qualified and q.required.label == "1.0" and q.trained.source_id == second.id

@@ -9,12 +9,12 @@ from sqlalchemy_continuum import version_class
 
 from core import clock
 from core.db import db, transaction
+from features.support.documents import new_document
 from qms.capa.models import Capa, CapaAction, CapaActionDocument, CapaActionPerson
 from qms.change_control.models import ChangeControl, ChangeDocument, ChangeTask
 from qms.deviations.models import Deviation, DeviationDocument, DeviationPerson
 from qms.numbering import next_number
 from signatures.services import record_for
-from tests.integration.documents_helpers import new_document
 
 
 def test_each_quality_record_is_numbered_audited_and_resolvable_for_signatures(app, p):

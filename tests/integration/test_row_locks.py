@@ -22,19 +22,27 @@ from core.auth.models import User
 from core.db import db, transaction
 from core.errors import AttestError, InvalidTransition, ValidationError
 from core.testing.plugin import PASSWORD
+from features.support.documents import TODAY, effective_revision, hold, new_document, prove, run, train
 from qms.capa import services as capas
 from qms.capa.models import ACTION_APPROVED, CORRECTIVE, PREVENTIVE, CapaAction
 from qms.capa.services import ActionInput
 from qms.change_control import services as changes
 from qms.change_control.models import APPROVED, DRAFT, TASK_DONE, ChangeControl, ChangeTask
+from qms.documents import publish
 from qms.documents import services as documents
 from qms.documents.models import APPROVED as DOCUMENT_APPROVED
 from qms.documents.models import Revision
 from signatures import models as sig
 from signatures.services import authenticate
-from tests.integration.documents_helpers import TODAY, effective_revision, hold, new_document, prove, run, train
-from tests.integration.stress_helpers import at_once, audit_verifies, race, refusals, revision_in_force
-from training import engine, read_and_sign
+from tests.integration.stress_helpers import (
+    assignment_rows,
+    at_once,
+    audit_verifies,
+    race,
+    refusals,
+    revision_in_force,
+)
+from training import engine
 from training.models import (
     COMPLETED,
     OPEN,
@@ -43,6 +51,7 @@ from training.models import (
     SUPERSEDED,
     TrainingAssignment,
 )
+from training.read_and_sign import services as read_and_sign
 from validation import services as validation
 from validation.models import COMPLETED as RUN_COMPLETED
 from validation.models import ERROR, PASSED, RUNNING, ScenarioResult, StepResult, ValidationRun
@@ -231,8 +240,7 @@ def test_training_signed_at_the_instant_its_revision_is_superseded_is_completed_
     trainees = [make_user(f"tara.{n}", roles={"operator"}, full_name=f"Tara Trainee {n}") for n in range(TRAINEES)]
     old = revision_in_force(p, "SOP-RL-001")
     with transaction():
-        engine.create_assignments([{"user_id": t.id, "document_id": old.document_id, "revision_id": old.id,
-                                    "source_type": SOURCE_REVISION_APPROVAL} for t in trainees])
+        engine.create_assignments(assignment_rows(old, [t.id for t in trainees], source_type=SOURCE_REVISION_APPROVAL))
         now = clock.now_utc()
         new = Revision(document_id=old.document_id, major=2, minor=0, status=DOCUMENT_APPROVED, author_id=p.author.id,
                        content_markdown="# SOP-RL-001\n\nDo it better.\n", change_summary="Better",
@@ -240,6 +248,8 @@ def test_training_signed_at_the_instant_its_revision_is_superseded_is_completed_
                        effective_on=now.date())
         new.content_sha256 = new.computed_content_sha256()
         db.session.add(new)
+        db.session.flush()
+        publish.as_item(new)
     assignments = {a.user_id: a.id for a in db.session.scalars(sa.select(TrainingAssignment))}
     with transaction():
         for t in trainees:
@@ -259,7 +269,7 @@ def test_training_signed_at_the_instant_its_revision_is_superseded_is_completed_
         if page is None:
             return [r.id for r in documents.release_due(clock.now_utc().date())]
         assignment, revision, user, token, proof = page
-        return read_and_sign.complete(assignment, user=user, proof=proof, record=revision, expected_version=token).id
+        return read_and_sign.complete(assignment, user=user, proof=proof, expected_version=token).id
 
     outcomes = race(app, TRAINEES + 1, open_sign_page, act)
 

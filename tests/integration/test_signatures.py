@@ -15,6 +15,7 @@ from core.auth import services as auth
 from core.db import db, transaction
 from core.errors import InvalidTransition, ValidationError
 from core.testing.plugin import PASSWORD, totp_code
+from features.support.inspection import direct_sql
 from signatures import models as sig
 from signatures.models import Signature
 from signatures.services import (
@@ -27,7 +28,7 @@ from signatures.services import (
     sign,
     signatures_for,
 )
-from tests.integration.signing_helpers import direct_sql, make_revision, prove, sign_as
+from tests.integration.signing_helpers import make_revision, prove, sign_as
 
 SIGNED_AT = datetime(2025, 3, 4, 10, 15, 30, 123456, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""Approving a revision creates its training assignments in the same transaction (the promise of Attest)."""
+"""Approving a revision creates its training item and assignments in the same transaction (the promise of Attest)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ from sqlalchemy_continuum import version_class
 
 from core import bulk, clock
 from core.db import db, transaction
-from qms.documents.models import APPROVED, IN_REVIEW, Revision
-from signatures.models import Signature
-from tests.integration.documents_helpers import (
+from features.support.documents import (
     approve_as,
     approved_revision,
     new_document,
@@ -21,8 +19,11 @@ from tests.integration.documents_helpers import (
     route,
     submit,
 )
+from qms.documents.models import APPROVED, IN_REVIEW, Revision
+from qms.documents.publish import item_of
+from signatures.models import Signature
 from training import engine
-from training.models import OPEN, TrainingAssignment, UserJobFunction
+from training.models import OPEN, TrainingAssignment, TrainingItem, UserJobFunction
 
 
 def _hold(users, job_function_id, *, days_ago=30, until=None):
@@ -34,9 +35,11 @@ def _hold(users, job_function_id, *, days_ago=30, until=None):
 
 
 def _assignments(revision_id=None):
+    """Every assignment, or those on the training item the revision was published as (by person, then age)."""
     stmt = sa.select(TrainingAssignment).order_by(TrainingAssignment.user_id, TrainingAssignment.id)
     if revision_id is not None:
-        stmt = stmt.where(TrainingAssignment.revision_id == revision_id)
+        stmt = stmt.join(TrainingItem, TrainingItem.id == TrainingAssignment.item_id).where(
+            TrainingItem.source_id == revision_id)
     return list(db.session.scalars(stmt))
 
 
@@ -98,8 +101,7 @@ def test_assigning_again_creates_nothing(app, p, make_user):
     _hold(operators, p.job_function_id)
     revision = approved_revision(p, new_document(p))
     with transaction():
-        created = engine.assign_for_revision(revision_id=revision.id, document_id=revision.document_id,
-                                             job_function_ids=[p.job_function_id], due_on=revision.effective_on)
+        created = engine.assign_for_item(item_of(revision), due_on=revision.effective_on)
     assert created == 0
     assert len(_assignments(revision.id)) == 3
 
@@ -109,13 +111,13 @@ def test_each_revision_gets_its_own_assignments(app, p, make_user):
     _hold([operator], p.job_function_id)
     document = new_document(p)
     first = approved_revision(p, document, effective_on=clock.now_utc().date())
+    from features.support.documents import run
     from qms.documents import services
-    from tests.integration.documents_helpers import run
 
     run(services.release_due, clock.now_utc().date())
     second = approved_revision(p, document)
     rows = _assignments()
-    assert [(a.user_id, a.revision_id) for a in rows] == [(operator.id, first.id), (operator.id, second.id)]
+    assert [(a.user_id, a.item.source_id) for a in rows] == [(operator.id, first.id), (operator.id, second.id)]
 
 
 def test_inactive_users_and_job_functions_not_held_today_are_not_assigned(app, p, make_user):
@@ -138,16 +140,17 @@ def test_the_database_refuses_a_second_assignment_of_the_same_revision_to_the_sa
     _hold([operator], p.job_function_id)
     revision = approved_revision(p, new_document(p))
     with pytest.raises(sa.exc.IntegrityError), transaction():
-        bulk.bulk_insert(TrainingAssignment, [{"user_id": operator.id, "document_id": revision.document_id,
-                                               "revision_id": revision.id, "status": OPEN,
+        item = item_of(revision)
+        bulk.bulk_insert(TrainingAssignment, [{"user_id": operator.id, "subject_id": item.subject_id,
+                                               "item_id": item.id, "status": OPEN,
                                                "source_type": "revision_approval", "source_id": revision.id,
                                                "due_on": None, "assigned_at": clock.now_utc()}])
     assert len(_assignments(revision.id)) == 1
 
 
 def _release(on):
+    from features.support.documents import run
     from qms.documents import services
-    from tests.integration.documents_helpers import run
 
     run(services.release_due, on)
 
@@ -164,7 +167,7 @@ def test_open_training_on_a_superseded_revision_is_closed_and_completed_training
         row.status, row.completed_at = "completed", clock.now_utc()
     second = approved_revision(p, document, effective_on=today)
     _release(today)
-    by_user = {(a.user_id, a.revision_id): a for a in _assignments()}
+    by_user = {(a.user_id, a.item.source_id): a for a in _assignments()}
     assert by_user[(done.id, first.id)].status == "completed"
     assert by_user[(pending.id, first.id)].status == "superseded"
     assert by_user[(pending.id, first.id)].closed_reason == f"Superseded by revision {second.label}"
@@ -182,7 +185,7 @@ def test_policy_keep_leaves_open_training_on_the_superseded_revision(app, p, mak
     _release(today)
     approved_revision(p, document, effective_on=today)
     _release(today)
-    statuses = {a.revision_id: a.status for a in _assignments()}
+    statuses = {a.item.source_id: a.status for a in _assignments()}
     assert statuses[first.id] == OPEN
 
 
@@ -190,7 +193,7 @@ def test_policy_keep_leaves_open_training_on_the_superseded_revision(app, p, mak
 
 
 def test_a_new_holder_of_a_job_function_is_assigned_the_current_revision(app, p, make_user):
-    from training import services as training_services
+    from training.people import services as training_services
 
     document = new_document(p)
     today = clock.now_utc().date()
@@ -201,7 +204,7 @@ def test_a_new_holder_of_a_job_function_is_assigned_the_current_revision(app, p,
     with transaction():
         training_services.grant_job_function(newcomer, p.job_function_id, actor=coordinator)
     rows = _assignments()
-    assert [(a.user_id, a.revision_id, a.status, a.source_type) for a in rows] == [
+    assert [(a.user_id, a.item.source_id, a.status, a.source_type) for a in rows] == [
         (newcomer.id, effective.id, OPEN, "job_function")]
     assert rows[0].due_on == today + timedelta(days=document.training_window_days)
     with pytest.raises(Exception, match="already holds"), transaction():
@@ -210,7 +213,7 @@ def test_a_new_holder_of_a_job_function_is_assigned_the_current_revision(app, p,
 
 
 def test_ending_a_job_function_cancels_open_training_it_required_with_the_reason(app, p, make_user):
-    from training import services as training_services
+    from training.people import services as training_services
 
     operator = make_user("leaving.op", roles={"operator"})
     _hold([operator], p.job_function_id)
@@ -225,7 +228,7 @@ def test_ending_a_job_function_cancels_open_training_it_required_with_the_reason
 
 def test_only_a_training_coordinator_assigns_job_functions(app, p, make_user):
     from core.errors import NotPermitted
-    from training import services as training_services
+    from training.people import services as training_services
 
     operator = make_user("op.self", roles={"operator"})
     with pytest.raises(NotPermitted), transaction():
@@ -252,7 +255,7 @@ def test_job_functions_are_granted_and_ended_from_the_command_line(app, p, make_
     runner = app.test_cli_runner()
     result = runner.invoke(args=["training", "grant-job-function", "cli.op", "OP-MIX"])
     assert result.exit_code == 0, result.output
-    assert [(a.user_id, a.revision_id, a.status) for a in _assignments()] == [(operator.id, revision.id, OPEN)]
+    assert [(a.user_id, a.item.source_id, a.status) for a in _assignments()] == [(operator.id, revision.id, OPEN)]
     assert runner.invoke(args=["training", "grant-job-function", "cli.op", "NOPE"]).exit_code != 0
     result = runner.invoke(args=["training", "end-job-function", "cli.op", "OP-MIX"])
     assert result.exit_code == 0, result.output
@@ -261,7 +264,7 @@ def test_job_functions_are_granted_and_ended_from_the_command_line(app, p, make_
 
 
 def test_job_function_changes_dated_ahead_take_effect_with_the_daily_reconciliation(app, p, make_user):
-    from training import services as training_services
+    from training.people import services as training_services
 
     document = new_document(p)
     today = clock.now_utc().date()
@@ -276,21 +279,24 @@ def test_job_function_changes_dated_ahead_take_effect_with_the_daily_reconciliat
     cli = app.test_cli_runner()
     clock.freeze(clock.now_utc() + timedelta(days=3))
     result = cli.invoke(args=["training", "reconcile-due"])
-    assert result.exit_code == 0 and result.output.strip() == "reconciled 1 people: 1 assignments created, 0 cancelled"
+    assert result.exit_code == 0
+    assert result.output.splitlines() == ["reconciled 1 people: 1 assignments created, 0 cancelled",
+                                          "applied 0 dated requirements: 0 assignments created, 0 cancelled"]
     assert [(a.user_id, a.status) for a in _assignments(revision.id)] == [(mover.id, OPEN)]
-    assert cli.invoke(args=["training", "reconcile-due"]).output.strip().endswith("0 assignments created, 0 cancelled")
+    assert cli.invoke(args=["training", "reconcile-due"]).output.splitlines()[0].endswith(
+        "0 assignments created, 0 cancelled")
     held = db.session.scalars(sa.select(UserJobFunction).where(UserJobFunction.user_id == mover.id)).one()
     with transaction():
         training_services.end_job_function(held, valid_to=clock.now_utc().date() + timedelta(days=2), actor=None)
     clock.freeze(clock.now_utc() + timedelta(days=2))
     result = cli.invoke(args=["training", "reconcile-due"])
-    assert result.output.strip() == "reconciled 1 people: 0 assignments created, 1 cancelled"
+    assert result.output.splitlines()[0] == "reconciled 1 people: 0 assignments created, 1 cancelled"
     assert _assignments(revision.id)[0].status == "cancelled"
 
 
 def test_a_person_who_regains_a_job_function_or_is_reactivated_is_assigned_again(app, p, make_user, coordinator):
     from core.auth import services as auth_services
-    from training import services as training_services
+    from training.people import services as training_services
 
     document = new_document(p)
     today = clock.now_utc().date()
@@ -320,10 +326,11 @@ def test_a_person_who_regains_a_job_function_or_is_reactivated_is_assigned_again
 
 
 def test_major_only_training_that_still_counts_is_not_assigned_again(app, p, make_user, coordinator):
-    from qms.documents import matrix
-    from qms.documents.models import RETRAIN_MAJOR
-    from tests.integration.documents_helpers import effective_revision, train
-    from training import services as training_services
+    from features.support.documents import effective_revision, train
+    from qms.documents.publish import subject_of
+    from training.matrix import services as matrix
+    from training.models import RETRAIN_MAJOR
+    from training.people import services as training_services
 
     document = new_document(p)
     operator = make_user("major.op", roles={"operator"})
@@ -331,7 +338,7 @@ def test_major_only_training_that_still_counts_is_not_assigned_again(app, p, mak
     first = effective_revision(p, document)
     train(operator, first)
     with transaction(reason="Minor changes need no retraining"):
-        matrix.set_requirement(document, p.job_function_id, retrain=RETRAIN_MAJOR, actor=coordinator)
+        matrix.set_requirement(subject_of(document), p.job_function_id, retrain=RETRAIN_MAJOR, actor=coordinator)
     minor = effective_revision(p, document, major=False)
     with transaction():  # an unrelated change for the person: reconciling must not assign 1.1
         from core.org import JobFunction
@@ -343,6 +350,6 @@ def test_major_only_training_that_still_counts_is_not_assigned_again(app, p, mak
     assert _assignments(minor.id) == []
     # tightening the requirement to every revision assigns 1.1 at once
     with transaction(reason="Every change now matters"):
-        _row, assigned = matrix.set_requirement(document, p.job_function_id, retrain="every",
+        _row, assigned = matrix.set_requirement(subject_of(document), p.job_function_id, retrain="every",
                                                 actor=coordinator)
     assert assigned == 1 and [a.user_id for a in _assignments(minor.id)] == [operator.id]

@@ -1,4 +1,4 @@
-"""The training matrix (requirements job function -> document) and the release policy "effective when trained"."""
+"""The training matrix (requirements job function -> subject) and the release policy "effective when trained"."""
 
 from __future__ import annotations
 
@@ -11,10 +11,7 @@ from core import clock
 from core.db import db, transaction
 from core.errors import InvalidTransition, NotPermitted, ValidationError
 from core.org import JobFunction
-from qms.documents import matrix, release, services
-from qms.documents.models import APPROVED, EFFECTIVE, RELEASE_WHEN_TRAINED, DocumentAudience
-from signatures.models import APPROVED_DESPITE_TRAINING
-from tests.integration.documents_helpers import (
+from features.support.documents import (
     approved_revision,
     effective_revision,
     hold,
@@ -25,7 +22,12 @@ from tests.integration.documents_helpers import (
     train,
     version,
 )
-from training.models import CANCELLED, COMPLETED, OPEN, TrainingAssignment
+from qms.documents import release, services
+from qms.documents.models import APPROVED, EFFECTIVE, RELEASE_WHEN_TRAINED
+from qms.documents.publish import item_of, subject_of
+from signatures.models import APPROVED_DESPITE_TRAINING
+from training.matrix import services as matrix
+from training.models import CANCELLED, COMPLETED, OPEN, TrainingAssignment, TrainingRequirement
 
 
 def _second_function(p):
@@ -48,15 +50,16 @@ def test_adding_a_requirement_assigns_the_current_revision_to_every_holder_at_on
     hold(people, packer.id)
     document = new_document(p)
     revision = effective_revision(p, document)
-    requirement, assigned = run(matrix.set_requirement, document, packer.id, days_allowed=5, actor=coordinator)
+    requirement, assigned = run(matrix.set_requirement, subject_of(document), packer.id, days_allowed=5,
+                                actor=coordinator)
     assert assigned == 3
-    rows = _rows(revision_id=revision.id)
+    rows = _rows(item_id=item_of(revision).id)
     assert {(a.user_id, a.status, a.source_type, a.source_id, a.due_on) for a in rows} == {
         (u.id, OPEN, "matrix", requirement.id, clock.now_utc().date() + timedelta(days=5)) for u in people}
     assert rows[0].assigned_reason == "SOP-QA-001 required for job function OP-PACK"
     with pytest.raises(ValidationError, match="Nothing changed"), transaction(reason="again"):
-        matrix.set_requirement(document, packer.id, days_allowed=5, actor=coordinator)
-    assert len(_rows(revision_id=revision.id)) == 3  # idempotent
+        matrix.set_requirement(subject_of(document), packer.id, days_allowed=5, actor=coordinator)
+    assert len(_rows(item_id=item_of(revision).id)) == 3  # idempotent
 
 
 def test_changing_a_requirement_needs_a_reason_and_is_audited(app, p, coordinator):
@@ -64,10 +67,10 @@ def test_changing_a_requirement_needs_a_reason_and_is_audited(app, p, coordinato
 
     document = new_document(p)
     with pytest.raises(ValidationError), transaction():
-        matrix.set_requirement(document, p.job_function_id, recurrence_months=12, actor=coordinator)
-    run(matrix.set_requirement, document, p.job_function_id, recurrence_months=12, actor=coordinator,
+        matrix.set_requirement(subject_of(document), p.job_function_id, recurrence_months=12, actor=coordinator)
+    run(matrix.set_requirement, subject_of(document), p.job_function_id, recurrence_months=12, actor=coordinator,
         audit_reason="Annual retraining required by SOP-QA-010")
-    vcls = version_class(DocumentAudience)
+    vcls = version_class(TrainingRequirement)
     versions = db.session.scalars(sa.select(vcls).order_by(vcls.transaction_id)).all()
     assert [v.recurrence_months for v in versions] == [None, 12]
 
@@ -75,7 +78,7 @@ def test_changing_a_requirement_needs_a_reason_and_is_audited(app, p, coordinato
 def test_only_a_training_coordinator_edits_the_matrix(app, p):
     document = new_document(p)
     with pytest.raises(NotPermitted), transaction():
-        matrix.set_requirement(document, p.job_function_id, recurrence_months=6, actor=p.operator)
+        matrix.set_requirement(subject_of(document), p.job_function_id, recurrence_months=6, actor=p.operator)
 
 
 def test_bad_values_are_refused_naming_the_field(app, p, coordinator):
@@ -83,7 +86,7 @@ def test_bad_values_are_refused_naming_the_field(app, p, coordinator):
     for kwargs, field in [({"retrain": "sometimes"}, "retrain"), ({"recurrence_months": 0}, "recurrence_months"),
                           ({"days_allowed": 400}, "days_allowed")]:
         with pytest.raises(ValidationError) as caught, transaction(reason="x"):
-            matrix.set_requirement(document, p.job_function_id, actor=coordinator, **kwargs)
+            matrix.set_requirement(subject_of(document), p.job_function_id, actor=coordinator, **kwargs)
         assert caught.value.field == field
 
 
@@ -94,9 +97,9 @@ def test_removing_a_requirement_cancels_open_matrix_training_but_keeps_manual_an
     document = new_document(p)
     revision = effective_revision(p, document)
     train(trained, revision)
-    requirement = document.audience[0]
+    requirement = matrix.requirement(subject_of(document), p.job_function_id)
     run(matrix.remove_requirement, requirement, actor=coordinator, audit_reason="Mixers no longer use this SOP")
-    by_user = {a.user_id: a for a in _rows(revision_id=revision.id)}
+    by_user = {a.user_id: a for a in _rows(item_id=item_of(revision).id)}
     assert by_user[trained.id].status == COMPLETED
     assert by_user[pending.id].status == CANCELLED
     assert by_user[pending.id].closed_reason == "SOP-QA-001 no longer required for OP-MIX (training matrix changed)"
@@ -160,30 +163,35 @@ def test_a_document_released_on_the_date_is_not_held(app, p, make_user):
 
 
 def test_periodic_retraining_is_assigned_before_it_lapses_once_and_by_the_daily_command(app, p, coordinator):
-    from qms.documents.matrix import set_requirement
-    from tests.integration.documents_helpers import train
+    from features.support.documents import train
 
     hold([p.operator], p.job_function_id)
     document = new_document(p)
     revision = effective_revision(p, document)
     train(p.operator, revision)
     completed_on = clock.now_utc().date()
-    run(set_requirement, document, p.job_function_id, recurrence_months=12, days_allowed=30, actor=coordinator,
-        audit_reason="Annual retraining")
+    run(matrix.set_requirement, subject_of(document), p.job_function_id, recurrence_months=12, days_allowed=30,
+        actor=coordinator, audit_reason="Annual retraining")
     cli = app.test_cli_runner()
     clock.freeze(clock.now_utc() + timedelta(days=300))  # lapses in ~65 days: not yet within the 30-day window
-    assert cli.invoke(args=["qms", "retraining-due"]).output.strip() == "assigned 0 periodic retrainings due by " \
-        f"{clock.now_utc().date()}"
+    assert cli.invoke(args=["training", "retraining-due"]).output.strip() == "assigned 0 periodic retrainings due " \
+        f"by {clock.now_utc().date()}"
     clock.freeze(clock.now_utc() + timedelta(days=40))
-    result = cli.invoke(args=["qms", "retraining-due"])
+    result = cli.invoke(args=["training", "retraining-due"])
     assert result.exit_code == 0 and result.output.startswith("assigned 1 periodic retraining due by")
     rows = _rows(user_id=p.operator.id)
-    assert [(a.revision_id, a.cycle, a.status, a.source_type) for a in rows] == [
-        (revision.id, 0, COMPLETED, "revision_approval"), (revision.id, 1, OPEN, "recurrence")]
+    item = item_of(revision)
+    assert [(a.item_id, a.cycle, a.status, a.source_type) for a in rows] == [
+        (item.id, 0, COMPLETED, "revision_approval"), (item.id, 1, OPEN, "recurrence")]
     from qms.rules import add_months
 
     assert rows[1].due_on == add_months(completed_on, 12)
-    assert cli.invoke(args=["qms", "retraining-due"]).output.startswith("assigned 0")  # idempotent
+    assert cli.invoke(args=["training", "retraining-due"]).output.startswith("assigned 0")  # idempotent
+    # the old name still works for existing schedules, and says it moved
+    old = cli.invoke(args=["qms", "retraining-due"])
+    assert old.exit_code == 0
+    assert "`flask qms retraining-due` is now `flask training retraining-due`" in old.output
+    assert "assigned 0 periodic retrainings due by" in old.output
 
 
 def test_an_override_for_a_large_audience_names_everyone_in_the_note(app, p, make_user):
@@ -201,7 +209,7 @@ def test_an_override_for_a_large_audience_names_everyone_in_the_note(app, p, mak
 
 
 def test_making_a_document_obsolete_cancels_its_open_training(app, p, make_user):
-    from training import read_and_sign
+    from training.read_and_sign import services as read_and_sign
 
     waiting = make_user("wait.op", roles={"operator"})
     hold([waiting], p.job_function_id)
@@ -214,4 +222,47 @@ def test_making_a_document_obsolete_cancels_its_open_training(app, p, make_user)
     assert (row.status, row.closed_reason) == (CANCELLED, "SOP-QA-001 made obsolete: Process moved to another site")
     proof = prove(waiting)
     with pytest.raises(InvalidTransition), transaction():  # nothing left to sign
-        read_and_sign.complete(row, user=waiting, proof=proof, record=revision, expected_version=None, retired=True)
+        read_and_sign.complete(row, user=waiting, proof=proof, expected_version=None)
+
+
+def test_a_requirement_dated_ahead_assigns_on_its_first_day_and_cancels_after_its_last(app, p, coordinator, make_user):
+    """Dated validity: a requirement valid from next week assigns nobody today; the daily reconciliation assigns its
+    holders on its first day, and cancels their open training once its validity has ended."""
+    packer = _second_function(p)
+    people = [make_user(f"packer{i}", roles={"operator"}) for i in range(2)]
+    hold(people, packer.id)
+    document = new_document(p)
+    revision = effective_revision(p, document)
+    today = clock.now_utc().date()
+    row, assigned = run(matrix.set_requirement, subject_of(document), packer.id, valid_from=today + timedelta(days=7),
+                        valid_to=today + timedelta(days=37), reason="New packaging line from next week",
+                        actor=coordinator)
+    assert assigned == 0 and _rows(item_id=item_of(revision).id) == []
+    assert (row.valid_from, row.valid_to, row.reason) == (today + timedelta(days=7), today + timedelta(days=37),
+                                                          "New packaging line from next week")
+    cli = app.test_cli_runner()
+    clock.freeze(clock.now_utc() + timedelta(days=7))
+    result = cli.invoke(args=["training", "reconcile-due"])
+    assert result.exit_code == 0, result.output
+    assert "applied 1 dated requirement: 2 assignments created, 0 cancelled" in result.output
+    assert {(a.user_id, a.status, a.source_type) for a in _rows(item_id=item_of(revision).id)} == {
+        (u.id, OPEN, "matrix") for u in people}
+    assert "applied 1 dated requirement: 0 assignments created, 0 cancelled" in cli.invoke(
+        args=["training", "reconcile-due"]).output  # idempotent
+    train(people[0], revision)
+    clock.freeze(clock.now_utc() + timedelta(days=30))
+    result = cli.invoke(args=["training", "reconcile-due"])
+    assert "applied 1 dated requirement: 0 assignments created, 1 cancelled" in result.output
+    by_user = {a.user_id: a for a in _rows(item_id=item_of(revision).id)}
+    assert by_user[people[0].id].status == COMPLETED  # completed training is never touched
+    assert by_user[people[1].id].status == CANCELLED
+    assert app.test_cli_runner().invoke(args=["audit", "verify"]).exit_code == 0
+
+
+def test_a_requirement_valid_until_before_it_starts_is_refused_naming_the_field(app, p, coordinator):
+    document = new_document(p)
+    today = clock.now_utc().date()
+    with pytest.raises(ValidationError) as caught, transaction():
+        matrix.set_requirement(subject_of(document), p.job_function_id, valid_from=today, valid_to=today,
+                               actor=coordinator)
+    assert caught.value.field == "valid_to" and "must be after" in caught.value.message

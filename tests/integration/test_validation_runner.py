@@ -5,6 +5,7 @@ requirements to their latest results."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -16,9 +17,9 @@ from core.db import db, transaction
 from core.errors import InvalidTransition, NotPermitted, ValidationError
 from core.org import Department, Site
 from core.testing.plugin import is_postgres
+from features.support.documents import prove, run
 from qms.deviations.models import Deviation
 from signatures.models import Signature
-from tests.integration.documents_helpers import prove, run
 from validation import services
 from validation.bdd import load_urs
 from validation.models import (
@@ -27,6 +28,7 @@ from validation.models import (
     FAILED,
     NOT_RUN,
     PASSED,
+    PROTOCOLS,
     QUEUED,
     REVIEWED,
     RUN_APPROVED,
@@ -36,7 +38,7 @@ from validation.models import (
     ValidationRun,
 )
 
-CANARIES = Path(services.ROOT) / "validation" / "canaries"
+CANARIES = services.protocol_dir("CANARY")
 
 
 @pytest.fixture
@@ -136,11 +138,15 @@ def test_only_approved_feature_files_run_and_a_changed_file_needs_its_new_versio
         run(services.create_run, "CANARY", executor=vera)
     with pytest.raises(NotPermitted, match="validation.approve"):
         approve(vera, "CANARY")
-    [first] = approve(quinn, "CANARY")
+    step_code, first = approve(quinn, "CANARY")  # in the order of their paths: "canaries (step code)" first
     assert (first.version, first.status) == (1, "approved")
+    assert step_code.path == services.step_code_path("CANARY")
+    assert {path.rsplit("/", 1)[-1] for path in services.parse_manifest(step_code.content)} == {
+        "__init__.py", "conftest.py", "test_canaries.py", "bdd.py", "capture.py"}
     assert first.content == (canaries / "canary.feature").read_text()
-    signature = db.session.scalars(sa.select(Signature).where(Signature.record_type == "val_protocol_version")).one()
-    assert (signature.meaning, signature.signer_id) == ("Approved", quinn.id)
+    signatures = db.session.scalars(sa.select(Signature).where(Signature.record_type == "val_protocol_version")).all()
+    assert [(s.meaning, s.signer_id, s.record_id) for s in signatures] == [("Approved", quinn.id, step_code.id),
+                                                                          ("Approved", quinn.id, first.id)]
 
     before = execute("CANARY", vera)
     feature = canaries / "canary.feature"
@@ -155,23 +161,149 @@ def test_only_approved_feature_files_run_and_a_changed_file_needs_its_new_versio
     assert (second.version, first.status) == (2, "superseded")
 
     after = execute("CANARY", vera)
-    path = next(iter(before.fingerprint_data["files"]))
+    path = first.path
     assert before.fingerprint_data["files"][path] == first.sha256
     assert after.fingerprint_data["files"][path] == second.sha256 != first.sha256
     assert before.fingerprint_sha256 != after.fingerprint_sha256
-    assert [f.protocol_version_id for f in after.files] == [second.id]
+    assert {f.protocol_version_id for f in after.files} == {second.id, step_code.id}
 
 
-def test_fingerprint_names_the_application_python_packages_database_and_os(app, people, canaries):
+def test_fingerprint_names_the_application_python_packages_database_and_os(app, people, canaries, monkeypatch):
     vera, quinn, _ = people
-    approve(quinn, "CANARY")
+    step_code = next(v for v in approve(quinn, "CANARY") if v.path.endswith(services.STEP_CODE_SUFFIX))
+    monkeypatch.delenv("ATTEST_BUILD_COMMIT", raising=False)
     data = execute("CANARY", vera).fingerprint_data
     assert data["application"]["name"] == "attest" and data["application"]["version"]
+    assert data["application"]["commit"] is None, "no git: only a commit the build states"
+    assert data["application"]["installed_at"] == str(services.package_dir("validation").parent)
+    # the approved step code: its SHA-256 among the files executed, and each of its files with its own SHA-256
+    assert data["files"][step_code.path] == step_code.sha256 == hashlib.sha256(step_code.content.encode()).hexdigest()
+    files = data["step_code"][step_code.path]["files"]
+    assert files == services.parse_manifest(step_code.content)
+    assert files["validation/capture.py"] == services.sha256_of(services.package_dir("validation") / "capture.py")
+    assert files[str(canaries / "test_canaries.py")] == services.sha256_of(canaries / "test_canaries.py")
+    monkeypatch.setenv("ATTEST_BUILD_COMMIT", "0123abc")
+    assert execute("CANARY", vera).fingerprint_data["application"]["commit"] == "0123abc"
     assert data["python"]["version"].count(".") == 2
     assert "pytest-bdd" in data["packages"] and "sqlalchemy" in data["packages"]
     expected = "postgresql" if is_postgres() else "sqlite"
     assert data["database"]["scratch"].startswith(expected)
     assert data["os"]["platform"]
+
+
+def test_a_changed_step_code_file_stops_the_protocol_until_qa_approves_the_new_step_code(app, people, canaries):
+    vera, quinn, _ = people
+    step_code, feature = approve(quinn, "CANARY")
+    queued = run(services.create_run, "CANARY", executor=vera)
+    steps = canaries / "test_canaries.py"
+    steps.write_text(steps.read_text().replace("return number * 2", "return 4"))
+    # the queued run no longer starts, and no new run is accepted: the refusal names the step code and the file
+    with pytest.raises(InvalidTransition, match="changed since"):
+        services.execute(queued.id)
+    with pytest.raises(InvalidTransition) as refused:
+        run(services.create_run, "CANARY", executor=vera)
+    assert f"{step_code.path} (changed since its approved version: {steps} changed)" in refused.value.message
+    assert "canary.feature" not in refused.value.message, "the feature file itself is unchanged"
+    (canaries / "helpers.py").write_text("HELPER = 1\n")
+    with pytest.raises(InvalidTransition, match=f"{canaries / 'helpers.py'} added"):
+        services.check_executable("CANARY")
+
+    with pytest.raises(ValidationError, match=r"Say why .*\(step code\) changed"):
+        approve(quinn, "CANARY")
+    [second] = approve(quinn, "CANARY", reason="Doubling step simplified; helper module added")
+    db.session.refresh(step_code)
+    assert (second.path, second.version, step_code.status) == (step_code.path, 2, "superseded")
+    assert services.manifest_changes(step_code.content, second.content) == [
+        f"{canaries / 'helpers.py'} added", f"{steps} changed"]
+    assert [f.state for f in services.check_executable("CANARY")] == ["approved", "approved"]
+    result = execute("CANARY", vera)
+    assert result.fingerprint_data["files"][second.path] == second.sha256 != step_code.sha256
+    assert {f.protocol_version_id for f in result.files} == {feature.id, second.id}
+
+
+@pytest.fixture
+def features_copy(tmp_path, monkeypatch):
+    """A copy of the installed features package that a test may edit: the protocols and their step code are found
+    through it (services.package_dir), as they would be in another installation."""
+    copy = tmp_path / "site" / "features"
+    shutil.copytree(services.package_dir("features"), copy, ignore=shutil.ignore_patterns("__pycache__"))
+    real = services.package_dir
+    monkeypatch.setattr(services, "package_dir", lambda package: copy if package == "features" else real(package))
+    return copy
+
+
+def test_editing_a_shared_step_helper_makes_every_protocol_using_it_wait_for_qa(app, people, features_copy):
+    vera, quinn, _ = people
+    approved = {v.path: v for v in approve(quinn, "IQ") + approve(quinn, "OQ")}
+    assert "features/iq (step code)" in approved and "features/oq (step code)" in approved
+    iq = services.parse_manifest(approved["features/iq (step code)"].content)
+    assert {"features/conftest.py", "features/support/documents.py", "features/support/inspection.py",
+            "features/steps/installation.py", "features/iq/test_iq.py", "validation/bdd.py", "validation/capture.py",
+            "core/testing/plugin.py"} <= set(iq)
+    assert not any(path.startswith(("features/oq/", "features/pq/")) for path in iq), "other protocols' own code"
+    services.check_executable("IQ")
+
+    helper = features_copy / "support" / "inspection.py"
+    helper.write_text(helper.read_text().replace('TAG_RE = re.compile(r"<[^>]+>")', 'TAG_RE = re.compile(r"<b>")'))
+    for protocol in ("IQ", "OQ"):
+        with pytest.raises(InvalidTransition) as refused:
+            services.check_executable(protocol)
+        assert (f"features/{protocol.lower()} (step code) (changed since its approved version: "
+                f"features/support/inspection.py changed)") in refused.value.message
+    # an edit to one protocol's own module concerns that protocol only
+    (features_copy / "iq" / "test_iq.py").write_text("from pytest_bdd import scenarios\n\nscenarios('.')\n")
+    [iq_files] = [f for f in services.protocol_files(["IQ"]) if f.kind == services.STEP_CODE_KIND]
+    assert iq_files.changes == ["features/iq/test_iq.py changed", "features/support/inspection.py changed"]
+    [oq_files] = [f for f in services.protocol_files(["OQ"]) if f.kind == services.STEP_CODE_KIND]
+    assert oq_files.changes == ["features/support/inspection.py changed"]
+
+    approve(quinn, "IQ", reason="Tag pattern of the page reader changed")
+    services.check_executable("IQ")
+    with pytest.raises(InvalidTransition, match="features/support/inspection.py changed"):
+        services.check_executable("OQ")
+
+
+def test_the_declared_step_code_holds_every_harness_module_the_protocols_import():
+    """STEP_CODE names the fixtures and helpers outside features/ by hand: every module of the test harness that a
+    protocol's files import (at any depth, also inside functions, and through pytest_plugins) must be in it."""
+    import ast
+    import importlib.util
+
+    harness = ("core.testing", "features", "validation.bdd", "validation.capture", "validation.canaries")
+
+    def imported(path: Path) -> set[str]:
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module)
+                names.update(f"{node.module}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "pytest_plugins"
+                                                      for t in node.targets):
+                names.update(e.value for e in node.value.elts if isinstance(e, ast.Constant))
+        return names
+
+    def origin(name: str) -> Path | None:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            return None
+        return Path(spec.origin).resolve() if spec and spec.origin and spec.origin.endswith(".py") else None
+
+    for protocol in PROTOCOLS:
+        declared = set(services.step_code_files(protocol))
+        todo, seen, missing = list(declared), set(), []
+        while todo:
+            for name in imported(todo.pop()):
+                found = origin(name)
+                if found is None or found in seen or not name.startswith(harness):
+                    continue
+                seen.add(found)
+                todo.append(found)
+                if found not in declared:
+                    missing.append(f"{name} ({found})")
+        assert missing == [], f"{protocol}: harness modules outside its declared step code: {missing}"
 
 
 def test_the_executed_run_is_signed_executed_reviewed_and_approved_with_segregation(app, people, canaries):

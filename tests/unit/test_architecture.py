@@ -52,3 +52,19 @@ def test_no_setting_can_switch_auditing_off():
 
     names = " ".join(s.name for s in SETTINGS).lower()
     assert "audit" not in names and "version" not in names
+
+
+def test_protocols_and_shipped_packages_never_import_the_tests():
+    """features/ and the packages run from an installed wheel, which holds no tests/: an import of tests there works in
+    a checkout and breaks the installation."""
+    offenders = []
+    for path in [*_py_files("features", *PACKAGES), ROOT / "app.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            if any(name == "tests" or name.startswith("tests.") for name in names):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == [], f"imports of tests/ outside tests/: {offenders}"

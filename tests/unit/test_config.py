@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from core import config
@@ -66,3 +68,29 @@ def test_configuration_page_never_shows_secrets(tmp_path, monkeypatch):
     rows = dict((k, v) for k, v, _ in config.describe(config.load(str(tmp_path))))
     assert rows["ATTEST_SECRET_KEY"] == "(set)"
     assert "hunter2" not in rows["ATTEST_DATABASE_URL"]
+
+
+def test_instance_folder_comes_from_the_default_or_attest_instance_path(tmp_path, monkeypatch):
+    monkeypatch.delenv("ATTEST_INSTANCE_PATH", raising=False)
+    assert config.instance_path(tmp_path / "instance") == str(tmp_path / "instance")
+    monkeypatch.setenv("ATTEST_INSTANCE_PATH", str(tmp_path / "elsewhere"))
+    assert config.instance_path(tmp_path / "instance") == str(tmp_path / "elsewhere")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ATTEST_INSTANCE_PATH", "relative")
+    assert config.instance_path(tmp_path / "instance") == str(tmp_path / "relative")
+    assert config.load(str(tmp_path / "relative"))["ATTEST_INSTANCE_PATH"] == str(tmp_path / "relative")
+
+
+def test_an_instance_folder_inside_the_installed_packages_or_naming_a_file_is_refused(tmp_path, monkeypatch):
+    import sysconfig
+
+    monkeypatch.setenv("ATTEST_INSTANCE_PATH", str(Path(sysconfig.get_paths()["purelib"]) / "instance"))
+    with pytest.raises(config.ConfigError, match="inside the installed packages .* set ATTEST_INSTANCE_PATH"):
+        config.instance_path(tmp_path)
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("ATTEST_INSTANCE_PATH", str(tmp_path / "a-file"))
+    with pytest.raises(config.ConfigError, match="ATTEST_INSTANCE_PATH must name a folder, but .* is a file"):
+        config.instance_path(tmp_path)
+    monkeypatch.setenv("ATTEST_INSTANCE_PATH", "  ")
+    with pytest.raises(config.ConfigError, match="ATTEST_INSTANCE_PATH must name a folder"):
+        config.instance_path(tmp_path)

@@ -98,6 +98,7 @@ MATRIX: dict[str, dict[str, frozenset[str] | str]] = {
     "documents.show": {"GET": RECORD_READERS},
     "documents.diff": {"GET": RECORD_READERS},
     "documents.revision": {"GET": RECORD_READERS},
+    "documents.content": {"GET": RECORD_READERS},
     "documents.content_pdf": {"GET": RECORD_READERS},
     "documents.controlled_copy": {"GET": RECORD_READERS},
     "documents.manifest": {"GET": RECORD_READERS},

@@ -27,6 +27,7 @@ def _example_ids(app, users, viewer=None) -> dict[str, int]:
     if "test_examples" not in app.extensions:
         from core.db import transaction
         from core.org import Department, JobFunction, Site
+        from qms.documents import publish
         from qms.documents.models import Document, Revision
         from training.models import TrainingAssignment
 
@@ -50,7 +51,9 @@ def _example_ids(app, users, viewer=None) -> dict[str, int]:
                              content_sha256="0" * 64)
             db.session.add_all([first, draft])
             db.session.flush()
-            assignments = {u.id: TrainingAssignment(user_id=u.id, document_id=doc.id, revision_id=first.id,
+            subject = publish.register(doc)
+            item = publish.as_item(first)
+            assignments = {u.id: TrainingAssignment(user_id=u.id, subject_id=subject.id, item_id=item.id,
                                                     source_type="revision_approval", source_id=first.id)
                            for u in users.values()}
             db.session.add_all(assignments.values())
@@ -93,6 +96,7 @@ def _example_ids(app, users, viewer=None) -> dict[str, int]:
                                       outcome="failed", incident_id=deviation.id))
             db.session.flush()
             app.extensions["test_examples"] = {"user_id": users["operator"].id, "document_id": doc.id,
+                                               "subject_id": subject.id,
                                                "revision_id": draft.id, "job_function_id": function.id,
                                                "username": users["operator"].username, "change_id": change.id,
                                                "deviation_id": deviation.id, "capa_id": capa.id,

@@ -59,11 +59,13 @@ COMPILED_TEMPLATES = _CompiledTemplates()
 def fast_sweep(app, monkeypatch):
     """The app, made quicker to sweep: templates compiled once, PDFs in the core font (loading the DejaVu fonts takes
     about a second a PDF, and fonts decide nothing about access)."""
-    import qms.documents.pdf
+    import core.pdf
     import validation.pdf
 
     app.jinja_env.bytecode_cache = COMPILED_TEMPLATES
-    monkeypatch.setattr(qms.documents.pdf, "_font_path", lambda name: None)
+    shipped_fonts = core.pdf.RecordPdf.__init__
+    monkeypatch.setattr(core.pdf.RecordPdf, "__init__",
+                        lambda self, core_font=False: shipped_fonts(self, core_font=True))
     monkeypatch.setattr(validation.pdf, "_dejavu", lambda: None)
 
 

@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from core.db import db
 from core.testing.pages import alerts, field_errors
 from core.testing.plugin import PASSWORD, login, post_form, totp_code
+from features.support.documents import TODAY, count, effective_revision, hold, new_document, train
 from qms.capa.models import ACTION_APPROVED, DRAFT, OPEN, Capa
 from signatures.models import Signature
-from tests.integration.documents_helpers import TODAY, count, effective_revision, hold, new_document, train
 from training.models import SOURCE_CAPA_ACTION, TrainingAssignment
 
 TAG_RE = re.compile(r"<[^>]+>")
@@ -108,7 +108,7 @@ def test_capa_raised_planned_and_retraining_approved_through_the_pages(app, p, m
     assert action.status == ACTION_APPROVED
     assignment = db.session.scalar(sa.select(TrainingAssignment).where(
         TrainingAssignment.source_type == SOURCE_CAPA_ACTION, TrainingAssignment.source_id == action.id))
-    assert assignment.user_id == nina.id and assignment.revision_id == revision.id
+    assert assignment.user_id == nina.id and assignment.item.source_id == revision.id
 
     page = text_of(qa.get(f"/capa/{capa.id}"))
     assert "Training: 1 assigned, 0 completed, 1 open, 0 overdue" in page and "Nina New (nina.new)" in page
@@ -139,8 +139,8 @@ def test_closing_page_refuses_while_the_capa_has_no_effectiveness_check(app, p):
 
 def test_a_capa_raised_from_a_deviation_links_back_to_it(app, p):
     from core.clock import now_utc
+    from features.support.documents import run
     from qms.deviations import services as deviations
-    from tests.integration.documents_helpers import run
 
     site_id = db.session.scalar(sa.text("select site_id from core_department where id = :d"),
                                 {"d": p.department_id})
@@ -161,8 +161,8 @@ def test_a_capa_raised_from_a_deviation_links_back_to_it(app, p):
 
 def test_raise_a_capa_from_the_deviation_page_fills_in_the_source(app, p):
     from core.clock import now_utc
+    from features.support.documents import run
     from qms.deviations import services as deviations
-    from tests.integration.documents_helpers import run
 
     site_id = db.session.scalar(sa.text("select site_id from core_department where id = :d"),
                                 {"d": p.department_id})
@@ -179,9 +179,9 @@ def test_raise_a_capa_from_the_deviation_page_fills_in_the_source(app, p):
 
 
 def test_qa_cancels_one_action_through_its_signing_page_and_the_register_shows_what_is_due(app, p):
+    from features.support.documents import prove, run
     from qms.capa import services
     from qms.capa.models import ACTION_CANCELLED, CORRECTIVE
-    from tests.integration.documents_helpers import prove, run
 
     capa = run(services.create_capa, actor=p.reviewer, title="Spill kit missing", source_type="audit_finding",
                source_reference="IA-7", problem_statement="No spill kit at line 2", root_cause="Not in the checklist",

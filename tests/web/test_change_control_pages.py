@@ -13,11 +13,7 @@ from core import clock
 from core.db import db
 from core.testing.pages import alerts, field_errors
 from core.testing.plugin import PASSWORD, post_form, totp_code
-from qms.change_control import services as cc
-from qms.change_control.models import ChangeControl, ChangeTask
-from qms.documents import services as docs
-from qms.documents.models import Revision
-from tests.integration.documents_helpers import (
+from features.support.documents import (
     approve_as,
     effective_revision,
     hold,
@@ -28,6 +24,10 @@ from tests.integration.documents_helpers import (
     submit,
     train,
 )
+from qms.change_control import services as cc
+from qms.change_control.models import ChangeControl, ChangeTask
+from qms.documents import services as docs
+from qms.documents.models import Revision
 from tests.integration.test_change_control_lifecycle import (
     approved_change,
     fields,

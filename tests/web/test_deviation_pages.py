@@ -175,8 +175,8 @@ def test_register_filters_overdue_deviations(app, p):
 
 def test_people_procedures_and_capa_are_linked_on_one_page(app, p):
     from core.db import transaction
+    from features.support.documents import new_document
     from qms.capa.models import Capa
-    from tests.integration.documents_helpers import new_document
 
     document = new_document(p)
     supervisor = client_for(app, p.reviewer)

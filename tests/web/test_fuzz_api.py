@@ -27,9 +27,9 @@ from core.auth import services as auth_services
 from core.auth import tokens
 from core.db import transaction
 from core.extensions import limiter
-from qms.api import URL_TOKEN_PARAMETERS
-from tests.integration.documents_helpers import effective_revision, hold, new_document, setup_people, train
+from features.support.documents import effective_revision, hold, new_document, setup_people, train
 from tests.web.fuzz_helpers import audit_events_after, hostile_text, last_audit_event_id, snapshot
+from training.api import URL_TOKEN_PARAMETERS
 
 EXAMPLES = 60
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, print_blob=True,

@@ -19,10 +19,10 @@ from core.audit import AuditEvent, AuditTransaction
 from core.db import db
 from core.testing.pages import alerts, count, events, fresh
 from core.testing.plugin import PASSWORD, csrf_token, login, post_form, totp_code
+from features.support.documents import effective_revision, new_document, new_revision, route, submit
+from features.support.documents import review_as as reviewed_by
 from qms.documents.models import Revision
 from signatures.models import Signature
-from tests.integration.documents_helpers import effective_revision, new_document, new_revision, route, submit
-from tests.integration.documents_helpers import review_as as reviewed_by
 from tests.web.route_examples import _example_ids
 
 COOKIE = "attest_session"
@@ -98,7 +98,7 @@ def _read_and_sign(app, users, example):
     def state():
         db.session.expire_all()
         assignment = db.session.get(TrainingAssignment, own)
-        return assignment.status, signatures_on("qms_document_revision", assignment.revision_id)
+        return assignment.status, signatures_on("qms_document_revision", assignment.item.source_id)
 
     return "operator", f"/my-training/{own}/sign", data, state
 

@@ -33,10 +33,7 @@ from core.auth.permissions import PERMISSIONS
 from core.db import db, transaction
 from core.testing.pages import alerts, field_errors, html_forms, parse_page, submit_form
 from core.testing.plugin import PASSWORD, totp_code
-from signatures import ceremony
-from signatures.lifecycle import DATE, LIFECYCLES, UNCHANGED, YES_NO, Lifecycle, Transition, markdown
-from signatures.models import MEANINGS, Signature
-from tests.integration.documents_helpers import (
+from features.support.documents import (
     TODAY,
     approved_revision,
     effective_revision,
@@ -49,6 +46,9 @@ from tests.integration.documents_helpers import (
     run,
     submit,
 )
+from signatures import ceremony
+from signatures.lifecycle import DATE, LIFECYCLES, UNCHANGED, YES_NO, Lifecycle, Transition, markdown
+from signatures.models import MEANINGS, Signature
 from tests.web.test_training_matrix_pages import client_for, text_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,8 +98,8 @@ def revision_case(w, action: str, source: str) -> Case:
 
 
 def change_case(w, action: str, source: str) -> Case:
+    from features.support.documents import train
     from qms.change_control import services as cc
-    from tests.integration.documents_helpers import train
     from tests.integration.test_change_control_lifecycle import implement, new_change, signed, version
 
     p, owner = w.p, w.owner
@@ -128,8 +128,8 @@ def change_case(w, action: str, source: str) -> Case:
 
 
 def deviation_case(w, action: str, source: str) -> Case:
+    from features.support.documents import version
     from qms.deviations import services
-    from tests.integration.documents_helpers import version
     from tests.integration.test_deviation_lifecycle import ready_for_submission, report
 
     p = w.p

@@ -14,7 +14,7 @@ from core.db import db, transaction
 from core.org import JobFunction
 from core.testing.pages import alerts, count, events, field_errors
 from core.testing.plugin import post_form
-from tests.integration.documents_helpers import TODAY, effective_revision, hold, new_document
+from features.support.documents import TODAY, effective_revision, hold, new_document
 from tests.web.test_read_and_sign import client_for, text_of
 from training.models import CANCELLED, OPEN, TrainingAssignment, UserJobFunction
 
@@ -73,7 +73,7 @@ def test_granting_a_job_function_assigns_the_effective_documents_it_requires(p, 
     assert response.status_code == 303
     page = coord_c.get(response.headers["Location"])
     assert alerts(page) == [f"OP-MIX granted to nina.new from {TODAY}; 2 training assignments created."]
-    assert [(a.revision_id, a.status, a.source_type) for a in assignments(newcomer)] == [
+    assert [(a.item.source_id, a.status, a.source_type) for a in assignments(newcomer)] == [
         (mixing.id, OPEN, "job_function"), (cleaning.id, OPEN, "job_function")]
     text = text_of(page)
     assert f"Job functions held today (1) OP-MIX — Mixing operator · from {TODAY}" in text
@@ -126,7 +126,7 @@ def test_a_deactivated_job_function_cannot_be_granted(p, coord_c, newcomer):
 def test_ending_a_job_function_cancels_the_open_training_it_required(p, coord_c):
     hold([p.operator], p.job_function_id, days_ago=30)
     revision = effective_revision(p, new_document(p))
-    assert [(a.revision_id, a.status) for a in assignments(p.operator)] == [(revision.id, OPEN)]
+    assert [(a.item.source_id, a.status) for a in assignments(p.operator)] == [(revision.id, OPEN)]
     response = end(coord_c, p.operator, held_id(p.operator, p.job_function_id))
     assert response.status_code == 303
     page = coord_c.get(response.headers["Location"])
@@ -151,7 +151,7 @@ def test_an_end_before_the_start_is_refused_on_its_field_and_nothing_changes(p, 
     assert response.status_code == 422
     assert field_errors(response) == ["No longer held from: The end date cannot be before the start date."]
     assert held_rows(p.operator) == [(p.job_function_id, str(TODAY - timedelta(days=30)), None)]
-    assert [(a.revision_id, a.status) for a in assignments(p.operator)] == [(revision.id, OPEN)]
+    assert [(a.item.source_id, a.status) for a in assignments(p.operator)] == [(revision.id, OPEN)]
 
 
 def test_ending_needs_a_reason_and_a_day_not_later_than_today(p, coord_c):
@@ -175,7 +175,7 @@ def test_training_another_held_job_function_requires_stays_open(p, coord_c):
     revision = effective_revision(p, new_document(p, audience_job_function_ids=[p.job_function_id, other.id]))
     response = end(coord_c, p.operator, held_id(p.operator, p.job_function_id))
     assert "0 open training assignments cancelled" in alerts(coord_c.get(response.headers["Location"]))[0]
-    assert [(a.revision_id, a.status) for a in assignments(p.operator)] == [(revision.id, OPEN)]
+    assert [(a.item.source_id, a.status) for a in assignments(p.operator)] == [(revision.id, OPEN)]
 
 
 # --- finding people, and who may change ---------------------------------------------------------------------------

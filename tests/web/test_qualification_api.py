@@ -16,7 +16,7 @@ from core.auth import tokens
 from core.db import db, transaction
 from core.testing.pages import events
 from core.testing.plugin import login
-from tests.integration.documents_helpers import (
+from features.support.documents import (
     approved_revision,
     effective_revision,
     hold,

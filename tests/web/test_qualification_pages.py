@@ -19,8 +19,7 @@ from core import clock
 from core.audit import AuditTransaction
 from core.db import db
 from core.testing.pages import events, field_errors
-from signatures.models import READ_AND_UNDERSTOOD, Signature
-from tests.integration.documents_helpers import (
+from features.support.documents import (
     START,
     approved_revision,
     effective_revision,
@@ -29,6 +28,8 @@ from tests.integration.documents_helpers import (
     setup_people,
     train,
 )
+from qms.documents.publish import item_of
+from signatures.models import READ_AND_UNDERSTOOD, Signature
 from tests.web.test_read_and_sign import client_for, text_of
 from training.models import TrainingAssignment
 
@@ -161,7 +162,7 @@ def test_the_matrix_as_of_a_past_moment_differs_from_now_after_a_new_revision_is
 
     # before Tom signed, his training on 1.0 was open (it is completed now): in training then, not "not qualified"
     assigned_at = db.session.scalar(sa.select(TrainingAssignment.assigned_at).where(
-        TrainingAssignment.user_id == team.tom.id, TrainingAssignment.revision_id == team.rev1.id))
+        TrainingAssignment.user_id == team.tom.id, TrainingAssignment.item_id == item_of(team.rev1).id))
     earlier = matrix_rows(client.get("/training/team", query_string={"as_of": local_input(assigned_at)}))
     assert earlier["tom.trained"][1] == ("In training due 2025-03-03 Assigned, due on 2025-03-03. Not trained on "
                                          "SOP-QA-001 revision 1.0.")
@@ -197,7 +198,7 @@ def test_point_in_time_lookup_names_the_revision_in_force_and_the_one_trained(ap
     assert "Revision in force then 2.0 Trained revision 1.0" in now
     assert "Reason Trained on revision 1.0, not on revision 2.0." in now
     completed = db.session.scalar(sa.select(TrainingAssignment.completed_at).where(
-        TrainingAssignment.user_id == team.tom.id, TrainingAssignment.revision_id == team.rev1.id))
+        TrainingAssignment.user_id == team.tom.id, TrainingAssignment.item_id == item_of(team.rev1).id))
     assert f"({completed:%Y-%m-%d %H:%M:%S} UTC)" in now
 
 

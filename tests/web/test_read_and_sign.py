@@ -14,8 +14,8 @@ from core import clock
 from core.db import db, transaction
 from core.testing.pages import alerts, count, events
 from core.testing.plugin import PASSWORD, csrf_token, login, totp_code
+from features.support.documents import approved_revision, new_document, setup_people
 from signatures.models import READ_AND_UNDERSTOOD, Signature
-from tests.integration.documents_helpers import approved_revision, new_document, setup_people
 from training.models import COMPLETED, OPEN, TrainingAssignment, UserJobFunction
 
 EXPECTED_RE = re.compile(r'<input[^>]*name="expected_version"[^>]*value="(\d*)"')
@@ -40,7 +40,7 @@ def assigned(app, p):
     revision = approved_revision(p, new_document(p), effective_on=clock.now_utc().date() + timedelta(days=7),
                                  content="# Purpose\n\nClean the **mixer** daily.\n")
     assignment = db.session.scalar(sa.select(TrainingAssignment).where(TrainingAssignment.user_id == p.operator.id))
-    assert assignment is not None and assignment.revision_id == revision.id
+    assert assignment is not None and assignment.item.source_id == revision.id
     return assignment, revision
 
 
@@ -145,20 +145,24 @@ def test_overdue_training_is_listed_first_and_highlighted(app, p, assigned):
     assert "list-group-item-danger" in body and "Overdue" in body
 
 
-def test_signing_another_revision_never_completes_the_assignment(app, p, assigned):
-    from core.errors import InvalidTransition
-    from tests.integration.documents_helpers import prove, run
-    from training import read_and_sign
+def test_completing_an_assignment_signs_its_own_revision_and_never_another(app, p, assigned):
+    """Training on one revision never counts for another: completing an assignment signs exactly the revision its
+    training item stands for, and leaves the training on another revision open."""
+    from features.support.documents import prove, run
+    from qms.documents.publish import item_of
+    from training.read_and_sign import services as read_and_sign
 
     assignment, revision = assigned
     other = approved_revision(p, new_document(p, number="SOP-QA-002"))
+    other_assignment = db.session.scalar(sa.select(TrainingAssignment).where(
+        TrainingAssignment.user_id == p.operator.id, TrainingAssignment.item_id == item_of(other).id))
     run(read_and_sign.mark_opened, assignment, p.operator)
-    proof = prove(p.operator)
-    with pytest.raises(InvalidTransition):
-        run(read_and_sign.complete, assignment, user=p.operator, proof=proof, record=other, expected_version=None)
-    assert fresh_assignment(assignment.id).status == OPEN
+    signature = run(read_and_sign.complete, assignment, user=p.operator, proof=prove(p.operator),
+                    expected_version=None)
+    assert (signature.record_type, signature.record_id) == ("qms_document_revision", revision.id)
+    assert fresh_assignment(assignment.id).status == COMPLETED
+    assert fresh_assignment(other_assignment.id).status == OPEN
     assert revision.id != other.id
-
 
 def test_the_approver_sees_the_training_impact_before_the_final_signature(app, make_user):
     from datetime import timedelta
@@ -166,7 +170,7 @@ def test_the_approver_sees_the_training_impact_before_the_final_signature(app, m
     from core import clock
     from core.db import db, transaction
     from core.testing.plugin import login
-    from tests.integration.documents_helpers import new_document, new_revision, review_as, route, submit
+    from features.support.documents import new_document, new_revision, review_as, route, submit
     from training.models import UserJobFunction
 
     p = setup_people(make_user)
@@ -190,9 +194,11 @@ def test_the_approver_sees_the_training_impact_before_the_final_signature(app, m
 
 
 def test_the_documents_minimum_reading_time_is_enforced_before_signing(app, p, assigned):
+    from qms.documents import services
+
     assignment, revision = assigned
     with transaction(reason="Long procedure: read it properly"):
-        revision.document.min_read_seconds = 120
+        services.update_document_metadata(revision.document, actor=p.author, min_read_seconds=120)
     client = client_for(app, p.operator)
     assert client.get(f"/my-training/{assignment.id}").status_code == 200  # opened now
     response = sign(client, p.operator, assignment.id)

@@ -13,16 +13,17 @@ from core import clock
 from core.db import db, transaction
 from core.testing.pages import alerts, field_errors
 from core.testing.plugin import PASSWORD, login, post_form, totp_code
-from qms.documents import services
-from qms.documents.models import EFFECTIVE, RELEASE_WHEN_TRAINED, DocumentAudience
-from tests.integration.documents_helpers import (
+from features.support.documents import (
     approved_revision,
     effective_revision,
     hold,
     new_document,
     run,
 )
-from training.models import OPEN, TrainingAssignment
+from qms.documents import services
+from qms.documents.models import EFFECTIVE, RELEASE_WHEN_TRAINED
+from qms.documents.publish import item_of, subject_of
+from training.models import OPEN, TrainingAssignment, TrainingRequirement
 
 TAG_RE = re.compile(r"<[^>]+>")
 
@@ -53,11 +54,11 @@ def test_coordinator_adds_a_requirement_from_the_grid_and_holders_are_assigned(a
     client = client_for(app, coordinator)
     grid = client.get("/training/matrix?q=SOP-QA-001")
     assert grid.status_code == 200 and "SOP-QA-001" in text_of(grid) and "OP-MIX" in text_of(grid)
-    url = f"/training/matrix/{document.id}/{p.job_function_id}"
+    url = f"/training/matrix/{subject_of(document).id}/{p.job_function_id}"
     response = post_form(client, url, {"required": "y", "retrain": "major", "recurrence_months": "24",
                                        "days_allowed": "10"}, follow_redirects=True)
     assert "OP-MIX now requires SOP-QA-001; 2 people assigned." in alerts(response)
-    assert {a.user_id for a in _assignments(revision_id=revision.id)} == {u.id for u in operators}
+    assert {a.user_id for a in _assignments(item_id=item_of(revision).id)} == {u.id for u in operators}
     assert "Major" in text_of(client.get("/training/matrix?q=SOP-QA-001"))
 
     # a change needs a reason: refused with the field named, nothing changed
@@ -66,23 +67,23 @@ def test_coordinator_adds_a_requirement_from_the_grid_and_holders_are_assigned(a
     assert response.status_code == 422
     assert any("reason for change is required" in e for e in field_errors(response))
     db.session.expire_all()
-    assert db.session.scalar(sa.select(DocumentAudience.retrain)) == "major"
+    assert db.session.scalar(sa.select(TrainingRequirement.retrain)) == "major"
 
     # removing it cancels the open training it created
     response = post_form(client, url, {"retrain": "every", "reason": "Mixers moved to SOP-QA-002"},
                          follow_redirects=True)
     assert "OP-MIX no longer requires SOP-QA-001; 2 open assignments cancelled." in alerts(response)
-    assert {a.status for a in _assignments(revision_id=revision.id)} == {"cancelled"}
+    assert {a.status for a in _assignments(item_id=item_of(revision).id)} == {"cancelled"}
 
 
 def test_bad_matrix_values_are_refused_with_the_field_and_rule(app, p, coordinator):
     document = new_document(p, audience_job_function_ids=[])
     client = client_for(app, coordinator)
-    response = post_form(client, f"/training/matrix/{document.id}/{p.job_function_id}",
+    response = post_form(client, f"/training/matrix/{subject_of(document).id}/{p.job_function_id}",
                          {"required": "y", "retrain": "every", "recurrence_months": "0"})
     assert response.status_code == 422
     assert "Retrain every (months): Retrain every must be 1 to 120 months (or empty)." in field_errors(response)
-    assert db.session.scalar(sa.select(sa.func.count()).select_from(DocumentAudience)) == 0
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(TrainingRequirement)) == 0
 
 
 def test_operators_and_authors_cannot_reach_the_coordinator_pages(app, p):
@@ -105,13 +106,13 @@ def test_bulk_assignment_by_job_function_and_list_skips_people_with_open_trainin
             "reason": "Refresher after deviation DEV-2025-0012"}
     response = post_form(client, "/training/assign", form, follow_redirects=True)
     assert f"4 people assigned SOP-QA-001 revision 1.0, due {due}." in alerts(response)
-    rows = _assignments(revision_id=revision.id)
+    rows = _assignments(item_id=item_of(revision).id)
     assert {a.user_id for a in rows} == {u.id for u in [*mixers, extra]}
     assert {(a.source_type, a.assigned_reason, a.cycle) for a in rows} == {
         ("manual", "Refresher after deviation DEV-2025-0012", 0)}
     response = post_form(client, "/training/assign", form, follow_redirects=True)
     assert any(m.startswith("0 people assigned") and "4 already had open training" in m for m in alerts(response))
-    assert len(_assignments(revision_id=revision.id)) == 4
+    assert len(_assignments(item_id=item_of(revision).id)) == 4
 
 
 def test_bulk_assignment_errors_name_the_field_and_write_nothing(app, p, coordinator):
@@ -131,7 +132,7 @@ def test_bulk_assignment_errors_name_the_field_and_write_nothing(app, p, coordin
 
 
 def test_a_completed_person_assigned_again_trains_in_a_new_cycle(app, p, coordinator):
-    from tests.integration.documents_helpers import train
+    from features.support.documents import train
 
     document = new_document(p, audience_job_function_ids=[])
     revision = effective_revision(p, document)
@@ -212,4 +213,4 @@ def test_a_lost_race_on_the_same_assignment_is_a_clear_409_and_writes_nothing(ap
     response = post_form(client, "/training/assign", {**form, "reason": "Refresher again"})
     assert response.status_code == 409
     assert "Someone else saved the same change at the same moment" in text_of(response)
-    assert [a.assigned_reason for a in _assignments(revision_id=revision.id)] == ["Refresher"]
+    assert [a.assigned_reason for a in _assignments(item_id=item_of(revision).id)] == ["Refresher"]

@@ -10,6 +10,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from validation.models import (
 
 TAG_RE = re.compile(r"<[^>]+>")
 CANARY = "validation/canaries/canary.feature"
+CANARY_CODE = "validation/canaries (step code)"
 
 
 def text_of(response) -> str:
@@ -126,25 +128,30 @@ def test_canary_protocol_approved_executed_signed_and_printed_through_the_pages(
     qa = client_for(app, team.qa)
     engineer = client_for(app, team.engineer)
 
-    # not yet approved: the run is refused, naming the file, and nothing is queued
+    # not yet approved: the run is refused, naming the file and the step code, and nothing is queued
     response = post_form(engineer, "/validation/runs/start", {"protocol": "CANARY"}, token_from="/validation/")
     assert response.status_code == 409
-    assert any("Protocol CANARY cannot run" in a and CANARY in a and "not yet approved" in a
-               for a in alerts(response))
+    assert any("Protocol CANARY cannot run" in a and f"{CANARY} (not yet approved)" in a
+               and f"{CANARY_CODE} (not yet approved)" in a for a in alerts(response))
     assert count(ValidationRun) == 0 and launched == []
 
-    # QA approves the file's exact text: one signature, meaning Approved, bound to the file's SHA-256
+    # QA approves the file's exact text and the step code's manifest: one signature each, meaning Approved, bound to
+    # the SHA-256 of each
     page = text_of(qa.get("/validation/protocols/approve"))
-    assert CANARY in page and "Not yet approved" in page
-    response = approve_files(qa, team.qa, [CANARY])
+    assert CANARY in page and CANARY_CODE in page and "Not yet approved" in page
+    response = approve_files(qa, team.qa, [CANARY, CANARY_CODE])
     assert response.status_code == 302, text_of(response)
     version = db.session.scalar(sa.select(ProtocolVersion).where(ProtocolVersion.path == CANARY))
-    assert version.version == 1 and version.sha256 == services.sha256_of(services.ROOT / CANARY)
-    signature = db.session.scalar(sa.select(Signature).where(Signature.record_type == "val_protocol_version",
-                                                             Signature.record_id == version.id))
-    assert (signature.printed_name, signature.meaning) == ("Quinn QA", "Approved")
+    assert version.version == 1
+    assert version.sha256 == services.sha256_of(services.protocol_dir("CANARY") / "canary.feature")
+    code = db.session.scalar(sa.select(ProtocolVersion).where(ProtocolVersion.path == CANARY_CODE))
+    assert code.content == services.step_code_manifest("CANARY") and "  validation/capture.py\n" in code.content
+    for record in (version, code):
+        signature = db.session.scalar(sa.select(Signature).where(Signature.record_type == "val_protocol_version",
+                                                                 Signature.record_id == record.id))
+        assert (signature.printed_name, signature.meaning) == ("Quinn QA", "Approved")
     protocols = text_of(qa.get("/validation/protocols"))
-    assert "Approved (version 1)" in protocols and "Quinn QA" in protocols
+    assert "Approved (version 1)" in protocols and "Quinn QA" in protocols and CANARY_CODE in protocols
     assert "Quinn QA — Approved —" in text_of(qa.get(f"/validation/protocols/view?path={CANARY}"))
 
     # the engineer starts the run (executed synchronously here) and lands on the run page
@@ -161,7 +168,9 @@ def test_canary_protocol_approved_executed_signed_and_printed_through_the_pages(
     text = text_of(page)
     assert 'http-equiv="refresh"' not in page.get_data(as_text=True)
     assert "Completed (to be signed)" in text and "Eve Engineer (eve.engineer)" in text
-    assert f"{CANARY} {run.files[0].sha256} version 1, approved by Quinn QA" in text
+    assert f"{CANARY} {version.sha256} version 1, approved by Quinn QA" in text
+    assert f"{CANARY_CODE} {code.sha256} version 1, approved by Quinn QA" in text
+    assert "Files of validation/canaries (step code) (5)" in text
     assert "Control: a correct expected value passes" in text
     # every step with its expected and actual result and outcome
     assert "Then the result is 4 the result is 4 the result is 4 passed" in text
@@ -235,7 +244,7 @@ def test_canary_protocol_approved_executed_signed_and_printed_through_the_pages(
 
 def test_the_executor_cannot_review_or_approve_their_own_run(app, team, monkeypatch):
     synchronous(monkeypatch)
-    assert approve_files(client_for(app, team.qa), team.qa, [CANARY]).status_code == 302
+    assert approve_files(client_for(app, team.qa), team.qa, [CANARY, CANARY_CODE]).status_code == 302
     both = client_for(app, team.both)
     post_form(both, "/validation/runs/start", {"protocol": "CANARY"}, token_from="/validation/")
     run = latest_run()
@@ -260,15 +269,21 @@ def test_the_executor_cannot_review_or_approve_their_own_run(app, team, monkeypa
 # --- protocol files ---------------------------------------------------------------------------------------------------
 
 
+@dataclass
+class Copy:
+    feature: Any  # the copied canary.feature
+    path: str  # its recorded path
+    code: str  # the recorded path of the copy's step code
+
+
 @pytest.fixture
-def own_protocols(tmp_path, monkeypatch):
-    """A project root of the test's own with one canary feature file (the real steps of validation/canaries)."""
-    folder = tmp_path / "validation" / "canaries"
-    folder.mkdir(parents=True)
-    feature = folder / "canary.feature"
-    feature.write_text((services.ROOT / CANARY).read_text(encoding="utf-8"), encoding="utf-8")
-    monkeypatch.setattr(services, "ROOT", tmp_path)
-    return feature
+def own_protocols(tmp_path, monkeypatch) -> Copy:
+    """A copy of the canary protocol (feature file and step definitions) that a test may change; recorded paths of a
+    folder outside the installed packages are absolute."""
+    folder = tmp_path / "canaries"
+    shutil.copytree(services.protocol_dir("CANARY"), folder, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setitem(services.PROTOCOL_DIRS, "CANARY", str(folder))
+    return Copy(folder / "canary.feature", str(folder / "canary.feature"), f"{folder}{services.STEP_CODE_SUFFIX}")
 
 
 def test_a_file_changed_after_approval_cannot_run_until_approved_again_with_a_reason(app, team, own_protocols,
@@ -276,37 +291,80 @@ def test_a_file_changed_after_approval_cannot_run_until_approved_again_with_a_re
     launched = synchronous(monkeypatch)
     qa = client_for(app, team.qa)
     engineer = client_for(app, team.engineer)
-    assert approve_files(qa, team.qa, [CANARY]).status_code == 302
+    own = own_protocols
+    assert approve_files(qa, team.qa, [own.path, own.code]).status_code == 302
 
-    own_protocols.write_text(own_protocols.read_text() + "\n  Scenario: Added after approval\n    Given the number 1\n")
+    own.feature.write_text(own.feature.read_text() + "\n  Scenario: Added after approval\n    Given the number 1\n")
     assert "1 changed" in text_of(engineer.get("/validation/"))
     assert "Changed since its approved version" in text_of(engineer.get("/validation/protocols"))
-    view = text_of(engineer.get(f"/validation/protocols/view?path={CANARY}"))
+    view = text_of(engineer.get("/validation/protocols/view", query_string={"path": own.path}))
     assert "+ Scenario: Added after approval" in view and "Changes since approved version 1" in view
 
     response = post_form(engineer, "/validation/runs/start", {"protocol": "CANARY"}, token_from="/validation/")
     assert response.status_code == 409
-    assert any(f"{CANARY} (changed since its approved version)" in a for a in alerts(response))
+    assert any(f"{own.path} (changed since its approved version)" in a for a in alerts(response))
     assert count(ValidationRun) == 0 and launched == []
 
     # a new version of a changed file needs the reason; refused before the password is even checked
     signatures = count(Signature)
-    response = approve_files(qa, team.qa, [CANARY])
+    response = approve_files(qa, team.qa, [own.path])
     assert response.status_code == 422
-    assert any("Reason for the new version" in e and f"Say why {CANARY} changed" in e for e in field_errors(response))
+    assert any("Reason for the new version" in e and f"Say why {own.path} changed" in e
+               for e in field_errors(response))
     assert count(Signature) == signatures
-    response = approve_files(qa, team.qa, [CANARY], reason="Scenario added for issue 6")
+    response = approve_files(qa, team.qa, [own.path], reason="Scenario added for issue 6")
     assert response.status_code == 302, text_of(response)
-    versions = list(db.session.scalars(sa.select(ProtocolVersion).order_by(ProtocolVersion.version)))
+    versions = list(db.session.scalars(sa.select(ProtocolVersion).where(ProtocolVersion.path == own.path)
+                                       .order_by(ProtocolVersion.version)))
     assert [(v.version, v.status) for v in versions] == [(1, "superseded"), (2, "approved")]
     assert versions[1].reason == "Scenario added for issue 6" and "Added after approval" in versions[1].content
 
 
+def test_changed_step_code_is_shown_with_its_files_and_cannot_run_until_approved_again(app, team, own_protocols,
+                                                                                      monkeypatch):
+    launched = synchronous(monkeypatch)
+    qa = client_for(app, team.qa)
+    engineer = client_for(app, team.engineer)
+    own = own_protocols
+    overview = text_of(engineer.get("/validation/"))
+    assert "CANARY — Runner canaries (tool adequacy)" in overview and "1 Not yet approved 0 0 2 not yet approved" in (
+        overview)
+    assert approve_files(qa, team.qa, [own.path, own.code]).status_code == 302
+    assert "1 Approved (version 1) 2 0 0" in text_of(engineer.get("/validation/"))
+
+    steps = own.feature.parent / "test_canaries.py"
+    before = services.sha256_of(steps)
+    steps.write_text(steps.read_text().replace("return number * 2", "return 4"))
+    assert "1 Changed since its approved version 1 1 changed 0" in text_of(engineer.get("/validation/"))
+    listing = text_of(engineer.get("/validation/protocols"))
+    assert f"{own.code} " in listing and f"Changed since its approved version {steps} changed" in listing
+    view = text_of(engineer.get("/validation/protocols/view", query_string={"path": own.code}))
+    assert f"Changed since its approved version: {steps} changed" in view and "Kind Step code" in view
+    assert f"-{before} {steps} +{services.sha256_of(steps)} {steps}" in view, "the manifest's changes"
+    assert f"{steps} changed since the approved version" in view and "return 4" in view, "the file's current text"
+    assert "validation/capture.py" in view and "def pytest_bdd_after_step" in view
+
+    response = post_form(engineer, "/validation/runs/start", {"protocol": "CANARY"}, token_from="/validation/")
+    assert response.status_code == 409 and launched == []
+    assert any(f"{own.code} (changed since its approved version: {steps} changed)" in a for a in alerts(response))
+    page = qa.get("/validation/protocols/approve").get_data(as_text=True)
+    assert f'value="{own.code}"' in page and f'value="{own.path}"' not in page, "only the step code is pending"
+    assert f"{steps} changed" in html.unescape(page)
+    response = approve_files(qa, team.qa, [own.code], reason="Doubling step simplified")
+    assert response.status_code == 302, text_of(response)
+    code = db.session.scalar(sa.select(ProtocolVersion).where(ProtocolVersion.path == own.code,
+                                                              ProtocolVersion.status == "approved"))
+    assert (code.version, code.reason) == (2, "Doubling step simplified")
+    assert f"{services.sha256_of(steps)}  {steps}\n" in code.content
+    response = post_form(engineer, "/validation/runs/start", {"protocol": "CANARY"}, token_from="/validation/")
+    assert response.status_code == 302 and len(launched) == 1
+
+
 def test_several_files_are_approved_in_one_ceremony_with_one_signature_each(app, team, own_protocols):
-    second = own_protocols.parent / "second.feature"
+    second = own_protocols.feature.parent / "second.feature"
     second.write_text("Feature: Second\n  Scenario: Control\n    Given the number 2\n", encoding="utf-8")
     qa = client_for(app, team.qa)
-    response = approve_files(qa, team.qa, [CANARY, "validation/canaries/second.feature"])
+    response = approve_files(qa, team.qa, [own_protocols.path, str(second)])
     assert response.status_code == 302, text_of(response)
     versions = list(db.session.scalars(sa.select(ProtocolVersion)))
     assert len(versions) == 2
@@ -316,6 +374,7 @@ def test_several_files_are_approved_in_one_ceremony_with_one_signature_each(app,
 def test_only_protocol_files_can_be_viewed(app, team):
     client = client_for(app, team.auditor)
     assert client.get(f"/validation/protocols/view?path={CANARY}").status_code == 200
+    assert client.get("/validation/protocols/view", query_string={"path": CANARY_CODE}).status_code == 200
     for path in ("app.py", "../app.py", "/etc/passwd", "instance/secret_key", f"{CANARY}/../../../app.py"):
         assert client.get("/validation/protocols/view", query_string={"path": path}).status_code == 404, path
 
@@ -379,7 +438,7 @@ def test_an_operator_sees_no_validation_page(app, team):
 
 def test_an_auditor_reads_everything_but_starts_and_signs_nothing(app, team, monkeypatch):
     launched = synchronous(monkeypatch)
-    assert approve_files(client_for(app, team.qa), team.qa, [CANARY]).status_code == 302
+    assert approve_files(client_for(app, team.qa), team.qa, [CANARY, CANARY_CODE]).status_code == 302
     with transaction():
         run = services.create_run("CANARY", executor=team.engineer)
     auditor = client_for(app, team.auditor)
@@ -399,7 +458,7 @@ def test_an_auditor_reads_everything_but_starts_and_signs_nothing(app, team, mon
 
 
 def test_a_queued_run_page_refreshes_and_shows_progress(app, team):
-    assert approve_files(client_for(app, team.qa), team.qa, [CANARY]).status_code == 302
+    assert approve_files(client_for(app, team.qa), team.qa, [CANARY, CANARY_CODE]).status_code == 302
     with transaction():
         run = services.create_run("CANARY", executor=team.engineer)
     auditor = client_for(app, team.auditor)
@@ -464,7 +523,7 @@ def test_a_run_started_from_the_page_executes_in_the_background(app, team, monke
         return process
 
     monkeypatch.setattr(views, "launch", tracked)
-    assert approve_files(client_for(app, team.qa), team.qa, [CANARY]).status_code == 302
+    assert approve_files(client_for(app, team.qa), team.qa, [CANARY, CANARY_CODE]).status_code == 302
     engineer = client_for(app, team.engineer)
     try:
         response = post_form(engineer, "/validation/runs/start", {"protocol": "CANARY"}, token_from="/validation/")
