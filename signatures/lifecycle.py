@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
+
 from core.auth.models import User
 from core.auth.permissions import PERMISSIONS
 from core.clock import now_utc
@@ -394,6 +396,28 @@ class Lifecycle:
             act.result = t.after(act)
         db.session.flush()
         return act
+
+    def move(self, record: Any, state: str) -> None:
+        """A move the system makes (a scheduled release, the protocol runner): only along a declared system
+        transition, the one place such a move sets the status. The caller (a job, with its own locks and checks)
+        writes the row with its other changes, in its unit of work."""
+        current = self.state_of(record)
+        if not any(current in s.source and s.next == state for s in self.system):
+            raise InvalidTransition(f"{_title(record)} cannot move from {self.labels.get(current, current)} to "
+                                    f"{self.labels.get(state, state)}: no declared system move.")
+        setattr(record, self.status, state)
+
+    def move_all(self, where: Any, state: str, values: dict[str, Any]) -> int:
+        """The same for many records at once, written in bulk with their audit rows (core.bulk): every record
+        `where` selects moves to `state` with `values` (e.g. the reason it was closed). The states the declared
+        system moves to `state` start from are required of the records. Returns how many moved."""
+        from core import bulk
+
+        sources = sorted({source for s in self.system if s.next == state for source in s.source})
+        if not sources:
+            raise InvalidTransition(f"No declared system move of a {self.noun} to {self.labels.get(state, state)}.")
+        column = getattr(self.model, self.status)
+        return bulk.bulk_update(self.model, sa.and_(where, column.in_(sources)), {**values, self.status: state})
 
     def cascade(self, record: Any, state: str) -> None:
         """Move a dependent record along with its parent's signed step (e.g. a CAPA's actions when QA approves the

@@ -280,6 +280,17 @@ def cancel_open_on_subject(subject_id: int, *, reason: str) -> int:
                             {"status": CANCELLED, "closed_reason": reason})
 
 
+def cancel_open_from(source_type: str, source_ids: Iterable[int], *, reason: str) -> int:
+    """The record that assigned training (e.g. a CAPA retraining action) was cancelled: the open training it assigned
+    is cancelled with the reason; completed training stays. Returns how many were cancelled."""
+    ids = sorted(set(source_ids))
+    if not ids:
+        return 0
+    return bulk.bulk_update(TrainingAssignment, sa.and_(
+        TrainingAssignment.source_type == source_type, TrainingAssignment.source_id.in_(ids),
+        TrainingAssignment.status == OPEN), {"status": CANCELLED, "closed_reason": reason})
+
+
 def cancel_all_open(user_id: int, *, reason: str) -> int:
     """A person leaves (deactivation): every open assignment is cancelled with the reason; history is kept."""
     return bulk.bulk_update(TrainingAssignment,

@@ -505,7 +505,7 @@ def _start(run: ValidationRun) -> None:
         raise InvalidTransition(f"The feature files or step code of {run.protocol} changed since {run.audit_title()} "
                                 f"was queued; start a new run.")
     scratch_url, scratch_label = _scratch(current_app.config.get("ATTEST_VALIDATION_DATABASE_URL"))
-    run.status = RUNNING
+    LIFECYCLE.move(run, RUNNING)
     run.started_at = now_utc()
     run.database = scratch_label[:200]
     data = fingerprint(run, scratch_url)
@@ -568,7 +568,8 @@ def execute(run_id: int, *, echo: Callable[[str], None] | None = None, timeout_s
             with transaction(reason="Validation run could not start"):
                 run = db.session.get(ValidationRun, run_id)
                 if run.status == QUEUED:
-                    run.status, run.result, run.finished_at, run.error = ERROR, FAILED, now_utc(), exc.message
+                    LIFECYCLE.move(run, ERROR)
+                    run.result, run.finished_at, run.error = FAILED, now_utc(), exc.message
             raise
         scratch_url = current_app.config.get("ATTEST_VALIDATION_DATABASE_URL") or ""
         scratch_label = run.database
@@ -610,7 +611,9 @@ def execute(run_id: int, *, echo: Callable[[str], None] | None = None, timeout_s
             db.session.rollback()
             with transaction(reason="Validation run could not be finished"):
                 run = db.session.get(ValidationRun, run_id)
-                run.status, run.result, run.finished_at = ERROR, FAILED, now_utc()
+                if run.status in (QUEUED, RUNNING):
+                    LIFECYCLE.move(run, ERROR)
+                run.result, run.finished_at = FAILED, now_utc()
                 run.error = f"Recording the results failed: {exc!r}"[:4000]
             raise
 
@@ -637,11 +640,11 @@ def _finish(run_id: int, error: str | None, echo: Callable[[str], None]) -> Vali
         failed_scenarios = [s for s in scenarios if s.outcome == FAILED]
         run.finished_at = now_utc()
         if error is not None or not scenarios:
-            run.status = ERROR
+            LIFECYCLE.move(run, ERROR)
             run.error = error or "No scenario was executed (no feature file collected)."
             run.result = FAILED
         else:
-            run.status = COMPLETED
+            LIFECYCLE.move(run, COMPLETED)
             run.result = FAILED if (run.failed or failed_scenarios) else PASSED
         db.session.flush()
         failing = [s for s in steps if s.outcome in (FAILED, UNDEFINED)]

@@ -17,7 +17,6 @@ from datetime import date
 import sqlalchemy as sa
 from sqlalchemy.orm.attributes import flag_modified
 
-from core import bulk
 from core.auth.models import User
 from core.auth.permissions import PERMISSIONS
 from core.clock import now_utc
@@ -615,12 +614,8 @@ def _cancelled(act: Act) -> None:
 
 def _cancel_open_training(act: Act) -> None:
     capa = act.record
-    ids = [a.id for a in capa.actions]
-    if ids:
-        bulk.bulk_update(TrainingAssignment,
-                         sa.and_(TrainingAssignment.source_type == SOURCE_CAPA_ACTION,
-                                 TrainingAssignment.source_id.in_(ids), TrainingAssignment.status == OPEN_TRAINING),
-                         {"status": TRAINING_CANCELLED, "closed_reason": f"{capa.number} cancelled: {act.text}"})
+    engine.cancel_open_from(SOURCE_CAPA_ACTION, [a.id for a in capa.actions],
+                            reason=f"{capa.number} cancelled: {act.text}")
 
 
 def _check_retraining(act: Act) -> None:
@@ -677,11 +672,8 @@ def _action_cancelled(act: Act) -> None:
 
 def _cancel_action_training(act: Act) -> None:
     action, capa = act.record, act.record.capa
-    bulk.bulk_update(TrainingAssignment,
-                     sa.and_(TrainingAssignment.source_type == SOURCE_CAPA_ACTION,
-                             TrainingAssignment.source_id == action.id, TrainingAssignment.status == OPEN_TRAINING),
-                     {"status": TRAINING_CANCELLED, "closed_reason": f"{capa.number} action {action.id} cancelled: "
-                                                                    f"{act.text}"[:2000]})
+    engine.cancel_open_from(SOURCE_CAPA_ACTION, [action.id],
+                            reason=f"{capa.number} action {action.id} cancelled: {act.text}"[:2000])
 
 
 def _check_completion(act: Act) -> None:

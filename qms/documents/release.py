@@ -52,16 +52,21 @@ def release_revisions(revisions: list[Revision], now: datetime) -> None:
         sa.select(Revision).where(Revision.document_id == document_id, Revision.status == EFFECTIVE)
         .with_for_update().execution_options(populate_existing=True)))
     newest = max([*revisions, *previous], key=lambda r: (r.major, r.minor))
+    from qms.documents.services import LIFECYCLE  # the declared system moves (services imports this module)
+
     with db.session.no_autoflush:
         for old in previous:
             if old is not newest:
-                old.status, old.superseded_at = SUPERSEDED, now
+                LIFECYCLE.move(old, SUPERSEDED)
+                old.superseded_at = now
         for revision in revisions:
             if revision is newest:
-                revision.status, revision.effective_at = EFFECTIVE, now
+                LIFECYCLE.move(revision, EFFECTIVE)
+                revision.effective_at = now
                 revision.review_due_on = add_months(revision.effective_on, interval)
             else:
-                revision.status, revision.effective_at, revision.superseded_at = SUPERSEDED, now, now
+                LIFECYCLE.move(revision, SUPERSEDED)
+                revision.effective_at, revision.superseded_at = now, now
     db.session.flush()
     # training follows in the same transaction: the newest item is in force, the replaced ones are superseded and
     # their open training closed (or kept, by policy); the history keeps both

@@ -123,3 +123,12 @@ def test_the_diagram_and_table_show_every_transition_and_the_systems_moves():
     rows = MEMO.table()
     assert rows[1][:6] == ["`approve`", "Approve", "Submitted", "Approved", "quality.approve", "Approved"]
     assert rows[1][7] == "not the owner" and rows[-1][4] == "the system"
+
+
+def test_a_system_move_follows_only_a_declared_system_transition():
+    memo = Memo(7, OWNER.id, status="approved")
+    MEMO.move(memo, "draft")  # declared: reopened by a job
+    assert memo.status == "draft"
+    with pytest.raises(InvalidTransition, match="Memo 7 cannot move from Draft to Approved: no declared system move"):
+        MEMO.move(memo, "approved")  # a person's step is never taken by the system
+    assert memo.status == "draft"

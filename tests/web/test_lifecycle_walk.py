@@ -28,6 +28,7 @@ import qms.capa.services  # noqa: F401  (each area's services declare its lifecy
 import qms.change_control.services  # noqa: F401
 import qms.deviations.services  # noqa: F401
 import qms.documents.services  # noqa: F401
+import training.read_and_sign.services  # noqa: F401
 import validation.services  # noqa: F401
 from core.auth.permissions import PERMISSIONS
 from core.db import db, transaction
@@ -196,9 +197,22 @@ def run_case(w, action: str, source: str) -> Case:
     return Case(record, user, f"/validation/runs/{record.id}")
 
 
+def assignment_case(w, action: str, source: str) -> Case:
+    """Read and sign: the operator's open assignment on an approved revision; the record page is the assignment's
+    page on My training (opening it records that the document was opened)."""
+    from training.models import TrainingAssignment
+
+    p = w.p
+    hold([p.operator], p.job_function_id)
+    approved_revision(p, new_document(p))
+    assignment = db.session.scalar(sa.select(TrainingAssignment).where(TrainingAssignment.user_id == p.operator.id))
+    return Case(assignment, p.operator, f"/my-training/{assignment.id}")
+
+
 BUILDERS: dict[str, Callable[[Any, str, str], Case]] = {
     "document_revision": revision_case, "change_control": change_case, "deviation": deviation_case,
     "capa": capa_case, "capa_action": capa_action_case, "validation_run": run_case,
+    "training_assignment": assignment_case,
 }
 STEPS = [(lc.name, t.action, source) for lc in LIFECYCLES.values() for t in lc.transitions.values()
          for source in t.source]

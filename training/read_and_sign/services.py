@@ -14,11 +14,20 @@ import sqlalchemy as sa
 
 from core.auth.models import User
 from core.clock import now_utc
-from core.db import db, default_reason, lock_row
+from core.db import db, default_reason
 from core.errors import InvalidTransition, NotPermitted
 from signatures import models as sig
 from signatures import services as signing
-from training.models import COMPLETED, OPEN, TrainingAssignment, TrainingItem
+from signatures.lifecycle import Act, Lifecycle, SystemTransition, Transition, only
+from training.models import (
+    CANCELLED,
+    COMPLETED,
+    OPEN,
+    STATUS_LABELS,
+    SUPERSEDED,
+    TrainingAssignment,
+    TrainingItem,
+)
 
 
 def is_overdue(assignment: TrainingAssignment, today: date | None = None) -> bool:
@@ -63,16 +72,9 @@ def signed_record(item: TrainingItem) -> signing.Signable:
     return record
 
 
-def complete(assignment: TrainingAssignment, *, user: User, proof: signing.SignerProof,
-             expected_version: str | None) -> sig.Signature:
-    """Sign the assignment's item (its source record) as "Read and understood" and complete the assignment, no
-    sooner than the subject's minimum reading time after the person first opened it, and never on a retired item."""
-    # lock the assignment and read it as committed (the page's copy may be older): of several submissions at once
-    # (two tabs, a double click), the first completes it and the others find it completed
-    lock_row(assignment)
-    _check_assignee(assignment, user)
-    if assignment.status != OPEN:
-        raise InvalidTransition("This training is not open (it is completed, cancelled or superseded).")
+def _check_reading(act: Act) -> None:
+    """Read before signing: opened, for at least the subject's minimum reading time; never a retired item."""
+    assignment = act.record
     item = db.session.get(TrainingItem, assignment.item_id)
     if item.retired_at is not None:
         raise InvalidTransition("This document is obsolete: there is nothing to train on any more.")
@@ -84,14 +86,55 @@ def complete(assignment: TrainingAssignment, *, user: User, proof: signing.Signe
         wait = int(min_read_seconds - read_for) + 1
         raise InvalidTransition(f"This document asks for at least {min_read_seconds} seconds of reading; you opened "
                                 f"it {int(read_for)} seconds ago. Read on and sign in {wait} seconds.")
-    default_reason("Read and understood")
-    # retraining on the same item (a later cycle) is a new signing round: only signatures since it was assigned
-    # count as "already signed"
-    signature = signing.sign(signed_record(item), signer=user, proof=proof, meaning=sig.READ_AND_UNDERSTOOD,
-                             expected_version=expected_version, allowed=(sig.READ_AND_UNDERSTOOD,),
-                             since=assignment.assigned_at)
-    assignment.status = COMPLETED
-    assignment.completed_at = signature.signed_at
-    assignment.signature_id = signature.id
-    db.session.flush()
-    return signature
+
+
+def _completed(act: Act) -> None:
+    assignment = act.record
+    assignment.completed_at = act.signature.signed_at
+    assignment.signature_id = act.signature.id
+
+
+def _signed_record(assignment: TrainingAssignment) -> signing.Signable:
+    return signed_record(db.session.get(TrainingItem, assignment.item_id))
+
+
+ASSIGNEE = only("user_id", "the person it is assigned to only",
+                lambda _assignment: "Only the person it is assigned to can read and sign this training.")
+
+LIFECYCLE = Lifecycle(
+    "training_assignment", title="Training assignment (read and sign)", model=TrainingAssignment,
+    noun="training assignment", labels=STATUS_LABELS, initial=OPEN,
+    summary=lambda a: f"{db.session.get(TrainingItem, a.item_id).title} — "
+                      f"{db.session.get(TrainingItem, a.item_id).subject.title}",
+    # what is signed is the item's source record (the revision), whose version the page showed; the assignment is
+    # locked and moves
+    signed=_signed_record, fresh_against=_signed_record, require_version=False,
+    state_refusal="This training is not open (it is completed, cancelled or superseded).",
+    describe="""One person's training on one exact item (a document revision). The person opens the item (its
+    content is shown through the item's link) and, once the subject's minimum reading time has passed, signs the
+    revision itself "Read and understood": the signature binds the revision's content hash. Retraining on the same
+    item is a new assignment (the next cycle) and a new signing round. The training engine closes open assignments
+    that are no longer needed, in bulk and with a reason. See docs/training.md.""",
+    system=[SystemTransition((OPEN,), CANCELLED, "cancelled by the training engine (no longer required, account "
+                                                 "deactivated, document made obsolete, coordinator)"),
+            SystemTransition((OPEN,), SUPERSEDED, "superseded when a newer version takes effect")],
+    transitions=[
+        Transition("sign", "I have read it: sign as “Read and understood”", (OPEN,), COMPLETED, "training.view_own",
+                   sig.READ_AND_UNDERSTOOD, rules=(ASSIGNEE,), task="Reading and signing training",
+                   verb="read and sign", confirm="Sign as read and understood", endpoint="sign",
+                   check=_check_reading, effect=_completed, audit_reason="Read and understood",
+                   # retraining on the same item (a later cycle) is a new signing round: only signatures since it was
+                   # assigned count as "already signed"
+                   since=lambda act: act.record.assigned_at,
+                   done=lambda act: f"Signed: {act.transition.meaning}. Training on "
+                                    f"{db.session.get(TrainingItem, act.record.item_id).title} is complete."),
+    ])
+
+
+def complete(assignment: TrainingAssignment, *, user: User, proof: signing.SignerProof,
+             expected_version: str | None) -> sig.Signature:
+    """Sign the assignment's item (its source record) as "Read and understood" and complete the assignment, no
+    sooner than the subject's minimum reading time after the person first opened it, and never on a retired item.
+    The assignment is locked and read as committed first: of several submissions at once (two tabs, a double click),
+    the first completes it and the others find it completed."""
+    return LIFECYCLE.apply(assignment, "sign", actor=user, proof=proof, expected_version=expected_version).signature

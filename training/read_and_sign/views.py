@@ -9,7 +9,7 @@ anyone else gets 404, so ids cannot be probed.
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, render_template, request, url_for
 from flask_login import current_user
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
@@ -17,11 +17,8 @@ from werkzeug.exceptions import HTTPException
 from core.auth.access import permission_required
 from core.clock import now_utc
 from core.db import db, transaction
-from core.forms import choices
 from signatures import ceremony
 from signatures import models as sig
-from signatures import services as signing
-from signatures.forms import SignForm
 from training.models import OPEN, TrainingAssignment, TrainingItem
 from training.read_and_sign import services as service
 
@@ -87,38 +84,18 @@ def show(assignment_id: int):
                            overdue=service.is_overdue(assignment))
 
 
-@bp.route("/<int:assignment_id>/sign", methods=["GET", "POST"])
-@permission_required(PERMISSION)
-def sign(assignment_id: int):
-    """The signing ceremony: authenticate in its own unit of work (failures are audited and count toward lockout),
-    then complete the assignment in a second."""
-    assignment, item = _own_assignment(assignment_id)
-    record = service.signed_record(item)
-    meaning = sig.READ_AND_UNDERSTOOD
-    if assignment.status != OPEN:
-        flash("This training is already closed.", "info")
-        return redirect(url_for("read_and_sign.show", assignment_id=assignment.id))
-    form = SignForm()
-    form.meaning.choices = choices([(meaning, meaning)])
-    if request.method == "GET":
-        form.expected_version.data = str(record.concurrency_token)
-        form.meaning.data = meaning
-    status = 200
-    if form.validate_on_submit():
-        def act(user, proof):
-            service.complete(assignment, user=user, proof=proof,
-                             expected_version=(form.expected_version.data or "").strip() or None)
+def _load_own(assignment_id: int) -> TrainingAssignment:
+    assignment, _item = _own_assignment(assignment_id)
+    return assignment
 
-        outcome = ceremony.perform(form, act)
-        if outcome.response is not None:
-            return outcome.response
-        if outcome.ok:
-            flash(f"Signed: {meaning}. Training on {item.title} is complete.", "success")
-            return redirect(url_for("read_and_sign.index"))
-        status = outcome.status
-    elif form.errors:
-        status = 422
-    return render_template("training/read_and_sign/sign.html", form=form, assignment=assignment, item=item,
-                           subject=item.subject, meaning=meaning, declaration=signing.DECLARATION,
-                           content_hash=signing.content_hash(record),
-                           totp=current_user.security.totp_enrolled), status
+
+def _panel(assignment: TrainingAssignment, _transition) -> dict:
+    return {"assignment": assignment}
+
+
+# the signing page: the declared "sign" transition (training.read_and_sign.services.LIFECYCLE) on the one signing view;
+# authentication in its own unit of work (failures are audited and count toward lockout), then the completion
+ceremony.expose(bp, service.LIFECYCLE, rule="/<int:assignment_id>", load=_load_own,
+                url_args=lambda assignment: {"assignment_id": assignment.id},
+                back=lambda assignment: url_for("read_and_sign.index"),
+                panels={"sign": "training/read_and_sign/_sign_reading.html"}, context=_panel)
