@@ -22,6 +22,7 @@ run: $(VENV)/.installed
 	ATTEST_SESSION_COOKIE_SECURE=$${ATTEST_SESSION_COOKIE_SECURE:-0} $(FLASK) run --host 127.0.0.1 --port 5000
 
 test: $(VENV)/.installed
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m core.testing.run_suites
 
 lint: $(VENV)/.installed

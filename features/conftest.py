@@ -2,7 +2,7 @@
 
 The same files run in `make test` and in the in-app protocol runner. The runner sets ATTEST_VALIDATION_INSTALLED=1:
 the `installed_app` fixture is then the installation itself (`create_app()` from its real ATTEST_* environment),
-which IQ steps only read. Everything else runs on the scratch database of `core.testing.plugin` (the `app` fixture).
+which IQ steps only read. Everything else runs on the scratch database of `testkit.plugin` (the `app` fixture).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from pytest_bdd import given, parsers
 
 pytest_plugins = [
-    "core.testing.plugin",
+    "testkit.plugin",
     "validation.bdd",
     "features.steps.installation",
     "features.steps.access",

@@ -1,6 +1,6 @@
 import pytest
 
-pytest_plugins = ["core.testing.plugin"]
+pytest_plugins = ["testkit.plugin"]
 
 
 @pytest.fixture

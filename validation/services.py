@@ -83,7 +83,7 @@ from validation.models import (
 # protocol at a copy elsewhere with an absolute path.
 PROTOCOL_DIRS = {"IQ": "features/iq", "OQ": "features/oq", "PQ": "features/pq", "CANARY": "validation/canaries"}
 # The packages a recorded path may start with: a protocol's files, its step code and the test harness live in them.
-RECORDED_PACKAGES = ("features", "validation", "core")
+RECORDED_PACKAGES = ("features", "validation", "core", "testkit")
 STEP_CODE_SUFFIX = " (step code)"
 # The step code of a protocol: every Python file of Attest its pytest process loads besides the application under
 # test. Its own folder's *.py files, plus the entries below ("features/" is every *.py file under features/ outside
@@ -91,8 +91,8 @@ STEP_CODE_SUFFIX = " (step code)"
 # recorder, is loaded into every run (-p validation.capture), so it is part of every protocol's step code.
 STEP_CODE = {
     **dict.fromkeys(("IQ", "OQ", "PQ"), (
-        "features/", "validation/bdd.py", "validation/capture.py", "core/testing/__init__.py",
-        "core/testing/plugin.py", "core/testing/databases.py", "core/testing/pages.py", "core/testing/tamper.py")),
+        "features/", "validation/bdd.py", "validation/capture.py", "testkit/__init__.py", "testkit/plugin.py",
+        "core/testing/__init__.py", "core/testing/databases.py", "core/testing/pages.py", "core/testing/tamper.py")),
     "CANARY": ("validation/bdd.py", "validation/capture.py"),
 }
 PERFORMED = "Performed without error."
@@ -537,7 +537,7 @@ def pytest_command(protocol: str, scratch_url: str, tmp: Path, out: Path) -> tup
                "-p", "validation.capture", f"--validation-out={out}", f"--basetemp={tmp / 'pytest'}", "-q",
                "--no-header", "-ra"]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS")}
-    # OQ and PQ steps work on the scratch database only (core.testing.plugin's `app`); the installation's own database
+    # OQ and PQ steps work on the scratch database only (testkit.plugin's `app`); the installation's own database
     # URL and instance folder are passed for the IQ's read-only checks of the installation (schema, configuration)
     env.update({"ATTEST_TEST_DATABASE_URL": scratch_url, "ATTEST_VALIDATION_INSTALLED": "1",
                 "ATTEST_DATABASE_URL": current_app.config["SQLALCHEMY_DATABASE_URI"],

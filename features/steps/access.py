@@ -16,8 +16,8 @@ from core.audit import AuditEvent, AuditTransaction
 from core.auth.models import User
 from core.db import db
 from core.testing.pages import alerts, events, field_errors, fresh
-from core.testing.plugin import PASSWORD, csrf_token, login, post_form, totp_code
 from features.support.inspection import text_of
+from testkit.plugin import PASSWORD, csrf_token, login, post_form, totp_code
 
 ROLE_CODES = {"auditor": "auditor", "operator": "operator", "QA approver": "qa_approver",
               "system administrator": "system_admin", "document author": "document_author",

@@ -18,9 +18,9 @@ from core.audit.views import record_history
 from core.auth.models import User
 from core.db import db, transaction
 from core.testing.pages import events, field_errors, fresh
-from core.testing.plugin import post_form
 from features.steps.access import account, client_of, user_form
 from features.support.inspection import as_application, scalar_count, text_of
+from testkit.plugin import post_form
 
 CHAIN_SEQ_RE = re.compile(r'<td class="text-muted small">(\d+)</td>')
 

@@ -200,7 +200,7 @@ def cookie_flags(ctx, evidence):
 
 @then("the secret key is at least 32 characters long and is not a key published in the source code")
 def secret_key_safe(ctx, evidence):
-    from core.testing.plugin import _test_config
+    from testkit.plugin import _test_config
 
     key = ctx.config["SECRET_KEY"]
     published = {_test_config("sqlite://")["SECRET_KEY"], "bench-secret-key-that-is-long-enough-0123456789"}

@@ -21,7 +21,6 @@ from core import audit, bulk, clock
 from core.auth import passwords
 from core.auth.models import User, UserRole, UserSecurity
 from core.db import db, transaction
-from core.testing.plugin import PASSWORD
 from features.steps.access import account
 from features.steps.documents import revision
 from features.steps.quality import fresh, report, signed
@@ -32,6 +31,7 @@ from qms.documents import services
 from qms.documents.publish import item_of, subject_of
 from signatures import services as signing
 from signatures.models import Signature
+from testkit.plugin import PASSWORD
 from training.models import COMPLETED, OPEN, SOURCE_CAPA_ACTION, TrainingAssignment, UserJobFunction
 from training.read_and_sign import services as read_and_sign
 
@@ -94,7 +94,7 @@ def fanned_out(ctx, evidence, n, label):
 
 @when(parsers.parse('every operator opens revision {label} and signs it "Read and understood" with password and code'))
 def everyone_signs(ctx, evidence, label):
-    from core.testing.plugin import totp_code
+    from testkit.plugin import totp_code
 
     rev = revision(ctx, label)
     rows = db.session.execute(sa.select(TrainingAssignment.id, TrainingAssignment.user_id).where(

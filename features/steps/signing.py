@@ -14,12 +14,12 @@ from pytest_bdd import given, parsers, then, when
 from core import audit
 from core.db import db, transaction
 from core.testing.pages import alerts, events, fresh
-from core.testing.plugin import PASSWORD, csrf_token, totp_code
 from features.steps.access import account, client_of
 from features.support.inspection import as_application, newest, text_of
 from signatures import manifest
 from signatures import services as signing
 from signatures.models import Signature
+from testkit.plugin import PASSWORD, csrf_token, totp_code
 
 EXPECTED_RE = re.compile(r'<input[^>]*name="expected_version"[^>]*value="(\d*)"')
 NS = {"m": manifest.NAMESPACE}

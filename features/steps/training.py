@@ -14,7 +14,6 @@ from core import bulk, clock
 from core.audit import AuditEvent, AuditTransaction
 from core.db import db, transaction
 from core.testing.pages import alerts, events
-from core.testing.plugin import PASSWORD, csrf_token, totp_code
 from features.steps.access import account, client_of
 from features.steps.documents import revision, signatures
 from features.support.inspection import scalar_count, text_of
@@ -22,6 +21,7 @@ from qms.documents import services
 from qms.documents.models import RELEASE_WHEN_TRAINED
 from qms.documents.publish import item_of
 from signatures.models import READ_AND_UNDERSTOOD, Signature
+from testkit.plugin import PASSWORD, csrf_token, totp_code
 from training.models import COMPLETED, OPEN, TrainingAssignment, UserJobFunction
 
 EXPECTED_RE = re.compile(r'<input[^>]*name="expected_version"[^>]*value="(\d*)"')

@@ -17,11 +17,11 @@ import sqlalchemy as sa
 from core import clock
 from core.db import db, transaction
 from core.org import Department, JobFunction, Site
-from core.testing.plugin import PASSWORD, totp_code
 from qms.documents import services
 from qms.documents.models import Document, Revision
 from signatures.models import Signature
 from signatures.services import SignerProof, authenticate
+from testkit.plugin import PASSWORD, totp_code
 
 START = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)  # a Monday
 TODAY = START.date()

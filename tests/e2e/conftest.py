@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
-from core.testing.plugin import PASSWORD, totp_code
+from testkit.plugin import PASSWORD, totp_code
 
 CHROMIUM = os.environ.get("ATTEST_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("ATTEST_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))

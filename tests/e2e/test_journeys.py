@@ -12,7 +12,6 @@ import sqlalchemy as sa
 from playwright.sync_api import expect
 
 from core.db import db, transaction
-from core.testing.plugin import is_postgres
 from features.support.documents import (
     approve_as,
     hold,
@@ -27,6 +26,7 @@ from qms.documents import services as documents
 from qms.documents.models import Revision
 from qms.documents.publish import item_of
 from qms.rules import today_utc
+from testkit.plugin import is_postgres
 from tests.e2e.conftest import log_in, sign_with
 from training.models import COMPLETED, OPEN, TrainingAssignment
 

@@ -7,10 +7,10 @@ from typing import Any
 
 from core.db import db, transaction
 from core.org import Department, Site
-from core.testing.plugin import PASSWORD, totp_code
 from qms.documents.models import IN_REVIEW, Document, Revision
 from signatures.models import Signature
 from signatures.services import SignerProof, authenticate, sign
+from testkit.plugin import PASSWORD, totp_code
 
 
 def make_revision(author: Any, *, number: str = "SOP-QA-001", content: str = "# Purpose\n\nClean the mixer.\n",

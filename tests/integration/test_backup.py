@@ -18,9 +18,9 @@ from core.audit import AuditEvent
 from core.auth import services
 from core.db import db
 from core.ops import backup as backups
-from core.testing.plugin import is_postgres
 from features.support.documents import approved_revision, new_document, setup_people
 from signatures.models import Signature
+from testkit.plugin import is_postgres
 
 
 def _cli(app, *args):

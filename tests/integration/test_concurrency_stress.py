@@ -28,12 +28,12 @@ from core.auth.models import User
 from core.db import db, transaction
 from core.errors import InvalidTransition
 from core.testing.pages import events
-from core.testing.plugin import PASSWORD
 from features.support import documents as docs
 from qms.documents import publish, services
 from qms.documents.models import APPROVED, EFFECTIVE, SUPERSEDED, Document, Revision
 from signatures import models as sig
 from signatures.services import authenticate
+from testkit.plugin import PASSWORD
 from tests.integration.stress_helpers import assignment_rows, audit_verifies, race, refusals, revision_in_force
 from training import engine
 from training.models import COMPLETED, OPEN, SOURCE_REVISION_APPROVAL, TrainingAssignment

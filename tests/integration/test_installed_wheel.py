@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from core.testing.databases import postgres_database
-from core.testing.plugin import PASSWORD, is_postgres
+from testkit.plugin import PASSWORD, is_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 # what the build reads besides the packages: the checkout's own tools, tests and state stay out of the copy
@@ -61,7 +61,7 @@ def test_the_wheel_holds_what_an_installation_needs_to_migrate_and_run_its_proto
               "features/iq/installation.feature", "features/steps/installation.py", "features/support/documents.py",
               "features/support/inspection.py", "validation/urs.yaml", "validation/bdd.py", "validation/capture.py",
               "validation/canaries/canary.feature", "validation/templates/validation/protocols.html",
-              "core/templates/core/base.html", "core/testing/plugin.py", "signatures/manifest.xsd"}
+              "core/templates/core/base.html", "testkit/plugin.py", "signatures/manifest.xsd"}
     assert needed - names == set()
     versions = {n for n in names if n.startswith("migrations/versions/") and n.endswith(".py")}
     assert len(versions) == len(list((ROOT / "migrations" / "versions").glob("*.py")))
@@ -198,7 +198,7 @@ with create_app().app_context():
     step_code = fingerprint["step_code"]["features/iq (step code)"]
     assert fingerprint["files"]["features/iq (step code)"] == step_code["sha256"] == approved["features/iq (step code)"]
     for path in ("features/support/documents.py", "features/steps/installation.py", "validation/capture.py",
-                 "core/testing/plugin.py"):
+                 "testkit/plugin.py"):
         assert step_code["files"][path] == _sha256(site / path) == _sha256(ROOT / path), path
     # the installation's own files are in its instance folder (the working directory's), none in site-packages
     assert (work / "instance" / "secret_key").is_file()

@@ -18,7 +18,7 @@ from alembic.script import ScriptDirectory
 from flask_migrate import downgrade, upgrade
 from sqlalchemy.engine import make_url
 
-from core.testing.plugin import _test_config, postgres_database
+from testkit.plugin import _test_config, postgres_database
 from tests.integration.test_migrations import tables_reusing_ids
 
 CORE_GUARDS = {

@@ -71,7 +71,7 @@ def test_a_signature_binds_the_record_content_so_an_edit_changes_what_is_signed(
 
 
 def test_the_registers_list_and_filter_records_for_everyone_who_may_see_them(app, p):
-    from core.testing.plugin import login
+    from testkit.plugin import login
 
     with transaction():
         for title in ("Mixer cleaning", "Label printer"):

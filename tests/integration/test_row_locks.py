@@ -21,7 +21,6 @@ from core import audit, clock
 from core.auth.models import User
 from core.db import db, transaction
 from core.errors import AttestError, InvalidTransition, ValidationError
-from core.testing.plugin import PASSWORD
 from features.support.documents import TODAY, effective_revision, hold, new_document, prove, run, train
 from qms.capa import services as capas
 from qms.capa.models import ACTION_APPROVED, CORRECTIVE, PREVENTIVE, CapaAction
@@ -34,6 +33,7 @@ from qms.documents.models import APPROVED as DOCUMENT_APPROVED
 from qms.documents.models import Revision
 from signatures import models as sig
 from signatures.services import authenticate
+from testkit.plugin import PASSWORD
 from tests.integration.stress_helpers import (
     assignment_rows,
     at_once,

@@ -14,7 +14,6 @@ from core.audit import AuditEvent, DeleteRefused
 from core.auth import services as auth
 from core.db import db, transaction
 from core.errors import InvalidTransition, ValidationError
-from core.testing.plugin import PASSWORD, totp_code
 from features.support.inspection import direct_sql
 from signatures import models as sig
 from signatures.models import Signature
@@ -28,6 +27,7 @@ from signatures.services import (
     sign,
     signatures_for,
 )
+from testkit.plugin import PASSWORD, totp_code
 from tests.integration.signing_helpers import make_revision, prove, sign_as
 
 SIGNED_AT = datetime(2025, 3, 4, 10, 15, 30, 123456, tzinfo=UTC)

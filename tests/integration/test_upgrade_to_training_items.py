@@ -61,7 +61,7 @@ def upgraded(tmp_path_factory):
 
     from app import create_app
     from core.db import db
-    from core.testing.plugin import _fresh_g
+    from testkit.plugin import _fresh_g
 
     facts = json.load(gzip.open(FIXTURE / f"{_dialect()}.json.gz", "rt", encoding="utf-8"))
     with _restored(tmp_path_factory.mktemp("upgrade")) as url:
@@ -170,7 +170,7 @@ def test_the_history_of_a_moved_requirement_is_on_its_page(upgraded):
     from core.audit.views import record_history
     from core.auth import services as accounts
     from core.db import db, transaction
-    from core.testing.plugin import PASSWORD, login
+    from testkit.plugin import PASSWORD, login
     from training.models import TrainingRequirement
 
     app, _facts = upgraded

@@ -16,10 +16,10 @@ import sqlalchemy as sa
 from core.db import db, transaction
 from core.errors import InvalidTransition, NotPermitted, ValidationError
 from core.org import Department, Site
-from core.testing.plugin import is_postgres
 from features.support.documents import prove, run
 from qms.deviations.models import Deviation
 from signatures.models import Signature
+from testkit.plugin import is_postgres
 from validation import services
 from validation.bdd import load_urs
 from validation.models import (
@@ -239,7 +239,7 @@ def test_editing_a_shared_step_helper_makes_every_protocol_using_it_wait_for_qa(
     iq = services.parse_manifest(approved["features/iq (step code)"].content)
     assert {"features/conftest.py", "features/support/documents.py", "features/support/inspection.py",
             "features/steps/installation.py", "features/iq/test_iq.py", "validation/bdd.py", "validation/capture.py",
-            "core/testing/plugin.py"} <= set(iq)
+            "testkit/plugin.py"} <= set(iq)
     assert not any(path.startswith(("features/oq/", "features/pq/")) for path in iq), "other protocols' own code"
     services.check_executable("IQ")
 

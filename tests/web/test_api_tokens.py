@@ -16,7 +16,7 @@ from core.audit import AuditTransaction
 from core.auth.tokens import ApiToken
 from core.db import db
 from core.testing.pages import alerts, events, field_errors
-from core.testing.plugin import login, post_form
+from testkit.plugin import login, post_form
 
 PAGE = "/account/api-tokens/"
 SECRET_RE = re.compile(r"att_[A-Za-z0-9_-]{43}")

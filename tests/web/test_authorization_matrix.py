@@ -22,7 +22,7 @@ from core.auth.access import AUTHENTICATED
 from core.auth.access import PUBLIC as PUBLIC_VIEW
 from core.auth.permissions import PERMISSIONS, ROLES
 from core.testing.pages import events
-from core.testing.plugin import ROLE_CODES, csrf_token, login
+from testkit.plugin import ROLE_CODES, csrf_token, login
 from tests.web.authorization_matrix import ALL_ROLES, ANYONE_LOGGED_IN, API_TOKEN, MATRIX, PUBLIC
 from tests.web.route_examples import UNCHECKED_ENDPOINTS, api_token_secret, post_example_ids, routes
 

@@ -11,10 +11,10 @@ import sqlalchemy as sa
 
 from core.db import db
 from core.testing.pages import alerts, field_errors
-from core.testing.plugin import PASSWORD, login, post_form, totp_code
 from features.support.documents import TODAY, count, effective_revision, hold, new_document, train
 from qms.capa.models import ACTION_APPROVED, DRAFT, OPEN, Capa
 from signatures.models import Signature
+from testkit.plugin import PASSWORD, login, post_form, totp_code
 from training.models import SOURCE_CAPA_ACTION, TrainingAssignment
 
 TAG_RE = re.compile(r"<[^>]+>")

@@ -12,7 +12,6 @@ import sqlalchemy as sa
 from core import clock
 from core.db import db
 from core.testing.pages import alerts, field_errors
-from core.testing.plugin import PASSWORD, post_form, totp_code
 from features.support.documents import (
     approve_as,
     effective_revision,
@@ -28,6 +27,7 @@ from qms.change_control import services as cc
 from qms.change_control.models import ChangeControl, ChangeTask
 from qms.documents import services as docs
 from qms.documents.models import Revision
+from testkit.plugin import PASSWORD, post_form, totp_code
 from tests.integration.test_change_control_lifecycle import (
     approved_change,
     fields,

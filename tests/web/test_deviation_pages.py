@@ -14,8 +14,8 @@ from core import clock
 from core.db import db
 from core.org import Department
 from core.testing.pages import alerts, field_errors
-from core.testing.plugin import PASSWORD, csrf_token, login, post_form, totp_code
 from qms.deviations.models import CLOSED, Deviation
+from testkit.plugin import PASSWORD, csrf_token, login, post_form, totp_code
 from tests.integration.test_deviation_lifecycle import trained_after_the_deviation
 
 TAG_RE = re.compile(r"<[^>]+>")

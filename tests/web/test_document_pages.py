@@ -16,10 +16,10 @@ from core import clock
 from core.audit import AuditTransaction
 from core.db import db
 from core.testing.pages import alerts, count, events, field_errors
-from core.testing.plugin import PASSWORD, csrf_token, login, post_form, totp_code
 from features.support.documents import tiny_pdf
 from qms.documents.models import Document, Revision
 from signatures.models import Signature
+from testkit.plugin import PASSWORD, csrf_token, login, post_form, totp_code
 
 EXPECTED_RE = re.compile(r'<input[^>]*name="expected_version"[^>]*value="(\d*)"')
 TAG_RE = re.compile(r"<[^>]+>")

@@ -31,7 +31,7 @@ from core.auth.access import AUTHENTICATED, PUBLIC
 from core.auth.permissions import ROLES
 from core.db import db
 from core.testing.pages import alerts, field_errors
-from core.testing.plugin import CSRF_RE, PASSWORD, login
+from testkit.plugin import CSRF_RE, PASSWORD, login
 from tests.web.fuzz_helpers import hostile_text, snapshot
 from tests.web.route_examples import _example_ids, post_example_ids
 

@@ -18,11 +18,11 @@ from core import clock
 from core.audit import AuditEvent, AuditTransaction
 from core.db import db
 from core.testing.pages import alerts, count, events, fresh
-from core.testing.plugin import PASSWORD, csrf_token, login, post_form, totp_code
 from features.support.documents import effective_revision, new_document, new_revision, route, submit
 from features.support.documents import review_as as reviewed_by
 from qms.documents.models import Revision
 from signatures.models import Signature
+from testkit.plugin import PASSWORD, csrf_token, login, post_form, totp_code
 from tests.web.route_examples import _example_ids
 
 COOKIE = "attest_session"

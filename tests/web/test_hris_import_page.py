@@ -15,7 +15,7 @@ from core.auth import services as accounts
 from core.auth.models import User
 from core.db import db
 from core.testing.pages import alerts, count, field_errors
-from core.testing.plugin import csrf_token, login, post_form
+from testkit.plugin import csrf_token, login, post_form
 from training.models import UserJobFunction
 
 HEADER = "username,name,email,site,department,job_functions,supervisor,active"

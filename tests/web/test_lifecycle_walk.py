@@ -33,7 +33,6 @@ import validation.services  # noqa: F401
 from core.auth.permissions import PERMISSIONS
 from core.db import db, transaction
 from core.testing.pages import alerts, field_errors, html_forms, parse_page, submit_form
-from core.testing.plugin import PASSWORD, totp_code
 from features.support.documents import (
     TODAY,
     approved_revision,
@@ -50,6 +49,7 @@ from features.support.documents import (
 from signatures import ceremony
 from signatures.lifecycle import DATE, LIFECYCLES, UNCHANGED, YES_NO, Lifecycle, Transition, markdown
 from signatures.models import MEANINGS, Signature
+from testkit.plugin import PASSWORD, totp_code
 from tests.web.test_training_matrix_pages import client_for, text_of
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,7 +14,7 @@ from core.auth import services
 from core.auth.services import GENERIC_LOGIN_FAILURE
 from core.db import db, transaction
 from core.testing.pages import alerts, events, fresh
-from core.testing.plugin import PASSWORD, csrf_token, login, post_form, totp_code
+from testkit.plugin import PASSWORD, csrf_token, login, post_form, totp_code
 
 
 def try_password(client, username: str, password: str):

@@ -15,8 +15,8 @@ from sqlalchemy.engine import make_url
 from core.auth import passwords
 from core.db import db
 from core.testing.pages import alerts, events
-from core.testing.plugin import PASSWORD, is_postgres, login, post_form
 from signatures.models import Signature
+from testkit.plugin import PASSWORD, is_postgres, login, post_form
 from tests.integration.stress_helpers import sqlite_writable
 from tests.web.test_read_and_sign import assigned, client_for, fresh_assignment, sign  # noqa: F401 (fixture)
 from training.models import COMPLETED, OPEN

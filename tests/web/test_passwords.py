@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from core.audit import AuditEvent, AuditTransaction
 from core.db import db
 from core.testing.pages import alerts, events, field_errors, fresh
-from core.testing.plugin import PASSWORD, login, post_form
+from testkit.plugin import PASSWORD, login, post_form
 
 TEMPORARY_RE = re.compile(r'<code class="secret">([^<]+)</code>')
 

@@ -13,8 +13,8 @@ from core.audit.views import record_history
 from core.db import db, transaction
 from core.org import JobFunction
 from core.testing.pages import alerts, count, events, field_errors
-from core.testing.plugin import post_form
 from features.support.documents import TODAY, effective_revision, hold, new_document
+from testkit.plugin import post_form
 from tests.web.test_read_and_sign import client_for, text_of
 from training.models import CANCELLED, OPEN, TrainingAssignment, UserJobFunction
 

@@ -14,7 +14,7 @@ from core.auth.models import User
 from core.auth.permissions import PERMISSIONS, ROLES
 from core.db import db
 from core.testing.pages import alerts, events, field_errors, fresh
-from core.testing.plugin import ROLE_CODES, login, post_form
+from testkit.plugin import ROLE_CODES, login, post_form
 from tests.web.route_examples import UNCHECKED_ENDPOINTS
 from tests.web.route_examples import _example_ids as _example_ids  # re-exported: tests/web/test_fuzz_forms.py
 

@@ -15,7 +15,6 @@ from core.auth import services as auth_services
 from core.auth import tokens
 from core.db import db, transaction
 from core.testing.pages import events
-from core.testing.plugin import login
 from features.support.documents import (
     approved_revision,
     effective_revision,
@@ -25,6 +24,7 @@ from features.support.documents import (
     setup_people,
     train,
 )
+from testkit.plugin import login
 
 URL = "/api/v1/qualification"
 

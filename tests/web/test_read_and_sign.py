@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from core import clock
 from core.db import db, transaction
 from core.testing.pages import alerts, count, events
-from core.testing.plugin import PASSWORD, csrf_token, login, totp_code
 from features.support.documents import approved_revision, new_document, setup_people
 from signatures.models import READ_AND_UNDERSTOOD, Signature
+from testkit.plugin import PASSWORD, csrf_token, login, totp_code
 from training.models import COMPLETED, OPEN, TrainingAssignment, UserJobFunction
 
 EXPECTED_RE = re.compile(r'<input[^>]*name="expected_version"[^>]*value="(\d*)"')
@@ -169,8 +169,8 @@ def test_the_approver_sees_the_training_impact_before_the_final_signature(app, m
 
     from core import clock
     from core.db import db, transaction
-    from core.testing.plugin import login
     from features.support.documents import new_document, new_revision, review_as, route, submit
+    from testkit.plugin import login
     from training.models import UserJobFunction
 
     p = setup_people(make_user)

@@ -10,7 +10,7 @@ import pytest
 from core import clock
 from core import config as config_module
 from core.testing.pages import alerts, events, fresh
-from core.testing.plugin import PASSWORD, csrf_token, login, post_form
+from testkit.plugin import PASSWORD, csrf_token, login, post_form
 
 COOKIE = "attest_session"
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -266,7 +266,7 @@ def test_session_cookie_is_https_only_by_default(tmp_path, monkeypatch):
 
 def test_a_secure_cookie_is_marked_secure(database_url):
     from app import create_app
-    from core.testing.plugin import _test_config
+    from testkit.plugin import _test_config
 
     secure_app = create_app({**_test_config(database_url), "SESSION_COOKIE_SECURE": True})
     response = secure_app.test_client().get("/login", base_url="https://localhost")

@@ -13,7 +13,7 @@ from core import clock
 from core.audit import AuditEvent, AuditTransaction
 from core.db import db
 from core.testing.pages import alerts, events, fresh
-from core.testing.plugin import PASSWORD, csrf_token, login, post_form, totp_code
+from testkit.plugin import PASSWORD, csrf_token, login, post_form, totp_code
 
 
 @pytest.fixture(autouse=True)

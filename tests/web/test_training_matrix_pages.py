@@ -12,7 +12,6 @@ import sqlalchemy as sa
 from core import clock
 from core.db import db, transaction
 from core.testing.pages import alerts, field_errors
-from core.testing.plugin import PASSWORD, login, post_form, totp_code
 from features.support.documents import (
     approved_revision,
     effective_revision,
@@ -23,6 +22,7 @@ from features.support.documents import (
 from qms.documents import services
 from qms.documents.models import EFFECTIVE, RELEASE_WHEN_TRAINED
 from qms.documents.publish import item_of, subject_of
+from testkit.plugin import PASSWORD, login, post_form, totp_code
 from training.models import OPEN, TrainingAssignment, TrainingRequirement
 
 TAG_RE = re.compile(r"<[^>]+>")

@@ -17,7 +17,7 @@ from core.audit import AuditTransaction
 from core.auth.models import User
 from core.db import db
 from core.testing.pages import count, events, field_errors, fresh
-from core.testing.plugin import PASSWORD, login, post_form
+from testkit.plugin import PASSWORD, login, post_form
 
 TEMPORARY_RE = re.compile(r'<code class="secret">([^<]+)</code>')
 CHAIN_SEQ_RE = re.compile(r'<td class="text-muted small">(\d+)</td>')

@@ -24,8 +24,8 @@ from core import clock
 from core.db import db, transaction
 from core.org import Department, Site
 from core.testing.pages import alerts, count, events, field_errors
-from core.testing.plugin import PASSWORD, login, post_form, totp_code
 from signatures.models import Signature
+from testkit.plugin import PASSWORD, login, post_form, totp_code
 from validation import services, views
 from validation.models import (
     COMPLETED,
