@@ -44,7 +44,7 @@ def holders(job_function_ids: Iterable[int], on: date | None = None, *,
             as_select: bool = False) -> list[int] | sa.Select:
     """Ids of active users holding any of the job functions on day `on` (default today), in id order.
 
-    With `as_select`, the query instead (one column, `user_id`), for set-based writes such as assign_for_revision. It
+    With `as_select`, the query instead (one column, `user_id`), for set-based writes such as assign_for_item. It
     reads the tables, not the ORM entities: ten thousand ids need no ORM loading."""
     ids = list(set(job_function_ids))
     on = on or now_utc().date()
