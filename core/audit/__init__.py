@@ -84,7 +84,9 @@ class AuditChainHead(db.Model):
     hash: Mapped[str] = mapped_column(sa.String(64))
 
 
-EVENT_LABELS = {
+EVENT_LABELS: dict[str, str] = {}  # event type -> label: core's below, each package's from its init_app
+
+CORE_EVENTS = {
     "login.success": "Login succeeded",
     "login.failure": "Login failed",
     "login.totp_failure": "Second factor (TOTP) failed",
@@ -101,10 +103,6 @@ EVENT_LABELS = {
     "csrf.refused": "Form refused (CSRF token missing or wrong)",
     "action.refused": "Action refused (the record's state or rules do not allow it)",
     "audit.exported": "Audit trail exported",
-    "signature.failure": "Signature authentication failed",
-    "document.printed": "Controlled copy printed",
-    "training_record.printed": "Training record printed",
-    "validation_run.printed": "Validation run printed",
     "backup.created": "Database backup created",
     "backup.restored": "Database restored from a backup",
     "user.deactivated": "Account deactivated",
@@ -115,6 +113,16 @@ EVENT_LABELS = {
     "api.request": "API request",
     "api.refused": "API request refused (no valid token)",
 }
+
+
+def register_events(labels: dict[str, str]) -> None:
+    """Declare event types (code -> label shown in the audit log); `record_event` refuses any other. Idempotent;
+    a type declared again with another label is refused."""
+    for code, label in labels.items():
+        known = EVENT_LABELS.get(code)
+        if known is not None and known != label:
+            raise RuntimeError(f"audit event type {code} is declared twice, differently: {known!r} and {label!r}")
+        EVENT_LABELS[code] = label
 
 
 # --- who is acting ----------------------------------------------------------------------------------------------
