@@ -1,10 +1,10 @@
 """Fan-out benchmark: approving a revision whose training audience holds N users (default 10,000).
 
 The final approval runs through the same service call the approval page uses (`qms.documents.services.approve`),
-audit trail on, in one unit of work: signature, state change, N assignments and their N version rows, sealed into the
-hash chain at commit. For comparison it times the floor: plain `sqlite3` executemany writing the same rows (the N
-assignments, their N version rows and the audit transaction row, read back from the benchmark database after the
-approval) in one transaction into a copy of the database taken just before the approval, so into the same tables with
+audit trail on, in one unit of work: signature, state change, the revision's training item, N assignments and their N
+version rows, sealed into the hash chain at commit. For comparison it times the floor: plain `sqlite3` executemany
+writing the same rows (the training item, the N assignments, their version rows and the audit transaction row, read
+back from the benchmark database after the approval) in one transaction into a copy of the database taken just before the approval, so into the same tables with
 the same indexes, unique and foreign-key constraints and triggers, over a connection set up as the application's
 (WAL, synchronous=NORMAL, foreign keys on). The last line is `fanout_users=<n> seconds=<s> floor_seconds=<s>
 ratio=<r>`; targets on 2 cores with SQLite: seconds <= 1, ratio <= 4.
@@ -116,11 +116,12 @@ def snapshot(database: Path, target: Path) -> None:
 
 def fanout_rows(database: Path, item_id: int, tx_id: int) -> dict[str, tuple[list[str], list[tuple]]]:
     """The rows the approval wrote for its audience, read back raw: the assignments, their version rows and the
-    audit transaction row (table -> (columns, rows)), in the order they were written. The training item itself
-    and its version row are written by the approval too, but they are one row each, not the fan-out."""
+    audit transaction row, and the training item the approval published with its version row (table -> (columns,
+    rows)), in the order they were written."""
     con = sqlite3.connect(database)
     found = {}
-    where = {"audit_transaction": ("id = ?", tx_id), "training_assignment": ("item_id = ?", item_id),
+    where = {"audit_transaction": ("id = ?", tx_id), "training_item": ("id = ?", item_id),
+             "training_item_version": ("transaction_id = ?", tx_id), "training_assignment": ("item_id = ?", item_id),
              "training_assignment_version": ("transaction_id = ?", tx_id)}
     for table, (condition, value) in where.items():
         cursor = con.execute(f'SELECT * FROM "{table}" WHERE {condition} ORDER BY rowid', (value,))

@@ -148,6 +148,7 @@ def _train_all(revision_id: int, *, leave: int = 0) -> int:
     rows = db.session.scalars(sa.select(TrainingAssignment).where(
         TrainingAssignment.item_id == item.id, TrainingAssignment.status == OPEN)
         .order_by(TrainingAssignment.user_id)).all()
+    rows = [a for a in rows if db.session.get(User, a.user_id).can("training.view_own")]  # who can read and sign
     rows = rows[:len(rows) - leave] if leave else rows
     for assignment in rows:
         user = db.session.get(User, assignment.user_id)

@@ -2,72 +2,43 @@
 scenario and step with expected and actual result, outcome, evidence and error, the test incidents, and the
 manifestation of each signature (21 CFR 11.50: printed name, date and time in UTC, meaning), or "not yet signed".
 
-The run id, protocol, status and result head every page; the footer says who printed it when and "Page n of m".
-Fonts: DejaVu when installed (as for the controlled copies), else a Latin-1 core font."""
+The run id, protocol, status and result head every page; the footer says who printed it when and "Page n of m". The
+page is the frame every printed record shares (core.pdf: A4, the DejaVu fonts shipped with Attest)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from fpdf import FPDF
-
+from core.pdf import RecordPdf
 from validation.models import ValidationRun
-
-FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/dejavu"))
-MARGIN = 16
 
 
 def utc(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S") + " UTC" if moment else "—"
 
 
-def _dejavu() -> tuple[Path, Path] | None:
-    for folder in FONT_DIRS:
-        regular, bold = folder / "DejaVuSans.ttf", folder / "DejaVuSans-Bold.ttf"
-        if regular.exists() and bold.exists():
-            return regular, bold
-    return None
+class RunPdf(RecordPdf):
+    """The executed protocol's header (the run) and footer (who printed it when) on the shared frame."""
 
-
-class RunPdf(FPDF):
     def __init__(self, run: ValidationRun, printed_by: str, printed_at: datetime):
-        super().__init__(format="A4")
+        super().__init__()
         self.run, self.printed_by, self.printed_at = run, printed_by, printed_at
-        self.set_auto_page_break(auto=True, margin=20)
-        self.set_margins(MARGIN, 24, MARGIN)
-        fonts = _dejavu()
-        if fonts:
-            for style, path in (("", fonts[0]), ("B", fonts[1]), ("I", fonts[0])):
-                self.add_font("DejaVu", style, str(path))
-        self.family = "DejaVu" if fonts else "Helvetica"
         self.set_font(self.family, size=9)
-        self.alias_nb_pages()
 
     def safe(self, text: Any) -> str:
-        text = "" if text is None else str(text)
-        return text if self.family == "DejaVu" else text.encode("latin-1", "replace").decode("latin-1")
+        return self.text_safe("" if text is None else str(text))
 
     def header(self) -> None:
         r = self.run
-        self.set_y(7)
-        self.set_font(self.family, "B", 9)
-        self.cell(0, 5, self.safe(f"Executed validation protocol — run {r.id} ({r.protocol})"), new_x="LMARGIN",
-                  new_y="NEXT")
-        self.set_font(self.family, "", 8)
-        self.cell(0, 5, self.safe(f"Status: {r.status_label} · Result: {r.result or 'none'} · Executor: "
-                                  f"{r.executor.full_name} ({r.executor.username})"), new_x="LMARGIN", new_y="NEXT")
-        self.line(MARGIN, 18, self.w - MARGIN, 18)
-        self.set_y(24)
+        self.running_header(f"Executed validation protocol — run {r.id} ({r.protocol})",
+                            f"Status: {r.status_label} · Result: {r.result or 'none'} · Executor: "
+                            f"{r.executor.full_name} ({r.executor.username})")
         self.set_font(self.family, "", 9)
 
     def footer(self) -> None:
-        self.set_y(-16)
-        self.set_font(self.family, "", 7)
-        self.cell(0, 4, self.safe(f"Printed by {self.printed_by} at {utc(self.printed_at)} from Attest; the electronic "
-                                  f"record in Attest is the original."), new_x="LMARGIN", new_y="NEXT")
-        self.cell(0, 4, f"Page {self.page_no()} of {{nb}}", align="R")
+        self.running_footer([f"Printed by {self.printed_by} at {utc(self.printed_at)} from Attest; the electronic "
+                             f"record in Attest is the original."])
 
     def heading(self, text: str, size: int = 12) -> None:
         if self.get_y() + 18 > self.page_break_trigger:

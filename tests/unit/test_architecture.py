@@ -7,10 +7,12 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("core", "signatures", "lms", "training", "qms", "validation")
-# a package may import only packages below it in this order; validation sits on top of qms because a failed
-# protocol step raises a test incident, which is a qms deviation (qms never imports validation)
-ORDER = {"core": 0, "signatures": 1, "lms": 2, "training": 3, "qms": 4, "validation": 5}
+PACKAGES = ("core", "signatures", "training", "lms", "qms", "validation")
+# a package may import only packages below it in this order (core < signatures < training < {lms, qms} <
+# validation); lms and qms, side by side, never import each other; validation sits on top of qms because a failed
+# protocol step raises a test incident, which is a qms deviation. pyproject.toml states the same rule for
+# import-linter (`lint-imports`, run by `make test`).
+ORDER = {"core": 0, "signatures": 1, "training": 2, "lms": 3, "qms": 3, "validation": 4}
 
 
 def _py_files(*roots: str):
@@ -68,3 +70,28 @@ def test_protocols_and_shipped_packages_never_import_the_tests():
             if any(name == "tests" or name.startswith("tests.") for name in names):
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert offenders == [], f"imports of tests/ outside tests/: {offenders}"
+
+
+def test_no_table_refers_to_a_table_of_a_package_above_it():
+    """Foreign keys point downward only: no training_* table refers to a qms_* or lms_* table (training owns what is
+    trained; qms and lms publish their versions into it), no table of a lower package to a higher one's."""
+    import app  # noqa: F401  (every model module imported, the version tables built)
+    from core.db import db
+
+    prefixes = {"core": "core", "audit": "core", "sig": "signatures", "training": "training", "lms": "lms",
+                "qms": "qms", "validation": "validation"}
+
+    def package(table: str) -> str | None:
+        return next((pkg for prefix, pkg in prefixes.items() if table.startswith(prefix + "_")), None)
+
+    upward = []
+    for table in db.metadata.tables.values():
+        own = package(table.name)
+        for fk in table.foreign_keys:
+            target = package(fk.column.table.name)
+            if own and target and ORDER[target] > ORDER[own]:
+                upward.append(f"{table.name}.{fk.parent.name} -> {fk.column.table.name}")
+    assert upward == []
+    training = [t for t in db.metadata.tables.values() if t.name.startswith("training_")]
+    assert training and all(not fk.column.table.name.startswith(("qms_", "lms_"))
+                            for t in training for fk in t.foreign_keys)

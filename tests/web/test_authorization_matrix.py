@@ -60,13 +60,11 @@ def fast_sweep(app, monkeypatch):
     """The app, made quicker to sweep: templates compiled once, PDFs in the core font (loading the DejaVu fonts takes
     about a second a PDF, and fonts decide nothing about access)."""
     import core.pdf
-    import validation.pdf
 
     app.jinja_env.bytecode_cache = COMPILED_TEMPLATES
     shipped_fonts = core.pdf.RecordPdf.__init__
     monkeypatch.setattr(core.pdf.RecordPdf, "__init__",
                         lambda self, core_font=False: shipped_fonts(self, core_font=True))
-    monkeypatch.setattr(validation.pdf, "_dejavu", lambda: None)
 
 
 @pytest.fixture(scope="module")
