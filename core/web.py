@@ -86,7 +86,7 @@ def _gates():
 def _refuse_nul():
     """No person types a NUL character (U+0000), and PostgreSQL can neither store nor compare text holding one: a
     form field or query parameter with one is refused here, naming it, instead of failing in the database. The JSON
-    API refuses it as an invalid parameter, in its audited request (qms.api)."""
+    API refuses it as an invalid parameter, in its audited request."""
     if request.path.startswith("/api/"):
         return
     for source in (request.args, request.form):
