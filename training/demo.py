@@ -1,5 +1,6 @@
-"""Demo training data: every demo person holds a job function of their department (loaded before the documents,
-so approving the demo documents assigns their training)."""
+"""Demo training data: every demo person who trains in Attest (whose roles let them read and sign their own training)
+holds a job function of their department (loaded before the documents, so approving the demo documents assigns their
+training). Administrators and read-only auditors, who cannot complete training, hold none."""
 
 from __future__ import annotations
 
@@ -26,12 +27,13 @@ def load(**_options) -> None:
         holders = set(db.session.scalars(sa.select(UserJobFunction.user_id)))
         start = now_utc().date() - timedelta(days=365)
         rows = []
-        users = db.session.execute(sa.select(User.id, Department.code).join(Department,
-                                                                            Department.id == User.department_id)
+        users = db.session.execute(sa.select(User, Department.code).join(Department,
+                                                                         Department.id == User.department_id)
                                    .where(User.active.is_(True)).order_by(User.id)).all()
-        for n, (user_id, dept_code) in enumerate(users):
+        for n, (user, dept_code) in enumerate(users):
             codes = BY_DEPARTMENT.get(dept_code, [])
-            if user_id in holders or not codes:
+            user_id = user.id
+            if user_id in holders or not codes or not user.can("training.view_own"):
                 continue
             code = codes[n % len(codes)]
             if code in functions:
