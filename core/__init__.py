@@ -52,7 +52,8 @@ def init_app(app) -> None:
     )
 
     permissions.register_core()
-    audit.register_events(audit.CORE_EVENTS)
+    audit.register_events(audit.SECURITY_EVENTS, position=10)
+    audit.register_events(audit.ADMINISTRATION_EVENTS, position=90)
 
     for blueprint in (web.bp, views.bp, admin.bp, audit_views.bp, token_views.bp, org_views.bp):
         app.register_blueprint(blueprint)

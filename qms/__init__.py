@@ -54,7 +54,7 @@ def init_app(app) -> None:
 
     permissions.register_permissions(DOCUMENT_PERMISSIONS, position=20)
     permissions.register_package(permissions=QUALITY_PERMISSIONS, position=30, roles=ROLES, grants=GRANTS)
-    audit.register_events(EVENTS)
+    audit.register_events(EVENTS, position=30)
 
     for blueprint in (document_views.bp, change_views.bp, deviation_views.bp, capa_views.bp):
         app.register_blueprint(blueprint)

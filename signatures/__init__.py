@@ -15,6 +15,6 @@ def init_app(app) -> None:
     from core import audit
     from signatures import ceremony, cli
 
-    audit.register_events(EVENTS)
+    audit.register_events(EVENTS, position=20)
     app.register_blueprint(ceremony.bp)
     app.cli.add_command(cli.signatures_cli)

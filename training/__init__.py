@@ -44,7 +44,7 @@ def init_app(app) -> None:
     from training.read_and_sign import views as read_and_sign
 
     permissions.register_package(permissions=PERMISSIONS, position=40, roles=ROLES, grants=GRANTS)
-    audit.register_events(EVENTS)
+    audit.register_events(EVENTS, position=40)
 
     for blueprint in (read_and_sign.bp, matrix_views.bp, qualification_views.bp, import_views.bp, api.bp,
                       people_views.bp, job_function_views.bp, accounts.bp):

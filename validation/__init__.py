@@ -32,7 +32,7 @@ def init_app(app) -> None:
     from validation import demo as validation_demo
 
     permissions.register_package(permissions=PERMISSIONS, position=50, roles=ROLES, grants=GRANTS)
-    audit.register_events(EVENTS)
+    audit.register_events(EVENTS, position=50)
 
     app.register_blueprint(views.bp)
     web.register_nav(app, "Validation", "validation.overview", "audit.view", position=100)  # engineers, QA, auditors

@@ -82,7 +82,8 @@ def _snapshot(app) -> dict:
     return {
         "permissions": list(PERMISSIONS.items()), "roles": list(ROLES.items()), "events": list(EVENT_LABELS.items()),
         "blueprints": list(app.blueprints), "rules": sorted((r.rule, r.endpoint) for r in app.url_map.iter_rules()),
-        "nav": list(app.extensions["attest_nav"]), "slots": {k: len(v) for k, v in app.extensions["attest_slots"].items()},
+        "nav": list(app.extensions["attest_nav"]),
+        "slots": {k: len(v) for k, v in app.extensions["attest_slots"].items()},
         "actions": list(app.extensions["attest_account_actions"]),
         "demo": {k: list(v) for k, v in app.extensions["attest_demo"].items()},
         "commands": sorted(app.cli.list_commands(None)),
@@ -107,6 +108,19 @@ def test_the_roles_page_shows_the_approved_roles_and_permissions_in_their_order(
     _create_app()
     assert [(r.code, r.name, r.description) for r in ROLES.values()] == APPROVED_ROLES
     assert [(p.code, p.label, p.signing, p.edits_records) for p in PERMISSIONS.values()] == APPROVED_PERMISSIONS
+
+
+def test_the_audit_logs_event_types_keep_their_order():
+    from core.audit import EVENT_LABELS
+
+    _create_app()
+    assert list(EVENT_LABELS) == [
+        "login.success", "login.failure", "login.totp_failure", "logout", "session.expired", "account.locked",
+        "account.unlocked", "password.changed", "password.reset", "totp.enrolled", "totp.reset", "totp.replay",
+        "permission.denied", "csrf.refused", "action.refused", "audit.exported", "signature.failure",
+        "document.printed", "training_record.printed", "validation_run.printed", "backup.created", "backup.restored",
+        "user.deactivated", "user.reactivated", "roles.changed", "api_token.created", "api_token.revoked",
+        "api.request", "api.refused"]
 
 
 def test_a_grant_to_the_system_administrator_of_a_signing_permission_is_refused():
@@ -138,7 +152,7 @@ def test_an_audit_event_type_declared_again_differently_is_refused():
 
     _create_app()
     with pytest.raises(RuntimeError, match="declared twice"):
-        audit.register_events({"document.printed": "Something else"})
+        audit.register_events({"document.printed": "Something else"}, position=30)
 
 
 # --- assembly --------------------------------------------------------------------------------------------------------
