@@ -210,11 +210,11 @@ def unlock(user_id: int):
 @permission_required("users.manage")
 def reset_password(user_id: int):
     return reason_action(user_id, lambda u: services.admin_reset_password(u, actor=current_user), "",
-                          show_password=True)
+                         show_password=True)
 
 
 @bp.route("/<int:user_id>/reset-totp", methods=["POST"])
 @permission_required("users.manage")
 def reset_totp(user_id: int):
     return reason_action(user_id, lambda u: services.admin_reset_totp(u, actor=current_user),
-                          "The authenticator of {user} was revoked; they enrol a new one at their next login.")
+                         "The authenticator of {user} was revoked; they enrol a new one at their next login.")
