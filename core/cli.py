@@ -1,4 +1,5 @@
 """Command-line interface: `flask users ...`, `flask audit verify`, `flask demo load`, `flask backup ...`.
+(`flask users deactivate` is training's: a person leaving closes their open training too.)
 
 Each command is one unit of work (core.db.transaction) and is recorded as a system action with the OS user that
 ran it.
@@ -25,7 +26,7 @@ audit_cli = AppGroup("audit", help="Audit trail tools.")
 demo_cli = AppGroup("demo", help="Demonstration data.")
 
 
-def _user(username: str) -> User:
+def user_named(username: str) -> User:
     user = services.get_by_username(username)
     if user is None:
         raise click.ClickException(f"no user named {username!r}")
@@ -41,7 +42,16 @@ def _roles(value: str) -> set[str]:
     return roles
 
 
-def _run(reason: str | None, action):
+class _RolesOption(click.Option):
+    """--roles, whose help lists the roles the packages registered (known once the application is assembled)."""
+
+    def get_help_record(self, ctx):
+        self.help = f"Comma-separated role codes: {', '.join(ROLES)}."
+        return super().get_help_record(ctx)
+
+
+def run_command(reason: str | None, action):
+    """`action()` in one unit of work with the reason for change; a refusal is the command's error message."""
     try:
         with transaction(reason=reason):
             return action()
@@ -53,11 +63,11 @@ def _run(reason: str | None, action):
 @click.argument("username")
 @click.option("--full-name", required=True, help="Full printed name, as it will appear on signatures.")
 @click.option("--email", required=True)
-@click.option("--roles", default="", help=f"Comma-separated role codes: {', '.join(ROLES)}.")
+@click.option("--roles", default="", cls=_RolesOption)
 @click.option("--password", default=None, help="Initial password (must change at first login). Omit to generate.")
 def users_create(username, full_name, email, roles, password):
     """Create an account. The user must change the password at first login."""
-    user, temporary = _run(None, lambda: services.create_user(
+    user, temporary = run_command(None, lambda: services.create_user(
         username=username, full_name=full_name, email=email, roles=_roles(roles), password=password))
     click.echo(f"created user {user.username} (id {user.id}) with roles {', '.join(sorted(user.role_codes)) or '-'}")
     if temporary:
@@ -88,8 +98,8 @@ def users_list(show_all):
 @click.option("--reason", required=True, help="Why the account is unlocked (recorded in the audit trail).")
 def users_unlock(username, reason):
     """Unlock an account locked after failed attempts."""
-    user = _user(username)
-    _run(reason, lambda: services.unlock(user, actor=None))
+    user = user_named(username)
+    run_command(reason, lambda: services.unlock(user, actor=None))
     click.echo(f"unlocked {user.username}")
 
 
@@ -98,8 +108,8 @@ def users_unlock(username, reason):
 @click.option("--reason", required=True, help="Why the second factor is revoked (recorded in the audit trail).")
 def users_reset_totp(username, reason):
     """Revoke a user's authenticator; they enrol a new one at next login."""
-    user = _user(username)
-    _run(reason, lambda: services.admin_reset_totp(user, actor=None))
+    user = user_named(username)
+    run_command(reason, lambda: services.admin_reset_totp(user, actor=None))
     click.echo(f"second factor of {user.username} revoked")
 
 
@@ -109,9 +119,9 @@ def users_reset_totp(username, reason):
 @click.option("--reason", required=True, help="Why the roles change (recorded in the audit trail).")
 def users_set_roles(username, roles, reason):
     """Replace a user's roles with ROLES (comma-separated codes; '' for none)."""
-    user = _user(username)
+    user = user_named(username)
     wanted = _roles(roles)
-    _run(reason, lambda: services.set_roles(user, wanted, actor=None))
+    run_command(reason, lambda: services.set_roles(user, wanted, actor=None))
     click.echo(f"{user.username}: roles now {', '.join(sorted(user.role_codes)) or '-'}")
 
 
@@ -120,19 +130,9 @@ def users_set_roles(username, roles, reason):
 @click.option("--reason", required=True)
 def users_reset_password(username, reason):
     """Give a user a temporary password that must be changed at next login."""
-    user = _user(username)
-    temporary = _run(reason, lambda: services.admin_reset_password(user, actor=None))
+    user = user_named(username)
+    temporary = run_command(reason, lambda: services.admin_reset_password(user, actor=None))
     click.echo(f"temporary password for {user.username} (shown once): {temporary}")
-
-
-@users_cli.command("deactivate")
-@click.argument("username")
-@click.option("--reason", required=True)
-def users_deactivate(username, reason):
-    """Deactivate an account (accounts are never deleted; the username is never reused)."""
-    user = _user(username)
-    _run(reason, lambda: services.deactivate(user, actor=None))
-    click.echo(f"deactivated {user.username}")
 
 
 @audit_cli.command("verify")

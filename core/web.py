@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, current_app, g, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
+from markupsafe import Markup
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
@@ -25,9 +28,31 @@ _GATE_EXEMPT = {"auth.change_password", "auth.totp_enroll", "auth.logout", "auth
                 "bootstrap.static"}
 
 
-def register_nav(app, label: str, endpoint: str, permission: str) -> None:
-    """Domain packages add their main page to the navigation bar (core knows none of them)."""
-    app.extensions.setdefault("attest_nav", []).append((label, endpoint, permission))
+def register_nav(app, label: str, endpoint: str, permission: str, *, position: int) -> None:
+    """A package adds its main page to the navigation bar (core knows none of them); `position` orders the entries
+    (docs/architecture.md lists them). Idempotent: each create_app builds its own list."""
+    entries = app.extensions.setdefault("attest_nav", [])
+    entry = (position, label, endpoint, permission)
+    if entry not in entries:
+        entries.append(entry)
+        entries.sort(key=lambda e: e[0])
+
+
+def register_slot(app, slot: str, render: Callable[..., str], *, position: int = 50) -> None:
+    """A package adds a fragment to a named place of a core page (e.g. training's job functions on the organisation
+    page): `render(**values)` gets what the page passes to `slot(...)` and returns HTML (usually render_template of
+    the package's own fragment), or "" to show nothing. Wiring of pages only: nothing that writes a record."""
+    entries = app.extensions.setdefault("attest_slots", {}).setdefault(slot, [])
+    if all(existing is not render for _, existing in entries):
+        entries.append((position, render))
+        entries.sort(key=lambda e: e[0])
+
+
+@bp.app_template_global("slot")
+def render_slot(slot: str, **values: Any) -> Markup:
+    """In a core template: `{{ slot("users.show.details", user=user) }}`, the fragments packages registered there."""
+    entries = current_app.extensions.get("attest_slots", {}).get(slot, [])
+    return Markup("").join(Markup(render(**values)) for _, render in entries)
 
 
 @bp.app_context_processor
@@ -35,8 +60,10 @@ def _inject():
     from core.audit import EVENT_LABELS
     from core.clock import now_utc
 
+    nav = [(label, endpoint, permission) for _, label, endpoint, permission in current_app.extensions.get(
+        "attest_nav", [])]
     return {"PERMISSIONS": PERMISSIONS, "ROLES": ROLES, "event_labels": EVENT_LABELS, "now_utc": now_utc,
-            "nav_items": current_app.extensions.get("attest_nav", [])}
+            "nav_items": nav}
 
 
 @bp.before_app_request
@@ -59,7 +86,7 @@ def _gates():
 def _refuse_nul():
     """No person types a NUL character (U+0000), and PostgreSQL can neither store nor compare text holding one: a
     form field or query parameter with one is refused here, naming it, instead of failing in the database. The JSON
-    API refuses it as an invalid parameter, in its audited request (qms.api)."""
+    API refuses it as an invalid parameter, in its audited request."""
     if request.path.startswith("/api/"):
         return
     for source in (request.args, request.form):

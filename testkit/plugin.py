@@ -42,6 +42,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def assembled_application() -> None:
+    """The packages register their permissions, roles and audit event types in init_app (docs/architecture.md):
+    assemble the application once per session, so that a test of pure logic sees the matrix the running system has,
+    whichever test happens to run first."""
+    from app import create_app
+
+    create_app({"DATABASE_URL": "sqlite://", "SECRET_KEY": "assembly-only-secret-key-0123456789abcdef",
+                "TESTING": True})
+
+
 def is_postgres() -> bool:
     return (os.environ.get("ATTEST_TEST_DATABASE_URL") or "").startswith("postgresql")
 

@@ -84,7 +84,10 @@ class AuditChainHead(db.Model):
     hash: Mapped[str] = mapped_column(sa.String(64))
 
 
-EVENT_LABELS = {
+EVENT_LABELS: dict[str, str] = {}  # event type -> label, in the audit log's order: core's and each package's
+_EVENT_ORDER: dict[str, tuple[int, int]] = {}
+
+SECURITY_EVENTS = {
     "login.success": "Login succeeded",
     "login.failure": "Login failed",
     "login.totp_failure": "Second factor (TOTP) failed",
@@ -101,10 +104,8 @@ EVENT_LABELS = {
     "csrf.refused": "Form refused (CSRF token missing or wrong)",
     "action.refused": "Action refused (the record's state or rules do not allow it)",
     "audit.exported": "Audit trail exported",
-    "signature.failure": "Signature authentication failed",
-    "document.printed": "Controlled copy printed",
-    "training_record.printed": "Training record printed",
-    "validation_run.printed": "Validation run printed",
+}
+ADMINISTRATION_EVENTS = {
     "backup.created": "Database backup created",
     "backup.restored": "Database restored from a backup",
     "user.deactivated": "Account deactivated",
@@ -115,6 +116,22 @@ EVENT_LABELS = {
     "api.request": "API request",
     "api.refused": "API request refused (no valid token)",
 }
+CORE_EVENTS = {**SECURITY_EVENTS, **ADMINISTRATION_EVENTS}
+
+
+def register_events(labels: dict[str, str], *, position: int) -> None:
+    """Declare event types (code -> label shown in the audit log; `position` places them in its filter, core's
+    security events at 10 and administration events at 90, the packages' between); `record_event` refuses any
+    other. Idempotent; a type declared again with another label is refused."""
+    for code, label in labels.items():
+        known = EVENT_LABELS.get(code)
+        if known is not None and known != label:
+            raise RuntimeError(f"audit event type {code} is declared twice, differently: {known!r} and {label!r}")
+        _EVENT_ORDER.setdefault(code, (position, len(_EVENT_ORDER)))
+        EVENT_LABELS[code] = label
+    ordered = sorted(EVENT_LABELS.items(), key=lambda item: _EVENT_ORDER[item[0]])
+    EVENT_LABELS.clear()
+    EVENT_LABELS.update(ordered)
 
 
 # --- who is acting ----------------------------------------------------------------------------------------------

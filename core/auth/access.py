@@ -93,11 +93,10 @@ def check_session_limits() -> Any:
 def permission_required(code: str, *alternatives: str) -> Callable:
     """Protect a view: anonymous users go to the login page; users holding none of `code` and `alternatives` get a
     403 naming them, and the denial is recorded as a security event. Alternatives are for actions two kinds of people
-    may take (e.g. the executor or QA abandons a validation run); the service then applies the record-level rule."""
+    may take (e.g. the executor or QA abandons a validation run); the service then applies the record-level rule.
+    The codes are checked against the registered permissions once the application is assembled (check_routes):
+    packages register theirs in init_app, which may run after their views are imported."""
     codes = (code, *alternatives)
-    for each in codes:
-        if each not in PERMISSIONS and each != AUTHENTICATED:
-            raise ValueError(f"unknown permission {each!r}")
     if AUTHENTICATED in codes and alternatives:
         raise ValueError("a page open to every logged-in user needs no alternative permission")
 
@@ -145,23 +144,12 @@ def deny(*codes: str) -> None:
     abort(403, description=f"This page needs {noun} {named}, which your roles do not grant.")
 
 
-# who may look at a person's training and job functions beyond their own: everyone with these permissions, and a
-# supervisor for their direct reports only
-ORG_WIDE_VIEW = ("training.manage", "audit.view")
-
-
-def sees_everyone(viewer) -> bool:
-    return any(viewer.can(code) for code in ORG_WIDE_VIEW)
-
-
-def require_person_visible(person) -> None:
-    """Refuse (403, recorded as a denial) a look at someone who is neither the viewer, nor one of their direct
-    reports, unless the viewer sees the whole organisation (coordinators, QA, auditors)."""
-    viewer = current_user._get_current_object()
-    if person.id == viewer.id or person.supervisor_id == viewer.id or sees_everyone(viewer):
-        return
-    db.session.rollback()
-    with transaction():
-        audit.record_event("permission.denied", subject=viewer, permission="training.view_team",
-                           scope="not a direct report", method=request.method, path=request.path)
-    abort(403, description="Supervisors see the training of their own direct reports only.")
+def check_routes(app) -> None:
+    """Every route names permissions some package registered: a typo stops the application at start-up."""
+    for endpoint, view in app.view_functions.items():
+        for each in getattr(view, "required_permissions", ()):
+            if each not in PERMISSIONS and each != AUTHENTICATED:
+                raise RuntimeError(f"route {endpoint} needs the unknown permission {each!r}")
+    for _position, _label, endpoint, permission in app.extensions.get("attest_nav", []):
+        if permission not in PERMISSIONS:
+            raise RuntimeError(f"navigation entry {endpoint} needs the unknown permission {permission!r}")

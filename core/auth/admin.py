@@ -1,9 +1,17 @@
-"""User administration: accounts, role grants, deactivation, unlock, password and second-factor resets."""
+"""User administration: accounts, role grants, unlock, password and second-factor resets.
+
+Deactivating and reactivating a person is training's (training/people/accounts.py): leaving closes their open
+training in the same transaction, by an explicit call. Its buttons appear on the user page like core's own, through
+`register_account_action`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import sqlalchemy as sa
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from core.audit.views import events_for_user, record_history
@@ -18,6 +26,43 @@ from core.forms import ReasonForm, choices
 from core.org import Department, Site
 
 bp = Blueprint("users", __name__, url_prefix="/admin/users")
+
+
+@dataclass(frozen=True)
+class AccountAction:
+    """A button of the user page's Actions (a POST with a reason for change to `endpoint`, taking `user_id`)."""
+
+    endpoint: str
+    label: str
+    style: str  # Bootstrap button class
+    shown: Callable[[User], bool]  # whether it applies to this account now
+    position: int
+
+
+def register_account_action(app, action: AccountAction) -> None:
+    actions = app.extensions.setdefault("attest_account_actions", [])
+    if action not in actions:
+        actions.append(action)
+        actions.sort(key=lambda a: a.position)
+
+
+def _always(user: User) -> bool:
+    return True
+
+
+def _locked(user: User) -> bool:
+    return user.security.locked
+
+
+def _totp_enrolled(user: User) -> bool:
+    return user.security.totp_enrolled
+
+
+CORE_ACTIONS = (
+    AccountAction("users.unlock", "Unlock", "btn-outline-warning", _locked, position=20),
+    AccountAction("users.reset_password", "Reset password", "btn-outline-secondary", _always, position=30),
+    AccountAction("users.reset_totp", "Revoke authenticator", "btn-outline-secondary", _totp_enrolled, position=40),
+)
 
 
 def _get_user(user_id: int) -> User:
@@ -98,8 +143,9 @@ def show(user_id: int):
         for gid in grant_ids:
             grants.extend(record_history(UserRole, gid))
         grants.sort(key=lambda e: e.tx.id)
+    actions = [a for a in current_app.extensions.get("attest_account_actions", []) if a.shown(user)]
     return render_template("core/users/show.html", user=user, history=history, events=events, grants=grants,
-                           reason_form=ReasonForm())
+                           reason_form=ReasonForm(), actions=actions)
 
 
 @bp.route("/<int:user_id>/edit", methods=["GET", "POST"])
@@ -133,7 +179,9 @@ def edit(user_id: int):
     return render_template("core/users/form.html", form=form, user=user), 422 if form.errors else status
 
 
-def _reason_action(user_id: int, action, done: str, *, show_password: bool = False):
+def reason_action(user_id: int, action, done: str, *, show_password: bool = False):
+    """POST of an account action: the reason for change, `action(user)` in one transaction, the outcome flashed on
+    the user page (or the temporary password shown)."""
     user = _get_user(user_id)
     form = ReasonForm()
     if not form.validate_on_submit():
@@ -152,34 +200,21 @@ def _reason_action(user_id: int, action, done: str, *, show_password: bool = Fal
     return redirect(url_for("users.show", user_id=user.id))
 
 
-@bp.route("/<int:user_id>/deactivate", methods=["POST"])
-@permission_required("users.manage")
-def deactivate(user_id: int):
-    return _reason_action(user_id, lambda u: services.deactivate(u, actor=current_user),
-                          "{user} was deactivated; their sessions ended.")
-
-
-@bp.route("/<int:user_id>/reactivate", methods=["POST"])
-@permission_required("users.manage")
-def reactivate(user_id: int):
-    return _reason_action(user_id, services.reactivate, "{user} was reactivated.")
-
-
 @bp.route("/<int:user_id>/unlock", methods=["POST"])
 @permission_required("users.manage")
 def unlock(user_id: int):
-    return _reason_action(user_id, lambda u: services.unlock(u, actor=current_user), "{user} was unlocked.")
+    return reason_action(user_id, lambda u: services.unlock(u, actor=current_user), "{user} was unlocked.")
 
 
 @bp.route("/<int:user_id>/reset-password", methods=["POST"])
 @permission_required("users.manage")
 def reset_password(user_id: int):
-    return _reason_action(user_id, lambda u: services.admin_reset_password(u, actor=current_user), "",
-                          show_password=True)
+    return reason_action(user_id, lambda u: services.admin_reset_password(u, actor=current_user), "",
+                         show_password=True)
 
 
 @bp.route("/<int:user_id>/reset-totp", methods=["POST"])
 @permission_required("users.manage")
 def reset_totp(user_id: int):
-    return _reason_action(user_id, lambda u: services.admin_reset_totp(u, actor=current_user),
-                          "The authenticator of {user} was revoked; they enrol a new one at their next login.")
+    return reason_action(user_id, lambda u: services.admin_reset_totp(u, actor=current_user),
+                         "The authenticator of {user} was revoked; they enrol a new one at their next login.")

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from core import audit
-from core.auth import passwords
+from core.auth import passwords, tokens
 from core.auth.models import PasswordHistory, User, UserRole, UserSecurity
 from core.auth.permissions import ROLES, holds_signing_permission
 from core.clock import now_utc
@@ -166,16 +166,10 @@ def set_roles(user: User, roles: set[str] | frozenset[str], *, actor: User | Non
     audit.record_event("roles.changed", subject=user, old=sorted(before), new=sorted(roles))
 
 
-_deactivation_hooks: list = []
-
-
-def register_deactivation_hook(hook) -> None:
-    """Higher packages act on a deactivation in the same transaction (e.g. training cancels open assignments)."""
-    if hook not in _deactivation_hooks:
-        _deactivation_hooks.append(hook)
-
-
-def deactivate(user: User, *, actor: User | None) -> None:
+def deactivate_account(user: User, *, actor: User | None) -> None:
+    """The account stops working: its sessions end at once and its API tokens are revoked for good. A person who
+    leaves is deactivated through training.people.services.deactivate_person, which calls this and then closes
+    what the person still had to do (accounts are never deleted; the username is never reused)."""
     if not user.active:
         raise ValidationError("active", f"{user.username} is already deactivated.")
     if actor is not None and actor.id == user.id:
@@ -185,28 +179,18 @@ def deactivate(user: User, *, actor: User | None) -> None:
     user.security.session_nonce = new_session_nonce()  # live sessions stop working at once
     db.session.flush()
     audit.record_event("user.deactivated", subject=user)
-    for hook in _deactivation_hooks:
-        hook(user)
+    tokens.revoke_all_of_deactivated(user)
 
 
-_reactivation_hooks: list = []
-
-
-def register_reactivation_hook(hook) -> None:
-    """Higher packages act on a reactivation in the same transaction (e.g. training assigns what is required)."""
-    if hook not in _reactivation_hooks:
-        _reactivation_hooks.append(hook)
-
-
-def reactivate(user: User) -> None:
+def reactivate_account(user: User) -> None:
+    """The account works again (its revoked API tokens stay revoked). A person is reactivated through
+    training.people.services.reactivate_person, which calls this and assigns what they must train on."""
     if user.active:
         raise ValidationError("active", f"{user.username} is already active.")
     user.active = True
     user.deactivated_at = None
     db.session.flush()
     audit.record_event("user.reactivated", subject=user)
-    for hook in _reactivation_hooks:
-        hook(user)
 
 
 # --- passwords ------------------------------------------------------------------------------------------------------

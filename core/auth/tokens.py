@@ -99,8 +99,9 @@ def revoke(token: ApiToken, *, actor: User) -> ApiToken:
     return token
 
 
-def on_user_deactivated(user: User) -> None:
-    """Deactivation hook: a person who leaves loses their tokens for good (reactivation does not bring them back)."""
+def revoke_all_of_deactivated(user: User) -> None:
+    """A deactivated account loses its tokens for good (reactivation does not bring them back); called by
+    core.auth.services.deactivate_account in the same transaction."""
     for token in db.session.scalars(sa.select(ApiToken).where(ApiToken.user_id == user.id,
                                                               ApiToken.revoked_at.is_(None))):
         token.revoked_at = now_utc()

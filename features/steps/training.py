@@ -212,10 +212,10 @@ def that_cancelled(ctx, evidence, text):
 
 @when(parsers.parse('"{username}" is deactivated'))
 def deactivated(ctx, evidence, username):
-    from core.auth import services as auth
+    from training.people import services as people
 
     with transaction(reason="Left the company"):
-        auth.deactivate(account(ctx, username), actor=None)
+        people.deactivate_person(account(ctx, username), actor=None)
 
 
 @then(parsers.parse('his open training is cancelled with the reason "{reason}" and his history is kept'))

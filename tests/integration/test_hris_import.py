@@ -125,7 +125,7 @@ def test_every_row_error_is_reported_with_its_row_column_and_rule_and_nothing_ca
                                                                                               make_user):
     gone = make_user("gone.person", roles={"operator"})
     with transaction(reason="Left"):
-        accounts.deactivate(gone, actor=None)
+        accounts.deactivate_account(gone, actor=None)
     text = csv_text(
         "Bad Name!,Valid Name,valid@example.com,,,,,yes",                    # 2
         "ok.one,Al,not-an-email,,,,,yes",                                    # 3: two errors in one row

@@ -127,10 +127,10 @@ def test_inactive_users_and_job_functions_not_held_today_are_not_assigned(app, p
     _hold([current, deactivated], p.job_function_id)
     _hold([former], p.job_function_id, days_ago=60, until=today - timedelta(days=1))
     _hold([future], p.job_function_id, days_ago=-5)
-    from core.auth import services as auth
+    from training.people import services as people
 
     with transaction(reason="Left the company"):
-        auth.deactivate(deactivated, actor=None)
+        people.deactivate_person(deactivated, actor=None)
     revision = approved_revision(p, new_document(p))
     assert [a.user_id for a in _assignments(revision.id)] == [current.id]
 
@@ -237,13 +237,13 @@ def test_only_a_training_coordinator_assigns_job_functions(app, p, make_user):
 
 
 def test_deactivating_a_person_cancels_their_open_training_and_keeps_the_history(app, p, make_user):
-    from core.auth import services as auth
+    from training.people import services as people
 
     operator = make_user("quitter", roles={"operator"})
     _hold([operator], p.job_function_id)
     revision = approved_revision(p, new_document(p))
     with transaction(reason="Left the company"):
-        auth.deactivate(operator, actor=None)
+        people.deactivate_person(operator, actor=None)
     row = _assignments(revision.id)[0]
     assert (row.status, row.closed_reason) == ("cancelled", "Account deactivated")
     assert app.test_cli_runner().invoke(args=["audit", "verify"]).exit_code == 0
@@ -295,7 +295,6 @@ def test_job_function_changes_dated_ahead_take_effect_with_the_daily_reconciliat
 
 
 def test_a_person_who_regains_a_job_function_or_is_reactivated_is_assigned_again(app, p, make_user, coordinator):
-    from core.auth import services as auth_services
     from training.people import services as training_services
 
     document = new_document(p)
@@ -318,9 +317,9 @@ def test_a_person_who_regains_a_job_function_or_is_reactivated_is_assigned_again
 
     admin = make_user("ada.admin", roles={"system_admin"})
     with transaction(reason="Left"):
-        auth_services.deactivate(person, actor=admin)
+        training_services.deactivate_person(person, actor=admin)
     with transaction(reason="Rehired"):
-        auth_services.reactivate(person)
+        training_services.reactivate_person(person)
     rows = _assignments(revision.id)
     assert [(a.cycle, a.status) for a in rows] == [(0, "cancelled"), (1, "cancelled"), (2, OPEN)]
 

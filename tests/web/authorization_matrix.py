@@ -75,20 +75,20 @@ MATRIX: dict[str, dict[str, frozenset[str] | str]] = {
     "users.show": {"GET": ACCOUNT_READERS},
     "users.create": both(ADMIN),
     "users.edit": both(ADMIN),
-    "users.deactivate": {"POST": ADMIN},
-    "users.reactivate": {"POST": ADMIN},
     "users.reset_password": {"POST": ADMIN},
     "users.reset_totp": {"POST": ADMIN},
     "users.unlock": {"POST": ADMIN},
+    "people_accounts.deactivate": {"POST": ADMIN},  # a person leaving: training's, on the Users page
+    "people_accounts.reactivate": {"POST": ADMIN},
     # --- organisation --------------------------------------------------------------------------------------------
     "org.index": {"GET": ALL_ROLES},
-    "org.job_function": {"GET": ALL_ROLES},
     "org.create_site": both(ADMIN),
     "org.create_department": both(ADMIN),
-    "org.create_job_function": both(COORDINATOR),
-    "org.edit_job_function": both(COORDINATOR),
-    "org.deactivate_job_function": {"POST": COORDINATOR},
-    "org.reactivate_job_function": {"POST": COORDINATOR},
+    "job_functions.show": {"GET": ALL_ROLES},  # training's pages under /org/job-functions
+    "job_functions.create": both(COORDINATOR),
+    "job_functions.edit": both(COORDINATOR),
+    "job_functions.deactivate": {"POST": COORDINATOR},
+    "job_functions.reactivate": {"POST": COORDINATOR},
     # --- audit trail ---------------------------------------------------------------------------------------------
     "audit.log": {"GET": AUDIT_READERS},
     "audit.export_csv": {"GET": AUDIT_EXPORTERS},

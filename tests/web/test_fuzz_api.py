@@ -70,7 +70,7 @@ def world(app, make_user):
         token = tokens.resolve(secrets["revoked"])
         tokens.revoke(token, actor=p.qa)
     with transaction(reason="Fuzz: the owner left"):
-        auth_services.deactivate(leaver, actor=None)
+        auth_services.deactivate_account(leaver, actor=None)
     clock.freeze(clock.now_utc() + timedelta(days=2))  # past the expiry date
     return {"secrets": secrets, "usernames": [u.username for u in (p.operator, p.reviewer, p.qa, leaver)],
             "numbers": [document.number, document.number.lower()]}

@@ -36,6 +36,7 @@ from tests.web.fuzz_helpers import hostile_text, snapshot
 from tests.web.route_examples import _example_ids, post_example_ids
 
 EXAMPLES = int(os.environ.get("ATTEST_FUZZ_EXAMPLES", "12"))
+APP_PACKAGES = {"core", "signatures", "training", "lms", "qms", "validation"}
 
 # who posts: the first role in this order holding the view's permission (the administrator only for what nobody
 # else may do: it signs and edits nothing)
@@ -267,20 +268,24 @@ def form_from_view(app, endpoint: str) -> Form:
     view = app.view_functions[endpoint]
     view = inspect.unwrap(view)
     module = inspect.getmodule(view)
-    source = inspect.getsource(view)
-    for helper in set(re.findall(r"\b(_\w+)\(", source)):
-        target = getattr(module, helper, None)
-        if inspect.isfunction(target):
-            source += inspect.getsource(target)
+    sources = [(inspect.getsource(view), module)]
+    # helpers the view calls: its module's own (_helper) and the application's shared ones (module.helper), whose
+    # forms are looked up in the helper's own module
+    for prefix, helper in set(re.findall(r"\b(?:(\w+)\.)?(_?[a-z]\w*)\(", sources[0][0])):
+        owner = getattr(module, prefix, None) if prefix else module
+        target = getattr(owner, helper, None)
+        if inspect.isfunction(target) and target.__module__.split(".")[0] in APP_PACKAGES:
+            sources.append((inspect.getsource(target), inspect.getmodule(target)))
     form = Form(None)
     with app.test_request_context():
-        for name in re.findall(r"\b([A-Z]\w*Form)\(", source):
-            form_class = getattr(module, name, None)
-            if form_class is None:
-                continue
-            for f in form_class(meta={"csrf": False}):
-                form.fields.setdefault(f.name, Field(f.name, WTFORMS_KINDS.get(f.type, "text"),
-                                                     [str(f.data)] if f.data not in (None, "") else []))
+        for source, home in sources:
+            for name in re.findall(r"\b([A-Z]\w*Form)\(", source):
+                form_class = getattr(home, name, None)
+                if form_class is None:
+                    continue
+                for f in form_class(meta={"csrf": False}):
+                    form.fields.setdefault(f.name, Field(f.name, WTFORMS_KINDS.get(f.type, "text"),
+                                                         [str(f.data)] if f.data not in (None, "") else []))
     return form
 
 

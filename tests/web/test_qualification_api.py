@@ -220,14 +220,14 @@ def test_a_deactivated_owners_token_stops_working(app, client, p, sop, make_user
     assert ask(client, secret, user="otto.operator", document="SOP-QA-001").status_code == 200
     admin = make_user("ada.admin", roles={"system_admin"})
     with transaction(reason="Left the company"):
-        auth_services.deactivate(p.reviewer, actor=admin)
+        auth_services.deactivate_account(p.reviewer, actor=admin)
     response = ask(client, secret, user="otto.operator", document="SOP-QA-001")
     assert response.status_code == 401
     assert "revoked" in response.json["message"]  # deactivation revokes every token of the person
     db.session.expire_all()
     assert [t.state for t in tokens.tokens_of(p.reviewer.id)] == ["Revoked"]
     with transaction(reason="Rehired"):
-        auth_services.reactivate(db.session.get(type(p.reviewer), p.reviewer.id))
+        auth_services.reactivate_account(db.session.get(type(p.reviewer), p.reviewer.id))
     assert ask(client, secret, user="otto.operator", document="SOP-QA-001").status_code == 401
 
 

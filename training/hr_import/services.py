@@ -522,7 +522,7 @@ def apply(data: str | bytes, *, actor: User | None, expected_fingerprint: str | 
             services.end_job_function(held, actor=actor)
         step(1)
     for deactivation in result.deactivations:
-        accounts.deactivate(deactivation.user, actor=actor)  # its hook cancels the person's open training
+        services.deactivate_person(deactivation.user, actor=actor)  # and their open training is cancelled
         step(1)
     return result
 

@@ -1,4 +1,5 @@
-"""Training use cases: people joining and leaving job functions. They flush, never commit."""
+"""Training use cases: people joining and leaving job functions, and leaving or coming back altogether. They flush,
+never commit."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import date
 
 import sqlalchemy as sa
 
+from core.auth import services as accounts
 from core.auth.models import User
 from core.clock import now_utc
 from core.db import db, default_reason
@@ -83,14 +85,18 @@ def end_job_function(held: UserJobFunction, *, valid_to: date | None = None,
     return JobFunctionChange(held, created, cancelled)
 
 
-def on_user_reactivated(user: User) -> None:
-    """Reactivation hook (core.auth): the person is assigned again what the job functions they hold require."""
-    engine.reconcile_user(user.id, reason="Account reactivated")
-
-
-def on_user_deactivated(user: User) -> None:
-    """Deactivation hook (core.auth): open training of a person who left is cancelled, its history kept."""
+def deactivate_person(user: User, *, actor: User | None) -> None:
+    """A person leaves: their account is deactivated (core: sessions end, API tokens revoked) and their open training
+    is cancelled with the reason "Account deactivated", its history kept; all in the caller's transaction."""
+    accounts.deactivate_account(user, actor=actor)
     engine.cancel_all_open(user.id, reason="Account deactivated")
+
+
+def reactivate_person(user: User) -> None:
+    """A person comes back: their account works again and they are assigned again what the job functions they hold
+    require (training they completed on the current versions still counts)."""
+    accounts.reactivate_account(user)
+    engine.reconcile_user(user.id, reason="Account reactivated")
 
 
 def reconcile_due(today: date | None = None, *, days: int = 7) -> tuple[int, int, int]:

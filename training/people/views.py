@@ -19,7 +19,7 @@ from wtforms.validators import InputRequired, Length, Optional
 from wtforms.validators import ValidationError as FieldError
 
 from core.audit.views import record_history
-from core.auth.access import permission_required, require_person_visible, sees_everyone
+from core.auth.access import permission_required
 from core.auth.models import User
 from core.clock import now_utc
 from core.converters import record_id
@@ -28,6 +28,7 @@ from core.forms import ReasonMixin, choices
 from core.forms import coerce_optional_id as _optional_int  # bounded: no database overflow
 from core.org import Department, JobFunction, Site
 from core.org.views import save_form
+from training.access import require_person_visible, sees_everyone
 from training.models import OPEN, TrainingAssignment, UserJobFunction
 from training.people import services
 

@@ -23,7 +23,7 @@ from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from core import audit
-from core.auth.access import permission_required, require_person_visible, sees_everyone
+from core.auth.access import permission_required
 from core.auth.models import User
 from core.clock import now_utc
 from core.db import db, transaction
@@ -31,6 +31,7 @@ from core.forms import choices
 from core.org import Department
 from core.web import user_zone
 from training import items
+from training.access import require_person_visible, sees_everyone
 from training.models import TrainingAssignment, TrainingItem
 from training.qualification import services as service
 from training.qualification.pdf import CompletionLine, OpenLine, RecordHeader, Stamp, training_record_pdf
