@@ -6,8 +6,8 @@ version rows, sealed into the hash chain at commit. For comparison it times the 
 writing the same rows (the training item, the N assignments, their version rows and the audit transaction row, read
 back from the benchmark database after the approval) in one transaction into a copy of the database taken just
 before the approval, so into the same tables with the same indexes, unique and foreign-key constraints and triggers,
-over a connection set up as the application's (WAL, synchronous=NORMAL, foreign keys on). The last line is `fanout_users=<n> seconds=<s> floor_seconds=<s>
-ratio=<r>`; targets on 2 cores with SQLite: seconds <= 1, ratio <= 4.
+over a connection set up as the application's (WAL, synchronous=NORMAL, foreign keys on). The last line is
+`fanout_users=<n> seconds=<s> floor_seconds=<s> ratio=<r>`; targets on 2 cores with SQLite: seconds <= 1, ratio <= 4.
 """
 
 from __future__ import annotations
