@@ -25,8 +25,10 @@ CHECKOUT = (ROOT / "pyproject.toml").is_file()
 # builds on, so its grants, slots and demo loaders find what they name.
 PACKAGES = (core, signatures, training, lms, qms, validation)
 
-# Every module defining models is imported, then the version classes are built once (STACK_NOTES: Continuum).
+# Each package's settings are read and validated with core's; every module defining models is imported, then the
+# version classes are built once (STACK_NOTES: Continuum).
 for _package in PACKAGES:
+    config_module.register(*getattr(_package, "SETTINGS", ()))
     _package.load_models()
 core_db.configure_models()
 

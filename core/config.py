@@ -1,14 +1,17 @@
-"""Configuration: typed defaults in one place, overridden by ATTEST_* environment variables, validated at start-up.
+"""Configuration: typed defaults, overridden by ATTEST_* environment variables, validated at start-up.
 
-There is deliberately no setting that turns the audit trail or versioning off.
+Core declares its own settings here; each package declares its settings in its `SETTINGS` (e.g. qms: the document
+number pattern), registered when the application module is imported (`register`), so every setting is read, typed
+and validated in this one place and listed on the Configuration page in its position. There is deliberately no
+setting that turns the audit trail or versioning off.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import sysconfig
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,9 @@ class Setting:
     maximum: int | None = None
     choices: tuple[str, ...] | None = None
     secret: bool = False
+    position: int = 0  # the Configuration page's order
+    check: Callable[[Any], str | None] | None = None  # a further rule: the message naming what is wrong, or None
+    upload_mb: bool = False  # the largest upload a page accepts, in MB: requests may carry it (MAX_CONTENT_LENGTH)
 
     def parse(self, raw: str) -> Any:
         if self.type is bool:
@@ -61,43 +67,64 @@ class Setting:
                 raise ConfigError(f"{label} must be at most {self.maximum}, got {value}")
         if self.choices is not None and value not in self.choices:
             raise ConfigError(f"{label} must be one of {', '.join(self.choices)}, got {value!r}")
+        problem = self.check(value) if self.check is not None else None
+        if problem:
+            raise ConfigError(f"{label} {problem}")
 
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting("DATABASE_URL", str, None, "SQLAlchemy URL; default sqlite:///<instance>/attest.db"),
-    Setting("SECRET_KEY", str, None, "Session signing key; generated into the instance folder when unset", secret=True),
-    Setting("SESSION_IDLE_MINUTES", int, 15, "Idle timeout of a login session, minutes", 1, 480),
-    Setting("SESSION_MAX_HOURS", int, 12, "Absolute lifetime of a login session, hours", 1, 72),
-    Setting("LOCKOUT_THRESHOLD", int, 5, "Consecutive failed password/TOTP attempts that lock an account", 1, 20),
-    Setting("PASSWORD_MIN_LENGTH", int, 12, "Minimum password length", 12, 128),
-    Setting("PASSWORD_HISTORY", int, 5, "A new password may not equal any of the last N", 1, 24),
+def _time_zone(value: Any) -> str | None:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"must be an IANA time zone name, got {value!r}"
+    return None
+
+
+SETTINGS: list[Setting] = [
+    Setting("DATABASE_URL", str, None, "SQLAlchemy URL; default sqlite:///<instance>/attest.db", position=10),
+    Setting("SECRET_KEY", str, None, "Session signing key; generated into the instance folder when unset", secret=True,
+            position=20),
+    Setting("SESSION_IDLE_MINUTES", int, 15, "Idle timeout of a login session, minutes", 1, 480, position=30),
+    Setting("SESSION_MAX_HOURS", int, 12, "Absolute lifetime of a login session, hours", 1, 72, position=40),
+    Setting("LOCKOUT_THRESHOLD", int, 5, "Consecutive failed password/TOTP attempts that lock an account", 1, 20,
+            position=50),
+    Setting("PASSWORD_MIN_LENGTH", int, 12, "Minimum password length", 12, 128, position=60),
+    Setting("PASSWORD_HISTORY", int, 5, "A new password may not equal any of the last N", 1, 24, position=70),
     Setting("TOTP_REQUIRED", str, "signers", "Who must use a TOTP second factor: all, signers or none",
-            choices=("all", "signers", "none")),
-    Setting("TOTP_ISSUER", str, "Attest", "Issuer name shown in authenticator apps"),
-    Setting("LOGIN_RATE_LIMIT", str, "20 per minute", "Login attempts allowed per client address"),
-    Setting("API_RATE_LIMIT", str, "600 per minute", "JSON API requests allowed per client address"),
+            choices=("all", "signers", "none"), position=80),
+    Setting("TOTP_ISSUER", str, "Attest", "Issuer name shown in authenticator apps", position=90),
+    Setting("LOGIN_RATE_LIMIT", str, "20 per minute", "Login attempts allowed per client address", position=100),
+    Setting("API_RATE_LIMIT", str, "600 per minute", "JSON API requests allowed per client address", position=110),
     Setting("API_REFUSAL_RATE_LIMIT", str, "20 per minute",
-            "JSON API requests without a valid token allowed per client address (each is audited)"),
-    Setting("RATELIMIT_STORAGE_URI", str, "memory://", "Rate-limit store (memory:// or redis://...)"),
-    Setting("SESSION_COOKIE_SECURE", bool, True, "Send the session cookie over HTTPS only"),
-    Setting("FORCE_HTTPS", bool, False, "Redirect HTTP to HTTPS and send HSTS (behind TLS termination)"),
-    Setting("PROXY_FIX", bool, False, "Trust one proxy's X-Forwarded-For/Proto headers (behind a load balancer)"),
-    Setting("DEFAULT_TIMEZONE", str, "UTC", "Time zone for users who have not chosen one (IANA name)"),
-    Setting("DOCUMENT_NUMBER_PATTERN", str, r"^[A-Z]{2,5}-[A-Z]{2,5}-\d{3,4}$",
-            "Regular expression a controlled document number must match (e.g. SOP-QA-001)"),
-    Setting("TRAINING_SUPERSEDED_POLICY", str, "supersede",
-            "Open training on a revision that is superseded: supersede (closed, replaced by the new revision's) "
-            "or keep", choices=("supersede", "keep")),
-    Setting("MAX_UPLOAD_MB", int, 20, "Largest PDF accepted as document content, megabytes", 1, 200),
+            "JSON API requests without a valid token allowed per client address (each is audited)", position=120),
+    Setting("RATELIMIT_STORAGE_URI", str, "memory://", "Rate-limit store (memory:// or redis://...)", position=130),
+    Setting("SESSION_COOKIE_SECURE", bool, True, "Send the session cookie over HTTPS only", position=140),
+    Setting("FORCE_HTTPS", bool, False, "Redirect HTTP to HTTPS and send HSTS (behind TLS termination)", position=150),
+    Setting("PROXY_FIX", bool, False, "Trust one proxy's X-Forwarded-For/Proto headers (behind a load balancer)",
+            position=160),
+    Setting("DEFAULT_TIMEZONE", str, "UTC", "Time zone for users who have not chosen one (IANA name)",
+            check=_time_zone, position=170),
     Setting("INSTANCE_PATH", str, None,
             "Folder of this installation's own files (generated secret key, default SQLite database, validation run "
-            "logs); default <checkout>/instance in a source checkout, ./instance when installed from a wheel"),
-    Setting("VALIDATION_DATABASE_URL", str, "",
-            "PostgreSQL server URL where validation runs create (and drop) their scratch database; empty: a "
-            "scratch SQLite file. Never the production database", secret=True),
-)
+            "logs); default <checkout>/instance in a source checkout, ./instance when installed from a wheel",
+            position=210),
+]
 
 BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def register(*settings: Setting) -> None:
+    """A package's settings (its `SETTINGS`), read and validated with core's. Registering the same setting again
+    changes nothing; a name declared again with another meaning is refused."""
+    for setting in settings:
+        known = BY_NAME.get(setting.name)
+        if known is not None:
+            if known != setting:
+                raise ValueError(f"setting ATTEST_{setting.name} is declared twice, differently")
+            continue
+        BY_NAME[setting.name] = setting
+        SETTINGS.append(setting)
+    SETTINGS.sort(key=lambda s: s.position)
 
 
 def instance_path(default: Path, override: str | None = None) -> str:
@@ -134,19 +161,6 @@ def load(instance_path: str, overrides: dict[str, Any] | None = None) -> dict[st
     for setting in SETTINGS:
         if values[setting.name] is not None:
             setting.validate(values[setting.name])
-    try:
-        ZoneInfo(values["DEFAULT_TIMEZONE"])
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            f"ATTEST_DEFAULT_TIMEZONE must be an IANA time zone name, got {values['DEFAULT_TIMEZONE']!r}"
-        ) from None
-    try:
-        re.compile(values["DOCUMENT_NUMBER_PATTERN"])
-    except (re.error, TypeError) as exc:
-        raise ConfigError(
-            f"ATTEST_DOCUMENT_NUMBER_PATTERN must be a valid regular expression, got "
-            f"{values['DOCUMENT_NUMBER_PATTERN']!r} ({exc})"
-        ) from None
 
     values["INSTANCE_PATH"] = str(instance_path)  # the folder in use (app.py resolves it with instance_path())
     if not values["DATABASE_URL"]:
@@ -170,7 +184,8 @@ def load(instance_path: str, overrides: dict[str, Any] | None = None) -> dict[st
         RATELIMIT_STORAGE_URI=values["RATELIMIT_STORAGE_URI"],
         RATELIMIT_HEADERS_ENABLED=False,
         # a request must fit the largest allowed upload plus its form fields
-        MAX_CONTENT_LENGTH=max(50, values["MAX_UPLOAD_MB"] + 10) * 1024 * 1024,
+        MAX_CONTENT_LENGTH=max(50, max((values[s.name] for s in SETTINGS if s.upload_mb), default=0) + 10)
+        * 1024 * 1024,
     )
     config.update(extra)
     return config

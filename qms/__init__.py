@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 from core.auth.permissions import EVERYONE, Permission
+from core.config import Setting
 
 DOCUMENT_PERMISSIONS = (
     Permission("documents.view", "See controlled documents"),
@@ -32,6 +35,23 @@ GRANTS = {
     "auditor": READ,
 }
 EVENTS = {"document.printed": "Controlled copy printed"}
+
+
+def _regular_expression(value: str) -> str | None:
+    try:
+        re.compile(value)
+    except (re.error, TypeError) as exc:
+        return f"must be a valid regular expression, got {value!r} ({exc})"
+    return None
+
+
+SETTINGS = (  # read and validated with core's (core.config), in these positions on the Configuration page
+    Setting("DOCUMENT_NUMBER_PATTERN", str, r"^[A-Z]{2,5}-[A-Z]{2,5}-\d{3,4}$",
+            "Regular expression a controlled document number must match (e.g. SOP-QA-001)",
+            check=_regular_expression, position=180),
+    Setting("MAX_UPLOAD_MB", int, 20, "Largest PDF accepted as document content, megabytes", 1, 200, position=200,
+            upload_mb=True),
+)
 
 
 def load_models() -> None:

@@ -4,6 +4,7 @@ and their job functions, the HR import and the qualification API."""
 from __future__ import annotations
 
 from core.auth.permissions import EVERYONE, Permission
+from core.config import Setting
 
 PERMISSIONS = (
     Permission("training.view_own", "See and complete own training (read and sign)", signing=True),
@@ -22,6 +23,11 @@ GRANTS = {
     "auditor": {"training.view_team"},
 }
 EVENTS = {"training_record.printed": "Training record printed"}
+SETTINGS = (  # read and validated with core's (core.config), in this position on the Configuration page
+    Setting("TRAINING_SUPERSEDED_POLICY", str, "supersede",
+            "Open training on a revision that is superseded: supersede (closed, replaced by the new revision's) "
+            "or keep", choices=("supersede", "keep"), position=190),
+)
 
 
 def load_models() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from core.auth.permissions import EVERYONE, Permission
+from core.config import Setting
 
 PERMISSIONS = (
     Permission("validation.execute", "Execute validation protocols", signing=True, edits_records=True),
@@ -19,6 +20,11 @@ GRANTS = {
     "qa_approver": {"validation.approve"},
 }
 EVENTS = {"validation_run.printed": "Validation run printed"}
+SETTINGS = (  # read and validated with core's (core.config), in this position on the Configuration page
+    Setting("VALIDATION_DATABASE_URL", str, "",
+            "PostgreSQL server URL where validation runs create (and drop) their scratch database; empty: a "
+            "scratch SQLite file. Never the production database", secret=True, position=220),
+)
 
 
 def load_models() -> None:

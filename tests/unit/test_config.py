@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import app  # noqa: F401  (the packages' settings registered with core's)
 from core import config
 
 
@@ -94,3 +95,26 @@ def test_an_instance_folder_inside_the_installed_packages_or_naming_a_file_is_re
     monkeypatch.setenv("ATTEST_INSTANCE_PATH", "  ")
     with pytest.raises(config.ConfigError, match="ATTEST_INSTANCE_PATH must name a folder"):
         config.instance_path(tmp_path)
+
+
+def test_each_package_declares_its_own_settings_read_with_cores_in_the_configuration_pages_order():
+    """Core names none of the packages' settings; they are registered with core's and listed in their positions."""
+    import qms
+    import training
+    import validation
+
+    own = {"qms": qms.SETTINGS, "training": training.SETTINGS, "validation": validation.SETTINGS}
+    names = [s.name for s in config.SETTINGS]
+    assert names == ["DATABASE_URL", "SECRET_KEY", "SESSION_IDLE_MINUTES", "SESSION_MAX_HOURS", "LOCKOUT_THRESHOLD",
+                     "PASSWORD_MIN_LENGTH", "PASSWORD_HISTORY", "TOTP_REQUIRED", "TOTP_ISSUER", "LOGIN_RATE_LIMIT",
+                     "API_RATE_LIMIT", "API_REFUSAL_RATE_LIMIT", "RATELIMIT_STORAGE_URI", "SESSION_COOKIE_SECURE",
+                     "FORCE_HTTPS", "PROXY_FIX", "DEFAULT_TIMEZONE", "DOCUMENT_NUMBER_PATTERN",
+                     "TRAINING_SUPERSEDED_POLICY", "MAX_UPLOAD_MB", "INSTANCE_PATH", "VALIDATION_DATABASE_URL"]
+    source = Path(config.__file__).read_text()
+    for package, settings in own.items():
+        for setting in settings:
+            assert setting.name not in source, f"core.config names {package}'s setting {setting.name}"
+    config.register(*qms.SETTINGS)  # again: nothing changes
+    assert [s.name for s in config.SETTINGS] == names
+    with pytest.raises(ValueError, match="declared twice"):
+        config.register(config.Setting("MAX_UPLOAD_MB", int, 5, "Another meaning"))
